@@ -1,0 +1,177 @@
+"""The contract every market-data provider keeps: frame schemas and the provider interface.
+
+Units (stored as-is in the warehouse):
+- prices in INR per share; ``strike`` in INR;
+- ``volume`` and ``oi`` in **contracts** (lots), as NSE's option chain shows them (OI may be
+  fractional in NSE's 2025 files); multiply by ``lot_size`` for shares;
+- ``exchange_iv`` is the source's own implied volatility as a fraction (NSE's or Dhan's), null
+  when the source has none or shows 0;
+- ``snapshot_ts`` is the tz-aware time the quotes refer to (15:30 IST for end-of-day data).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import polars as pl
+
+from ..errors import DataError, DataUnavailable
+
+CHAIN_SCHEMA: dict[str, pl.DataType] = {
+    "trade_date": pl.Date,
+    "symbol": pl.Utf8,
+    "expiry": pl.Date,
+    "strike": pl.Float64,
+    "option_type": pl.Utf8,  # CE / PE
+    "bid": pl.Float64,
+    "ask": pl.Float64,
+    "bid_qty": pl.Float64,
+    "ask_qty": pl.Float64,
+    "ltp": pl.Float64,
+    "close": pl.Float64,  # the exchange's closing / settlement price where the source has one
+    "volume": pl.Float64,  # contracts
+    "oi": pl.Float64,  # contracts
+    "oi_change": pl.Float64,
+    "exchange_iv": pl.Float64,  # fraction
+    "underlying_price": pl.Float64,
+    "futures_price": pl.Float64,
+    "lot_size": pl.Int64,
+    "security_id": pl.Utf8,
+    "snapshot_ts": pl.Datetime("us", "UTC"),
+    "source": pl.Utf8,
+}
+CHAIN_KEY = ("trade_date", "symbol", "expiry", "strike", "option_type")
+CHAIN_REQUIRED = ("trade_date", "symbol", "expiry", "strike", "option_type", "underlying_price", "lot_size")
+
+BARS_SCHEMA: dict[str, pl.DataType] = {
+    "date": pl.Date,
+    "symbol": pl.Utf8,
+    "open": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "close": pl.Float64,
+    "volume": pl.Float64,  # shares for stocks, shares traded for indices, 0 for India VIX
+    "source": pl.Utf8,
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One symbol that could not be served: recorded, shown in metadata, never fatal to a partition."""
+
+    symbol: str
+    stage: str
+    reason: str
+    kind: str = "error"  # "error" (bad data / provider failure) or "missing" (source has nothing)
+
+    @classmethod
+    def from_exception(cls, symbol: str, stage: str, exc: BaseException) -> Failure:
+        kind = "missing" if isinstance(exc, DataUnavailable) else "error"
+        reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+        return cls(symbol=symbol, stage=stage, reason=f"{type(exc).__name__}: {reason}", kind=kind)
+
+
+def empty_chain() -> pl.DataFrame:
+    return pl.DataFrame(schema=CHAIN_SCHEMA)
+
+
+def empty_bars() -> pl.DataFrame:
+    return pl.DataFrame(schema=BARS_SCHEMA)
+
+
+def _conform(df: pl.DataFrame, schema: dict[str, pl.DataType], what: str, symbol: str | None,
+             session: dt.date | None) -> pl.DataFrame:
+    cols = []
+    for name, dtype in schema.items():
+        if name in df.columns:
+            try:
+                cols.append(df.get_column(name).cast(dtype, strict=True).alias(name))
+            except Exception as exc:  # polars raises several types for bad casts
+                raise DataError(f"{what}: column cannot be read as {dtype} ({exc.__class__.__name__})",
+                                symbol=symbol, session=session, field=name) from exc
+        else:
+            cols.append(pl.lit(None, dtype=dtype).alias(name))
+    return pl.DataFrame(cols)
+
+
+def normalize_chain(df: pl.DataFrame, *, symbol: str | None = None, session: dt.date | None = None) -> pl.DataFrame:
+    """Cast a provider's chain to :data:`CHAIN_SCHEMA` and validate it.
+
+    Raises :class:`DataError` naming the field for: a required column missing or null, an
+    option type other than CE/PE, a non-positive strike or underlying price, negative prices,
+    or duplicate (expiry, strike, option_type) rows.
+    """
+    out = _conform(df, CHAIN_SCHEMA, "option chain", symbol, session)
+    if out.height == 0:
+        raise DataUnavailable("option chain is empty", symbol=symbol, session=session)
+    for name in CHAIN_REQUIRED:
+        nulls = out.get_column(name).null_count()
+        if nulls:
+            raise DataError(f"option chain has {nulls} rows without {name}", symbol=symbol, session=session,
+                            field=name)
+    bad_type = out.filter(~pl.col("option_type").is_in(["CE", "PE"]))
+    if bad_type.height:
+        raise DataError(f"option_type must be CE or PE, got {bad_type['option_type'][0]!r}", symbol=symbol,
+                        session=session, field="option_type")
+    for name in ("strike", "underlying_price"):
+        if (out.get_column(name) <= 0).any():
+            raise DataError(f"{name} must be positive", symbol=symbol, session=session, field=name)
+    for name in ("bid", "ask", "ltp", "close", "volume", "oi"):
+        if (out.get_column(name).fill_null(0) < 0).any():
+            raise DataError(f"{name} is negative", symbol=symbol, session=session, field=name)
+    if (out.get_column("lot_size") <= 0).any():
+        raise DataError("lot_size must be positive", symbol=symbol, session=session, field="lot_size")
+    dup = out.select(CHAIN_KEY).is_duplicated()
+    if dup.any():
+        first = out.filter(dup).row(0, named=True)
+        raise DataError(f"duplicate contract {first['expiry']} {first['strike']} {first['option_type']}",
+                        symbol=symbol or first["symbol"], session=session, field="strike")
+    return out.sort(["symbol", "expiry", "strike", "option_type"])
+
+
+def normalize_bars(df: pl.DataFrame, *, symbol: str | None = None) -> pl.DataFrame:
+    out = _conform(df, BARS_SCHEMA, "daily bars", symbol, None)
+    for name in ("date", "symbol", "close"):
+        if out.get_column(name).null_count():
+            raise DataError(f"daily bars have rows without {name}", symbol=symbol, field=name)
+    if (out.get_column("close") <= 0).any():
+        raise DataError("close must be positive", symbol=symbol, field="close")
+    return out.unique(subset=["symbol", "date"], keep="last").sort(["symbol", "date"])
+
+
+class MarketDataProvider(ABC):
+    """One source of option chains and daily bars. Implementations raise :class:`DataUnavailable`
+    when the source holds nothing for a symbol/session, :class:`DataError` for bad data and
+    :class:`ProviderError` for transport failures after retries; never an empty frame silently."""
+
+    name: str = "abstract"
+
+    def symbols_for(self, session: dt.date, universe_symbols: Iterable[str]) -> list[str]:
+        """The universe symbols this provider is expected to serve on ``session``."""
+        return list(universe_symbols)
+
+    @abstractmethod
+    def option_chain(self, symbol: str, session: dt.date, *, horizon_days: int = 90) -> pl.DataFrame:
+        """All listed contracts of ``symbol`` expiring within ``horizon_days`` of ``session``,
+        in :data:`CHAIN_SCHEMA` (see :func:`normalize_chain`)."""
+
+    @abstractmethod
+    def daily_bars(self, symbol: str, start: dt.date, end: dt.date) -> pl.DataFrame:
+        """Daily OHLCV in [start, end] for an underlying, ``NIFTY`` or ``INDIAVIX``, in :data:`BARS_SCHEMA`."""
+
+    def option_chains(self, symbols: Iterable[str], session: dt.date, *, horizon_days: int = 90
+                      ) -> tuple[pl.DataFrame, list[Failure]]:
+        """Chains for many symbols; one symbol's failure is recorded, not raised."""
+        frames, failures = [], []
+        for sym in symbols:
+            try:
+                frames.append(self.option_chain(sym, session, horizon_days=horizon_days))
+            except (DataError, Exception) as exc:  # noqa: BLE001 - recorded per symbol by design
+                failures.append(Failure.from_exception(sym, "option_chain", exc))
+        return (pl.concat(frames, how="vertical") if frames else empty_chain()), failures
+
+    def close(self) -> None:  # pragma: no cover - providers with connections override
+        pass

@@ -1,0 +1,1 @@
+"""Pure quantitative code (pricing, implied vol, greeks, indicators): numpy only, no Dagster."""

@@ -1,0 +1,25 @@
+"""The code location: every module under ``defs/``, loaded by Dagster's defs-folder loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from options_v4_dagster import config
+
+
+def build_defs() -> dg.Definitions:
+    if config.PROJECT_ROOT is not None:
+        return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    # Installed without the checkout (no pyproject.toml beside the package): load the module tree.
+    from dagster.components import load_defs
+
+    import options_v4_dagster.defs as defs_module
+
+    return load_defs(defs_root=defs_module, project_root=Path(__file__).parent)
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_defs()

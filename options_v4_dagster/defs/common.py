@@ -1,0 +1,64 @@
+"""Helpers shared by the asset modules: failure recording and metadata formatting."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import dagster as dg
+import polars as pl
+
+from options_v4_dagster.market import Failure
+from options_v4_dagster.store import Warehouse
+
+
+def record_failures(wh: Warehouse, session: dt.date, asset: str, failures: Sequence[Failure]) -> None:
+    """Replace this asset's failure rows for the session (idempotent)."""
+    now = dt.datetime.now(dt.UTC)
+    frame = pl.DataFrame(
+        [{"trade_date": session, "asset": asset, "symbol": f.symbol, "stage": f.stage, "kind": f.kind,
+          "reason": f.reason[:2000], "recorded_at": now} for f in _dedupe(failures)],
+        schema={"trade_date": pl.Date, "asset": pl.Utf8, "symbol": pl.Utf8, "stage": pl.Utf8, "kind": pl.Utf8,
+                "reason": pl.Utf8, "recorded_at": pl.Datetime("us", "UTC")},
+    )
+    wh.replace_partition("pipeline_failures", session, frame, where={"asset": asset})
+
+
+def _dedupe(failures: Sequence[Failure]) -> list[Failure]:
+    seen, out = set(), []
+    for f in failures:
+        if (f.symbol, f.stage) not in seen:
+            seen.add((f.symbol, f.stage))
+            out.append(f)
+    return out
+
+
+def failures_metadata(failures: Sequence[Failure], limit: int = 25) -> dict:
+    errors = [f for f in failures if f.kind == "error"]
+    missing = [f for f in failures if f.kind != "error"]
+    md = "_none_"
+    if failures:
+        lines = ["| symbol | stage | kind | reason |", "|---|---|---|---|"]
+        for f in list(errors)[:limit] + list(missing)[: max(0, limit - len(errors))]:
+            lines.append(f"| {f.symbol} | {f.stage} | {f.kind} | {f.reason.replace('|', '/')[:160]} |")
+        if len(failures) > limit:
+            lines.append(f"| … | | | {len(failures) - limit} more in table pipeline_failures |")
+        md = "\n".join(lines)
+    return {
+        "failed_symbols": dg.MetadataValue.int(len(errors)),
+        "missing_symbols": dg.MetadataValue.int(len(missing)),
+        "failures": dg.MetadataValue.md(md),
+    }
+
+
+def frame_markdown(frame: pl.DataFrame, limit: int = 20, floatfmt: str = "{:,.2f}") -> str:
+    if frame.height == 0:
+        return "_empty_"
+    cols = frame.columns
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.head(limit).iter_rows():
+        cells = [floatfmt.format(v) if isinstance(v, float) else ("" if v is None else str(v)) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    if frame.height > limit:
+        lines.append(f"| … {frame.height - limit} more rows |" + " |" * (len(cols) - 1))
+    return "\n".join(lines)

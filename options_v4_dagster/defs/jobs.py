@@ -1,0 +1,17 @@
+"""Jobs: the daily pipeline over one NSE session."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from options_v4_dagster.defs.partitions import nse_sessions
+
+DAILY_GROUPS = ("market_data", "volatility", "strategies", "allocation")
+
+daily_pipeline = dg.define_asset_job(
+    "daily_pipeline",
+    selection=dg.AssetSelection.groups(*DAILY_GROUPS),
+    partitions_def=nse_sessions,
+    description="Materialize one NSE session end to end: universe, option chains, bars, market conditions "
+    "(and what later areas add to these groups).",
+)

@@ -1,0 +1,229 @@
+"""Market-data assets: universe, option_chains (+ sanity check), underlying_bars, market_conditions."""
+
+
+import datetime as dt
+import time
+
+import dagster as dg
+import polars as pl
+
+from options_v4_dagster import universe as fno
+from options_v4_dagster.defs.common import failures_metadata, frame_markdown, record_failures
+from options_v4_dagster.defs.partitions import nse_sessions, session_of
+from options_v4_dagster.defs.resources import MarketDataResource, WarehouseResource
+from options_v4_dagster.market import Failure
+from options_v4_dagster.market.sanity import chain_sanity
+from options_v4_dagster.quant import regime
+
+GROUP = "market_data"
+BARS_LOOKBACK_DAYS = 365
+
+
+def _universe_rows(symbols: list[str], session: dt.date, source: str, lots: dict[str, int]) -> pl.DataFrame:
+    rows = []
+    for sym in symbols:
+        try:
+            u = fno.get(sym)
+            rows.append({"symbol": sym, "name": u.name, "instrument": u.instrument,
+                         "lot_size": lots.get(sym, u.lot_size), "strike_step": u.strike_step,
+                         "industry": u.industry, "dhan_security_id": u.dhan_security_id,
+                         "dhan_segment": u.dhan_segment})
+        except Exception:  # noqa: BLE001 - a symbol the source serves but the reference table lacks
+            if sym not in lots:
+                continue
+            rows.append({"symbol": sym, "name": sym, "instrument": "INDEX" if fno.is_index(sym) else "STOCK",
+                         "lot_size": lots[sym], "strike_step": None, "industry": "Unclassified",
+                         "dhan_security_id": None, "dhan_segment": None})
+    frame = pl.DataFrame(rows, schema={"symbol": pl.Utf8, "name": pl.Utf8, "instrument": pl.Utf8,
+                                       "lot_size": pl.Int64, "strike_step": pl.Float64, "industry": pl.Utf8,
+                                       "dhan_security_id": pl.Utf8, "dhan_segment": pl.Utf8})
+    return frame.with_columns(pl.lit(session).alias("trade_date"), pl.lit(source).alias("source"))
+
+
+@dg.asset(
+    partitions_def=nse_sessions,
+    group_name=GROUP,
+    kinds={"python", "sql"},
+    description="F&O underlyings (indices and ~208 stocks) the market-data source serves on the session, "
+    "with lot size, strike step, industry and Dhan security id. Table fno_universe.",
+)
+def universe(context: dg.AssetExecutionContext, market_data: MarketDataResource,
+             warehouse: WarehouseResource) -> dg.MaterializeResult:
+    session = session_of(context)
+    provider, wh = market_data.get(), warehouse.get()
+    available = getattr(provider, "available_symbols", None)
+    symbols = list(available(session)) if available else provider.symbols_for(session, fno.symbols())
+    lots_fn = getattr(provider, "lot_sizes", None)
+    lots = dict(lots_fn(session)) if lots_fn else {}
+    frame = _universe_rows(symbols, session, provider.name, lots)
+    res = wh.replace_partition("fno_universe", session, frame)
+    n_idx = frame.filter(pl.col("instrument") == "INDEX").height
+    context.log.info(f"universe {session}: {frame.height} underlyings ({n_idx} indices) from {provider.name}")
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": frame.height,
+        "indices": n_idx,
+        "stocks": frame.height - n_idx,
+        "source": provider.name,
+        "industries": frame.get_column("industry").n_unique(),
+        "write_seconds": round(res.seconds, 3),
+    })
+
+
+@dg.asset(
+    partitions_def=nse_sessions,
+    group_name=GROUP,
+    deps=[universe],
+    kinds={"python", "sql"},
+    check_specs=[dg.AssetCheckSpec("chain_sanity", asset="option_chains", blocking=True,
+                                   description="No negative prices, lot size known, strikes straddle spot; "
+                                   "crossed quotes are counted as a warning.")],
+    description="Every listed option contract within ~90 days for each underlying of the session "
+    "(bid/ask/LTP, volume and OI in contracts, underlying and futures price, lot size). "
+    "Table option_chain_data; one symbol's bad data is recorded in pipeline_failures, never fatal.",
+)
+def option_chains(context: dg.AssetExecutionContext, market_data: MarketDataResource,
+                  warehouse: WarehouseResource):
+    session = session_of(context)
+    provider, wh = market_data.get(), warehouse.get()
+    symbols = wh.read_partition("fno_universe", session, ["symbol"]).get_column("symbol").to_list() \
+        if wh.count("fno_universe", session) else []
+    t0 = time.perf_counter()
+    chain, failures = provider.option_chains(symbols, session, horizon_days=market_data.horizon_days)
+    fetch_s = time.perf_counter() - t0
+    res = wh.replace_partition("option_chain_data", session, chain)
+    record_failures(wh, session, "option_chains", failures)
+    sanity = chain_sanity(chain)
+    served = chain.get_column("symbol").n_unique() if chain.height else 0
+    context.log.info(
+        f"option_chains {session}: {served}/{len(symbols)} symbols, {chain.height} contracts from {provider.name} "
+        f"(fetch {fetch_s:.2f}s, write {res.seconds:.2f}s); {len(failures)} failures"
+    )
+    for f in failures:
+        context.log.warning(f"option_chains {session} {f.symbol}: {f.kind}: {f.reason}")
+    per_symbol = (chain.group_by("symbol").agg(pl.len().alias("contracts"), pl.col("expiry").n_unique().alias("expiries"),
+                                               pl.col("underlying_price").first().alias("spot"),
+                                               pl.col("oi").sum().alias("oi_contracts"))
+                  .sort("oi_contracts", descending=True)) if chain.height else pl.DataFrame()
+    yield dg.MaterializeResult(metadata={
+        "dagster/row_count": chain.height,
+        "symbols_requested": len(symbols),
+        "symbols_served": served,
+        "expiries": chain.get_column("expiry").n_unique() if chain.height else 0,
+        "source": provider.name,
+        "fetch_seconds": round(fetch_s, 3),
+        "write_seconds": round(res.seconds, 3),
+        "crossed_quotes": sanity.crossed_quotes,
+        "top_symbols_by_oi": dg.MetadataValue.md(frame_markdown(per_symbol, 15)),
+        **failures_metadata(failures),
+    })
+    yield dg.AssetCheckResult(
+        check_name="chain_sanity",
+        passed=sanity.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(sanity.errors) or "ok",
+        metadata={"rows": sanity.rows, "symbols": sanity.symbols, "negative_prices": sanity.negative_prices,
+                  "crossed_quotes": sanity.crossed_quotes, "unknown_lot_size": sanity.unknown_lot_size,
+                  "symbols_not_around_spot": len(sanity.symbols_not_around_spot)},
+    )
+
+
+@dg.asset(
+    partitions_def=nse_sessions,
+    group_name=GROUP,
+    deps=[universe],
+    kinds={"python", "sql"},
+    description="A year of daily OHLCV per underlying ending at the session (table underlying_bars); "
+    "NIFTY also to nifty_historical_data and India VIX to india_vix_data. Idempotent window upserts.",
+)
+def underlying_bars(context: dg.AssetExecutionContext, market_data: MarketDataResource,
+                    warehouse: WarehouseResource) -> dg.MaterializeResult:
+    session = session_of(context)
+    provider, wh = market_data.get(), warehouse.get()
+    symbols = wh.read_partition("fno_universe", session, ["symbol"]).get_column("symbol").to_list()
+    start = session - dt.timedelta(days=BARS_LOOKBACK_DAYS)
+    t0 = time.perf_counter()
+    frames, failures = [], []
+    for sym in dict.fromkeys([*symbols, "NIFTY", fno.VIX_SYMBOL]):
+        try:
+            frames.append((sym, provider.daily_bars(sym, start, session)))
+        except Exception as exc:  # noqa: BLE001 - recorded per symbol
+            failures.append(Failure.from_exception(sym, "daily_bars", exc))
+    fetch_s = time.perf_counter() - t0
+    written = 0
+    stock_frames = [f for s, f in frames if s != fno.VIX_SYMBOL and f.height]
+    if stock_frames:
+        written += wh.replace_window("underlying_bars", pl.concat(stock_frames)).inserted
+    for sym, table in (("NIFTY", "nifty_historical_data"), (fno.VIX_SYMBOL, "india_vix_data")):
+        f = next((f for s, f in frames if s == sym), None)
+        if f is not None and f.height:
+            written += wh.replace_window(table, f.drop("symbol"), key_column=None).inserted
+    record_failures(wh, session, "underlying_bars", failures)
+    for f in failures:
+        context.log.warning(f"underlying_bars {session} {f.symbol}: {f.kind}: {f.reason}")
+    context.log.info(f"underlying_bars {session}: {len(frames)} series, {written} bars in {time.perf_counter() - t0:.2f}s")
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": written,
+        "series": len(frames),
+        "window": f"{start} .. {session}",
+        "source": provider.name,
+        "fetch_seconds": round(fetch_s, 3),
+        **failures_metadata(failures),
+    })
+
+
+@dg.asset(
+    partitions_def=nse_sessions,
+    group_name=GROUP,
+    deps=[option_chains, underlying_bars],
+    kinds={"python", "sql"},
+    description="NIFTY trend (EMA20/50, 20-session return), India VIX in five bands and the NIFTY "
+    "put-call ratio (OI) in three sentiment states. Table market_conditions.",
+)
+def market_conditions(context: dg.AssetExecutionContext, market_data: MarketDataResource,
+                      warehouse: WarehouseResource) -> dg.MaterializeResult:
+    session = session_of(context)
+    wh = warehouse.get()
+    notes = []
+    nifty = wh.read("select date, close from nifty_historical_data where date <= :d order by date",
+                    {"d": session})
+    trend = None
+    if nifty.height >= 50:
+        trend = regime.nifty_trend(nifty.get_column("close").to_numpy()[-260:])
+        if nifty.get_column("date")[-1] != session:
+            notes.append(f"NIFTY bars end {nifty.get_column('date')[-1]}, before the session")
+    else:
+        notes.append(f"only {nifty.height} NIFTY bars up to {session}: trend needs 50")
+    vix_rows = wh.read("select date, close from india_vix_data where date <= :d order by date desc limit 1",
+                       {"d": session})
+    vix = vix_rows.get_column("close")[0] if vix_rows.height else None
+    if vix is None:
+        notes.append("no India VIX value on or before the session")
+    elif vix_rows.get_column("date")[0] != session:
+        notes.append(f"India VIX from {vix_rows.get_column('date')[0]}")
+    chain = wh.read_partition("option_chain_data", session, ["option_type", "oi", "volume"], symbols=["NIFTY"])
+    pcr_oi, pcr_vol = regime.put_call_ratio(chain) if chain.height else (None, None)
+    if chain.height == 0:
+        notes.append("no NIFTY option chain on the session: PCR unknown")
+    band = regime.vix_band(vix)
+    row = {
+        "trade_date": session,
+        "nifty_close": trend.close if trend else None,
+        "nifty_ema20": trend.ema20 if trend else None,
+        "nifty_ema50": trend.ema50 if trend else None,
+        "nifty_return_20d": trend.return_20d if trend else None,
+        "nifty_trend": trend.direction if trend else None,
+        "trend_strength": trend.strength if trend else None,
+        "india_vix": vix,
+        "vix_band": band,
+        "pcr_oi": pcr_oi,
+        "pcr_volume": pcr_vol,
+        "pcr_sentiment": regime.pcr_sentiment(pcr_oi),
+        "market_state": regime.market_state(trend.direction if trend else None, band),
+        "notes": "; ".join(notes) or None,
+        "source": market_data.get().name,
+    }
+    wh.replace_partition("market_conditions", session, pl.DataFrame([row]))
+    context.log.info(f"market_conditions {session}: {row['market_state']} VIX={vix} PCR={pcr_oi}")
+    meta = {k: v for k, v in row.items() if k not in ("trade_date",) and v is not None}
+    meta = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in meta.items()}
+    return dg.MaterializeResult(metadata=meta)

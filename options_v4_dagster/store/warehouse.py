@@ -1,0 +1,149 @@
+"""The warehouse: idempotent writes of polars frames and reads back into polars."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+import sqlalchemy as sa
+
+from .. import config
+from .schema import metadata
+
+_INSERT_CHUNK = 20_000
+
+
+@dataclass
+class WriteResult:
+    table: str
+    deleted: int
+    inserted: int
+    seconds: float
+
+
+class Warehouse:
+    """SQLite file by default, PostgreSQL when the URL says so. Create with :meth:`from_env`."""
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        self.url = url
+        kwargs: dict = {"future": True}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 60}
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine = sa.create_engine(url, **kwargs)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        if create:
+            self.create_all()
+
+    @classmethod
+    def from_env(cls, url: str | None = None) -> Warehouse:
+        return cls(url or config.database_url())
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def describe(self) -> str:
+        """The URL with any password hidden (safe to log)."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def create_all(self) -> None:
+        metadata.create_all(self.engine)
+
+    def table(self, name: str) -> sa.Table:
+        return metadata.tables[name]
+
+    # -- writes ---------------------------------------------------------------------------
+    def replace_partition(self, table: str, trade_date: dt.date, frame: pl.DataFrame,
+                          date_column: str = "trade_date", where: dict | None = None) -> WriteResult:
+        """Delete the session's rows (optionally narrowed by ``where`` column=value pairs) and
+        insert ``frame``, in one transaction. Re-running with the same frame changes nothing."""
+        t = self.table(table)
+        if frame.height and frame.get_column(date_column).cast(pl.Date).ne(trade_date).any():
+            raise ValueError(f"{table}: frame holds rows outside session {trade_date}")
+        cond = t.c[date_column] == trade_date
+        for col, val in (where or {}).items():
+            cond = cond & (t.c[col] == val)
+        return self._delete_insert(t, sa.delete(t).where(cond), frame)
+
+    def replace_window(self, table: str, frame: pl.DataFrame, *, date_column: str = "date",
+                       key_column: str | None = "symbol") -> WriteResult:
+        """Replace the rows of the frame's date window (per key) with the frame: idempotent
+        upsert of a range of daily bars."""
+        t = self.table(table)
+        if frame.height == 0:
+            return WriteResult(table, 0, 0, 0.0)
+        lo, hi = frame.get_column(date_column).min(), frame.get_column(date_column).max()
+        cond = t.c[date_column].between(lo, hi)
+        if key_column:
+            keys = frame.get_column(key_column).unique().to_list()
+            cond = cond & t.c[key_column].in_(keys)
+        return self._delete_insert(t, sa.delete(t).where(cond), frame)
+
+    def _delete_insert(self, t: sa.Table, delete_stmt, frame: pl.DataFrame) -> WriteResult:
+        start = time.perf_counter()
+        rows = self._rows(t, frame)
+        with self.engine.begin() as conn:
+            deleted = conn.execute(delete_stmt).rowcount or 0
+            for i in range(0, len(rows), _INSERT_CHUNK):
+                conn.execute(t.insert(), rows[i:i + _INSERT_CHUNK])
+        return WriteResult(t.name, deleted, len(rows), time.perf_counter() - start)
+
+    @staticmethod
+    def _rows(t: sa.Table, frame: pl.DataFrame) -> list[dict]:
+        cols = [c.name for c in t.columns if c.name in frame.columns]
+        missing = [c.name for c in t.columns
+                   if c.name not in frame.columns and not c.nullable and c.default is None]
+        if missing:
+            raise ValueError(f"{t.name}: frame lacks required columns {missing}")
+        sub = frame.select(cols)
+        # Python floats NaN -> NULL: the warehouse has no NaN semantics.
+        sub = sub.with_columns(pl.col(pl.Float64).fill_nan(None))
+        return sub.to_dicts()
+
+    # -- reads ----------------------------------------------------------------------------
+    def read(self, query: sa.Select | str, params: dict | None = None,
+             schema_overrides: dict | None = None) -> pl.DataFrame:
+        with self.engine.connect() as conn:
+            stmt = sa.text(query) if isinstance(query, str) else query
+            res = conn.execute(stmt, params or {})
+            cols = list(res.keys())
+            data = res.fetchall()
+        if not data:
+            return pl.DataFrame(schema={c: pl.Null for c in cols}) if not schema_overrides else \
+                pl.DataFrame(schema=schema_overrides)
+        return pl.DataFrame([dict(zip(cols, r, strict=True)) for r in data], schema_overrides=schema_overrides,
+                            infer_schema_length=None)
+
+    def read_partition(self, table: str, trade_date: dt.date, columns: Sequence[str] | None = None,
+                       date_column: str = "trade_date", symbols: Iterable[str] | None = None) -> pl.DataFrame:
+        t = self.table(table)
+        sel_cols = [t.c[c] for c in columns] if columns else list(t.c)
+        stmt = sa.select(*sel_cols).where(t.c[date_column] == trade_date)
+        if symbols is not None:
+            stmt = stmt.where(t.c.symbol.in_(list(symbols)))
+        return self.read(stmt)
+
+    def count(self, table: str, trade_date: dt.date | None = None, date_column: str = "trade_date") -> int:
+        t = self.table(table)
+        stmt = sa.select(sa.func.count()).select_from(t)
+        if trade_date is not None:
+            stmt = stmt.where(t.c[date_column] == trade_date)
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()

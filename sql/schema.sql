@@ -1,0 +1,125 @@
+-- Generated from options_v4_dagster/store/schema.py by scripts/generate_ddl.py. Do not edit:
+-- change the schema in code and regenerate (a test keeps this file equal to the schema).
+-- Postgres-only extras (views, row-level security for Supabase) are in sql/postgres_extras.sql.
+
+CREATE TABLE IF NOT EXISTS fno_universe (
+	trade_date DATE NOT NULL, 
+	symbol VARCHAR(32) NOT NULL, 
+	name VARCHAR(128), 
+	instrument VARCHAR(8) NOT NULL, 
+	lot_size INTEGER NOT NULL, 
+	strike_step FLOAT, 
+	industry VARCHAR(96), 
+	dhan_security_id VARCHAR(16), 
+	dhan_segment VARCHAR(16), 
+	source VARCHAR(16) NOT NULL, 
+	PRIMARY KEY (trade_date, symbol)
+);
+
+COMMENT ON TABLE fno_universe IS 'F&O underlyings served on each session, with the lot size in force that day';
+
+CREATE TABLE IF NOT EXISTS india_vix_data (
+	date DATE NOT NULL, 
+	open FLOAT, 
+	high FLOAT, 
+	low FLOAT, 
+	close FLOAT NOT NULL, 
+	volume FLOAT, 
+	source VARCHAR(16) NOT NULL, 
+	PRIMARY KEY (date)
+);
+
+COMMENT ON TABLE india_vix_data IS 'India VIX daily values';
+
+CREATE TABLE IF NOT EXISTS market_conditions (
+	trade_date DATE NOT NULL, 
+	nifty_close FLOAT, 
+	nifty_ema20 FLOAT, 
+	nifty_ema50 FLOAT, 
+	nifty_return_20d FLOAT, 
+	nifty_trend VARCHAR(16), 
+	trend_strength FLOAT, 
+	india_vix FLOAT, 
+	vix_band VARCHAR(16), 
+	pcr_oi FLOAT, 
+	pcr_volume FLOAT, 
+	pcr_sentiment VARCHAR(16), 
+	market_state VARCHAR(48), 
+	notes TEXT, 
+	source VARCHAR(16) NOT NULL, 
+	PRIMARY KEY (trade_date)
+);
+
+COMMENT ON TABLE market_conditions IS 'NIFTY trend, India VIX band and put-call-ratio sentiment per session';
+
+CREATE TABLE IF NOT EXISTS nifty_historical_data (
+	date DATE NOT NULL, 
+	open FLOAT, 
+	high FLOAT, 
+	low FLOAT, 
+	close FLOAT NOT NULL, 
+	volume FLOAT, 
+	source VARCHAR(16) NOT NULL, 
+	PRIMARY KEY (date)
+);
+
+COMMENT ON TABLE nifty_historical_data IS 'NIFTY 50 daily bars';
+
+CREATE TABLE IF NOT EXISTS option_chain_data (
+	trade_date DATE NOT NULL, 
+	symbol VARCHAR(32) NOT NULL, 
+	expiry DATE NOT NULL, 
+	strike FLOAT NOT NULL, 
+	option_type VARCHAR(2) NOT NULL, 
+	bid FLOAT, 
+	ask FLOAT, 
+	bid_qty FLOAT, 
+	ask_qty FLOAT, 
+	ltp FLOAT, 
+	close FLOAT, 
+	volume FLOAT, 
+	oi FLOAT, 
+	oi_change FLOAT, 
+	exchange_iv FLOAT, 
+	underlying_price FLOAT NOT NULL, 
+	futures_price FLOAT, 
+	lot_size INTEGER NOT NULL, 
+	security_id VARCHAR(32), 
+	snapshot_ts TIMESTAMP WITH TIME ZONE, 
+	source VARCHAR(16) NOT NULL, 
+	PRIMARY KEY (trade_date, symbol, expiry, strike, option_type), 
+	CONSTRAINT ck_option_chain_data_option_type CHECK (option_type in ('CE', 'PE'))
+);
+
+CREATE INDEX IF NOT EXISTS ix_option_chain_data_symbol_date ON option_chain_data (symbol, trade_date);
+
+COMMENT ON TABLE option_chain_data IS 'Option chains per session: every listed contract within ~90 days';
+
+CREATE TABLE IF NOT EXISTS pipeline_failures (
+	trade_date DATE NOT NULL, 
+	asset VARCHAR(64) NOT NULL, 
+	symbol VARCHAR(32) NOT NULL, 
+	stage VARCHAR(64) NOT NULL, 
+	kind VARCHAR(16) NOT NULL, 
+	reason TEXT NOT NULL, 
+	recorded_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (trade_date, asset, symbol, stage)
+);
+
+COMMENT ON TABLE pipeline_failures IS 'Per-symbol failures of a partition (the partition itself succeeded)';
+
+CREATE TABLE IF NOT EXISTS underlying_bars (
+	symbol VARCHAR(32) NOT NULL, 
+	date DATE NOT NULL, 
+	open FLOAT, 
+	high FLOAT, 
+	low FLOAT, 
+	close FLOAT NOT NULL, 
+	volume FLOAT, 
+	source VARCHAR(16) NOT NULL, 
+	PRIMARY KEY (symbol, date)
+);
+
+CREATE INDEX IF NOT EXISTS ix_underlying_bars_date ON underlying_bars (date);
+
+COMMENT ON TABLE underlying_bars IS 'Daily OHLCV of every underlying (a year back from each materialized session)';

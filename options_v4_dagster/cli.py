@@ -56,7 +56,7 @@ def parse_session(value: str | None) -> dt.date:
 
 
 def run_pipeline(session: dt.date, source: str | None = None, nse_dir: str | None = None,
-                 job_name: str = "daily_pipeline", raise_on_error: bool = False):
+                 job_name: str = "daily_pipeline", raise_on_error: bool = False, log_level: str = "INFO"):
     """Execute the daily job for one session in-process against the configured instance."""
     import dagster as dg
 
@@ -72,7 +72,8 @@ def run_pipeline(session: dt.date, source: str | None = None, nse_dir: str | Non
     return job.execute_in_process(
         partition_key=session.isoformat(),
         instance=instance,
-        run_config={"resources": {"market_data": {"config": market_cfg}}},
+        run_config={"resources": {"market_data": {"config": market_cfg}},
+                    "loggers": {"console": {"config": {"log_level": log_level}}}},
         tags={"options_v4/cli": "run", "options_v4/source": src},
         raise_on_error=raise_on_error,
     ), instance

@@ -1,0 +1,109 @@
+"""End-to-end: the daily job through Dagster (real instance, real warehouse), as `options-v4 run` does it."""
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from options_v4_dagster.cli import main as cli_main
+from options_v4_dagster.cli import run_pipeline
+from options_v4_dagster.store import Warehouse
+
+ROOT = Path(__file__).resolve().parents[1]
+D = dt.date(2025, 7, 17)
+TABLES = ("fno_universe", "option_chain_data", "market_conditions")
+
+pytestmark = pytest.mark.slow
+
+
+def _counts(url: str, session: dt.date) -> dict[str, int]:
+    wh = Warehouse(url)
+    out = {t: wh.count(t, session) for t in TABLES}
+    out["underlying_bars"] = wh.count("underlying_bars")
+    out["nifty_historical_data"] = wh.count("nifty_historical_data")
+    out["pipeline_failures"] = wh.count("pipeline_failures", session)
+    wh.dispose()
+    return out
+
+
+@pytest.fixture()
+def dagster_home(tmp_path, monkeypatch):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+def test_simulated_day_end_to_end_and_idempotent(dagster_home, tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    result, instance = run_pipeline(D, "simulated")
+    assert result.success
+    first = _counts(url, D)
+    wh = Warehouse(url)
+    symbols = wh.read("select count(distinct symbol) n from option_chain_data where trade_date = :d", {"d": D})
+    assert symbols.item() >= 200
+    assert first["pipeline_failures"] == 0
+    mc = wh.read_partition("market_conditions", D).row(0, named=True)
+    assert mc["vix_band"] in ("VERY_LOW", "LOW", "NORMAL", "HIGH", "VERY_HIGH")
+    assert mc["pcr_sentiment"] in ("BULLISH", "NEUTRAL", "BEARISH") and mc["nifty_trend"] is not None
+    # the run and its materializations are in the instance (what the UI shows)
+    assert instance.get_run_by_id(result.run_id).tags["dagster/partition"] == "2025-07-17"
+    mats = [e for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
+    assert len(mats) == 4
+    # re-running leaves the same row counts
+    result2, _ = run_pipeline(D, "simulated")
+    assert result2.success
+    assert _counts(url, D) == first
+    wh.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_warehouse_gets_the_same_rows(dagster_home, tmp_path, monkeypatch, pg_url):
+    sqlite_url = f"sqlite:///{tmp_path / 'wh.db'}"
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    assert run_pipeline(D, "simulated")[0].success
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    assert run_pipeline(D, "simulated")[0].success
+    assert _counts(pg_url, D) == _counts(sqlite_url, D)
+    # same contracts, same prices
+    q = "select symbol, expiry, strike, option_type, bid, ask, oi from option_chain_data order by 1, 2, 3, 4"
+    a, b = Warehouse(sqlite_url).read(q), Warehouse(pg_url).read(q)
+    assert a.height == b.height and a.equals(b)
+
+
+@pytest.mark.postgres
+def test_dagster_postgres_instance_from_top_level_dagster_yaml(tmp_path, monkeypatch, pg_url):
+    """DAGSTER_HOME=<checkout> uses dagster.yaml: runs and events go to PostgreSQL."""
+    import sqlalchemy as sa
+
+    u = sa.engine.make_url(pg_url)
+    monkeypatch.setenv("DAGSTER_HOME", str(ROOT))
+    for k, v in {"USERNAME": u.username, "PASSWORD": u.password or "", "HOST": u.host, "DB": u.database,
+                 "PORT": str(u.port or 5432)}.items():
+        monkeypatch.setenv(f"DAGSTER_PG_{k}", v)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'wh.db'}")
+    result, instance = run_pipeline(D, "simulated")
+    assert result.success
+    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    eng = sa.create_engine(pg_url)
+    with eng.connect() as c:
+        n = c.exec_driver_sql("select count(*) from runs where run_id = %s", (result.run_id,)).scalar()
+    eng.dispose()
+    assert n == 1
+    instance.dispose()
+
+
+def test_cli_refuses_a_holiday_with_a_clear_message(capsys):
+    assert cli_main(["run", "--date", "2025-10-21"]) == 2
+    out = capsys.readouterr().out
+    assert "2025-10-21" in out and "not an NSE trading session" in out and "2025-10-20" in out
+
+
+def test_cli_entry_point_is_installed():
+    exe = Path(sys.executable).parent / "options-v4"
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, env=os.environ, timeout=120)
+    assert out.returncode == 0 and "run" in out.stdout

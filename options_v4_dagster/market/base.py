@@ -28,7 +28,7 @@ CHAIN_SCHEMA: dict[str, pl.DataType] = {
     "option_type": pl.Utf8,  # CE / PE
     "bid": pl.Float64,
     "ask": pl.Float64,
-    "bid_qty": pl.Float64,
+    "bid_qty": pl.Float64,  # shares (NSE shows quantities, not lots)
     "ask_qty": pl.Float64,
     "ltp": pl.Float64,
     "close": pl.Float64,  # the exchange's closing / settlement price where the source has one

@@ -1,0 +1,535 @@
+"""Live market data from Dhan through the official ``dhanhq`` SDK (2.3.0).
+
+Construct with :meth:`DhanProvider.from_env` (``DHAN_CLIENT_ID``, ``DHAN_ACCESS_TOKEN``, optional
+``DHAN_API_BASE_URL``) or directly with ``DhanProvider(client_id, access_token, base_url=...)``.
+The token is handed to the SDK and never logged, shown in ``repr`` or put in an error message.
+
+Units (Dhan -> :data:`~options_v4_dagster.market.base.CHAIN_SCHEMA`):
+
+- Dhan's option chain gives ``oi``, ``previous_oi``, ``volume`` and the top-of-book quantities in
+  **shares** (multiples of the lot size: NIFTY ``oi`` 3786445 = 58253 x 65). ``oi``, ``volume`` and
+  ``oi_change`` are divided by the universe's lot size to give **contracts**, as NSE's chain shows
+  them (fractional if Dhan's lot differs from the universe's). ``bid_qty``/``ask_qty`` stay in
+  shares, as NSE's ``bidQty``/``askQty`` are.
+- ``implied_volatility`` is in percent -> ``exchange_iv`` as a fraction; 0 -> null.
+- ``top_bid_price``/``top_ask_price``/``last_price`` of 0 mean "none" -> null.
+- ``close`` and ``futures_price`` are null (the live chain has neither; ``previous_close_price`` is
+  the previous session's).
+- ``snapshot_ts`` is the time of the request (the chain is live), ``underlying_price`` Dhan's
+  ``last_price`` of the underlying.
+
+Dhan only serves the *live* option chain: asking for any session other than the current one
+raises :class:`DataUnavailable` unless ``allow_stale=True`` (then the live chain is labelled with
+the requested session; ``snapshot_ts`` still tells when it was taken).
+
+Requests are spaced to Dhan's published limits (data APIs 5/s -> 0.2 s apart; the option chain
+once per 3 s for the same underlying and expiry, or for any option chain with
+``chain_scope="global"``) by a :class:`Throttle` whose clock and sleep can be injected. Transient failures (no answer / timeout, HTTP 429 or 5xx, DH-904/805 rate
+limit, DH-908/DH-909/800 server errors) are retried with exponential back-off a bounded number
+of times, then raised as :class:`RateLimited` / :class:`ProviderError`. The SDK never raises: it
+returns ``{'status': 'failure', 'remarks': ...}``; every failure becomes a typed error, and an
+empty chain is :class:`DataUnavailable`, never an empty frame.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import polars as pl
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from .. import calendar, universe
+from ..errors import ConfigError, DataError, DataUnavailable, ProviderError, RateLimited
+from .base import MarketDataProvider, normalize_bars, normalize_chain
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "dhan"
+ENV_CLIENT_ID = "DHAN_CLIENT_ID"
+ENV_ACCESS_TOKEN = "DHAN_ACCESS_TOKEN"
+ENV_BASE_URL = "DHAN_API_BASE_URL"
+
+IST = calendar.IST
+MARKET_OPEN = dt.time(9, 15)
+#: India VIX on Dhan (scrip master: NSE, I, 21, INDEX, "INDIA VIX").
+VIX_INSTRUMENT = ("21", "IDX_I", "INDEX")
+
+#: Dhan error codes (v2 annexure): trading-API style ``DH-9xx`` and data-API numbers.
+RATE_LIMIT_CODES = frozenset({"DH-904", "805"})
+AUTH_CODES = frozenset({"DH-901", "807", "808", "809", "810"})
+ACCESS_CODES = frozenset({"DH-902", "DH-903", "806"})
+TRANSIENT_CODES = frozenset({"DH-908", "DH-909", "800"})
+NO_DATA_CODES = frozenset({"DH-907"})
+
+
+class Throttle:
+    """Minimum spacing between requests that share a key; thread-safe.
+
+    ``acquire([(key, interval), ...])`` blocks until every key's interval since its previous
+    grant has passed, then grants all keys at once. ``clock`` and ``sleep`` are injectable (a
+    fake clock whose ``sleep`` advances it makes tests instant). ``grants`` keeps the grant times.
+    """
+
+    def __init__(self, clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None,
+                 keep: int = 1000) -> None:
+        self.clock = clock or time.monotonic
+        self.sleep = sleep or time.sleep
+        self._next: dict[Hashable, float] = {}
+        self._lock = threading.Lock()
+        self._keep = keep
+        self.grants: list[tuple[float, tuple[Hashable, ...]]] = []
+
+    def acquire(self, slots: Iterable[tuple[Hashable, float]]) -> float:
+        slots = list(slots)
+        with self._lock:
+            ready = max((self._next.get(k, float("-inf")) for k, _ in slots), default=float("-inf"))
+            now = self.clock()
+            if ready > now:
+                self.sleep(ready - now)
+                now = self.clock()
+            at = max(now, ready)
+            for key, interval in slots:
+                self._next[key] = at + interval
+            self.grants.append((at, tuple(k for k, _ in slots)))
+            del self.grants[:-self._keep]
+            return at
+
+
+def _normalize_base_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{ENV_BASE_URL}={url!r} is not an http(s) URL")
+    return url if url.endswith("/v2") else url + "/v2"
+
+
+def _num(value: Any, field: str, symbol: str, session: dt.date) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise DataError(f"Dhan gave a boolean for {field}", symbol=symbol, session=session, field=field, source=PROVIDER)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"Dhan gave a non-numeric {field}: {value!r}", symbol=symbol, session=session,
+                        field=field, source=PROVIDER) from None
+
+
+def _error_details(remarks: Any, body: str | None) -> tuple[str | None, str | None, str]:
+    """(code, type, message) from the SDK's remarks or, when those are empty, the raw body.
+
+    Dhan's trading APIs answer ``{errorType, errorCode, errorMessage}`` (the SDK copies these into
+    ``remarks``); its data APIs answer ``{"data": {"805": "..."}, "status": "failed"}``, which the
+    SDK reports as remarks full of None, so the raw body is read too.
+    """
+    code = etype = msg = None
+    if isinstance(remarks, dict):
+        code, etype, msg = remarks.get("error_code"), remarks.get("error_type"), remarks.get("error_message")
+    if not code and body:
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict):
+            code = code or obj.get("errorCode")
+            etype = etype or obj.get("errorType")
+            msg = msg or obj.get("errorMessage")
+            inner = obj.get("data")
+            if not code and isinstance(inner, dict) and len(inner) == 1:
+                (k, v), = inner.items()
+                code, msg = str(k), msg or str(v)
+            msg = msg or obj.get("remarks") or obj.get("message")
+    if not msg:
+        if isinstance(remarks, str) and remarks:
+            msg = remarks
+        elif body:
+            msg = " ".join(body.split())[:200]
+        else:
+            msg = "no details"
+    return (str(code) if code else None), (str(etype) if etype else None), str(msg)
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ProviderError) and exc.retryable
+
+
+class DhanProvider(MarketDataProvider):
+    """Option chains, expiries and daily bars from Dhan (see the module docstring)."""
+
+    name = PROVIDER
+
+    def __init__(
+        self,
+        client_id: str,
+        access_token: str,
+        *,
+        base_url: str | None = None,
+        timeout: float = 15.0,
+        max_attempts: int = 4,
+        backoff: float = 0.5,
+        backoff_max: float = 8.0,
+        rate_limit_backoff: float = 1.0,
+        data_interval: float = 0.2,
+        chain_interval: float = 3.0,
+        chain_scope: str = "expiry",
+        allow_stale: bool = False,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        now: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        if not client_id or not str(client_id).strip():
+            raise ConfigError(f"{ENV_CLIENT_ID} is empty: the dhan source needs a Dhan client id")
+        if not access_token or not str(access_token).strip():
+            raise ConfigError(f"{ENV_ACCESS_TOKEN} is empty: the dhan source needs a Dhan access token")
+        if max_attempts < 1:
+            raise ConfigError("max_attempts must be at least 1")
+        if chain_scope not in ("expiry", "global"):
+            raise ConfigError(f"chain_scope must be 'expiry' or 'global', not {chain_scope!r}")
+        from dhanhq import DhanContext, dhanhq
+
+        self._ctx = DhanContext(str(client_id).strip(), str(access_token).strip())
+        http = self._ctx.get_dhan_http()
+        if base_url:
+            http.base_url = _normalize_base_url(base_url)
+        http.timeout = timeout
+        # The SDK drops the HTTP status and, for data-API errors, the error code; keep both.
+        self._tl = threading.local()
+        http.session.hooks["response"].append(self._capture_response)
+        self._http = http
+        self._dhan = dhanhq(self._ctx)
+
+        self.client_id = str(client_id).strip()
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self.rate_limit_backoff = rate_limit_backoff
+        self.data_interval = data_interval
+        self.chain_interval = chain_interval
+        #: "expiry": ``chain_interval`` between requests for the same underlying and expiry (Dhan's
+        #: "one unique request every 3 seconds"); "global": between any two option-chain requests.
+        self.chain_scope = chain_scope
+        self.allow_stale = allow_stale
+        self._sleep = sleep or time.sleep
+        self.throttle = Throttle(clock=clock, sleep=self._sleep)
+        self._now = now or (lambda: dt.datetime.now(dt.UTC))
+
+    @classmethod
+    def from_env(cls, base_url: str | None = None, **kw: Any) -> DhanProvider:
+        """Credentials from ``DHAN_CLIENT_ID`` / ``DHAN_ACCESS_TOKEN``; REST base from ``base_url``,
+        else ``DHAN_API_BASE_URL``, else Dhan's (``https://api.dhan.co/v2``)."""
+        values = {}
+        for var in (ENV_CLIENT_ID, ENV_ACCESS_TOKEN):
+            value = os.environ.get(var, "").strip()
+            if not value:
+                raise ConfigError(f"{var} is not set: the dhan market data source needs {ENV_CLIENT_ID} and "
+                                  f"{ENV_ACCESS_TOKEN} (from web.dhan.co > My Profile > DhanHQ Trading APIs)")
+            values[var] = value
+        base_url = base_url or os.environ.get(ENV_BASE_URL, "").strip() or None
+        return cls(values[ENV_CLIENT_ID], values[ENV_ACCESS_TOKEN], base_url=base_url, **kw)
+
+    def __repr__(self) -> str:
+        return f"DhanProvider(client_id={self.client_id!r}, base_url={self.base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        return self._http.base_url
+
+    @property
+    def client(self):
+        """The SDK object (``dhanhq``), for callers that need endpoints this class does not wrap."""
+        return self._dhan
+
+    def close(self) -> None:
+        self._http.session.close()
+
+    # --- transport ---------------------------------------------------------------------
+
+    def _capture_response(self, response, *args, **kwargs):
+        try:
+            body = response.text[:4000]
+        except Exception:  # noqa: BLE001 - undecodable body: the status is what matters
+            body = None
+        self._tl.last = (response.status_code, body)
+        return response
+
+    def _wait(self, state: RetryCallState) -> float:
+        wait = min(self.backoff_max, self.backoff * 2 ** (state.attempt_number - 1))
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimited):
+            wait = max(wait, self.rate_limit_backoff)
+        return wait
+
+    @staticmethod
+    def _error(cls: type[ProviderError], what: str, message: str, *, status: int | None,
+               code: str | None, retryable: bool) -> ProviderError:
+        text = f"{what}: {message}" if what else message
+        err = cls(text, provider=PROVIDER, status=status, code=code, retryable=retryable)
+        err.detail = text  # the message without the provider/status suffix, for re-wrapping
+        return err
+
+    def _call(self, what: str, fn: Callable[..., dict], *args: Any, symbol: str | None = None,
+              session: dt.date | None = None, chain_key: tuple | None = None) -> Any:
+        """One SDK call: throttled, retried on transient failures, unwrapped or turned into a typed error."""
+        slots: list[tuple[Hashable, float]] = [("data-api", self.data_interval)]
+        if chain_key is not None:
+            key = ("optionchain",) if self.chain_scope == "global" else ("optionchain", *chain_key)
+            slots.append((key, self.chain_interval))
+        attempts = 0
+
+        def once() -> Any:
+            nonlocal attempts
+            attempts += 1
+            self.throttle.acquire(slots)
+            self._tl.last = None
+            resp = fn(*args)
+            return self._unwrap(resp, what, symbol, session)
+
+        retrying = Retrying(stop=stop_after_attempt(self.max_attempts), wait=self._wait,
+                            retry=retry_if_exception(_retryable), sleep=self._sleep, reraise=True,
+                            before_sleep=lambda s: log.warning("dhan %s failed (attempt %d), retrying: %s", what,
+                                                               s.attempt_number, s.outcome.exception()))
+        try:
+            return retrying(once)
+        except ProviderError as exc:
+            if exc.retryable and attempts > 1:
+                raise self._error(type(exc), "", f"{getattr(exc, 'detail', exc)} (gave up after {attempts} attempts)",
+                                  status=exc.status, code=exc.code, retryable=True) from exc
+            raise
+
+    def _unwrap(self, resp: Any, what: str, symbol: str | None, session: dt.date | None) -> Any:
+        last = getattr(self._tl, "last", None)
+        status, body = (last if last else (None, None))
+        if not isinstance(resp, dict):
+            raise self._error(ProviderError, what, f"the SDK returned {type(resp).__name__}, not an envelope",
+                              status=status, code=None, retryable=False)
+        if resp.get("status") == "success":
+            data = resp.get("data")
+            inner_status = data.get("status") if isinstance(data, dict) else None
+            if inner_status in (None, "success"):
+                return data
+            body = json.dumps(data)  # HTTP 2xx carrying a failure: classify it like one
+        code, etype, message = _error_details(resp.get("remarks"), body)
+        detail = f"{etype}: {message}" if etype else message
+        if status is None and body is None:
+            raise self._error(ProviderError, what, f"no answer from {self.base_url} ({message})",
+                              status=None, code=None, retryable=True)
+        if status == 429 or code in RATE_LIMIT_CODES:
+            raise self._error(RateLimited, what, f"rate limited ({detail})", status=status, code=code, retryable=True)
+        if status == 401 or code in AUTH_CODES:
+            raise self._error(ProviderError, what,
+                              f"authentication failed ({detail}); check {ENV_CLIENT_ID} and {ENV_ACCESS_TOKEN} "
+                              "(Dhan access tokens expire)", status=status, code=code, retryable=False)
+        if status == 403 or code in ACCESS_CODES:
+            raise self._error(ProviderError, what, f"access denied ({detail}); is the Data API subscription active?",
+                              status=status, code=code, retryable=False)
+        if (status is not None and status >= 500) or code in TRANSIENT_CODES:
+            raise self._error(ProviderError, what, f"server error ({detail})", status=status, code=code,
+                              retryable=True)
+        if code in NO_DATA_CODES:
+            raise DataUnavailable(f"{what}: Dhan has no data ({code}: {message})", symbol=symbol, session=session,
+                                  source=PROVIDER)
+        if status is not None and 200 <= status < 300:
+            detail = f"unreadable answer ({detail})"
+        else:
+            detail = f"request rejected ({detail})"
+        raise self._error(ProviderError, what, detail, status=status, code=code, retryable=False)
+
+    # --- instruments -------------------------------------------------------------------
+
+    def symbols_for(self, session: dt.date, universe_symbols: Iterable[str]) -> list[str]:
+        out = []
+        for sym in universe_symbols:
+            try:
+                if universe.get(sym).dhan_security_id:
+                    out.append(sym)
+            except DataError:
+                continue
+        return out
+
+    def _underlying(self, symbol: str) -> universe.Underlying:
+        und = universe.get(symbol)
+        if not und.dhan_security_id or not und.dhan_segment:
+            raise DataUnavailable("no Dhan security id in the universe table", symbol=symbol, field="dhan_security_id",
+                                  source=PROVIDER)
+        return und
+
+    def _bars_instrument(self, symbol: str) -> tuple[str, str, str]:
+        if symbol == universe.VIX_SYMBOL:
+            return VIX_INSTRUMENT
+        und = self._underlying(symbol)
+        instrument = "INDEX" if und.dhan_segment == "IDX_I" else "EQUITY"
+        return und.dhan_security_id, und.dhan_segment, instrument
+
+    def live_session(self) -> dt.date:
+        """The session whose chain Dhan serves now: today from 09:15 IST on a session day, else the previous one."""
+        now = self._now().astimezone(IST)
+        today = now.date()
+        if calendar.is_session(today) and now.time() >= MARKET_OPEN:
+            return today
+        return calendar.previous_session(today)
+
+    # --- data --------------------------------------------------------------------------
+
+    def expiry_list(self, symbol: str) -> list[dt.date]:
+        """Expiries Dhan lists now for ``symbol``'s options, sorted."""
+        sym = symbol.upper()
+        und = self._underlying(sym)
+        data = self._call(f"expiry list {sym}", self._dhan.expiry_list, int(und.dhan_security_id),
+                          und.dhan_segment, symbol=sym)
+        raw = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(raw, list):
+            raise DataError("Dhan's expiry list answer has no data list", symbol=sym, field="data", source=PROVIDER)
+        if not raw:
+            raise DataUnavailable("Dhan lists no option expiries", symbol=sym, field="expiry", source=PROVIDER)
+        try:
+            return sorted({dt.date.fromisoformat(str(x)[:10]) for x in raw})
+        except ValueError:
+            raise DataError(f"Dhan's expiry list has a date that is not YYYY-MM-DD: {raw[:3]!r}", symbol=sym,
+                            field="expiry", source=PROVIDER) from None
+
+    def option_chain(self, symbol: str, session: dt.date, *, horizon_days: int = 90) -> pl.DataFrame:
+        sym = symbol.upper()
+        und = self._underlying(sym)
+        live = self.live_session()
+        if session != live and not self.allow_stale:
+            raise DataUnavailable(
+                f"Dhan serves only the live option chain (session {live}); use the nse_files source for past "
+                "sessions or allow_stale=True to label the live chain with this session",
+                symbol=sym, session=session, source=PROVIDER)
+        limit = session + dt.timedelta(days=horizon_days)
+        expiries = [e for e in self.expiry_list(sym) if session <= e <= limit]
+        if not expiries:
+            raise DataUnavailable(f"Dhan lists no expiry within {horizon_days} days", symbol=sym, session=session,
+                                  field="expiry", source=PROVIDER)
+        snapshot = self._now().astimezone(dt.UTC)
+        frames = [self._chain_for_expiry(sym, und, expiry, session, snapshot) for expiry in expiries]
+        return normalize_chain(pl.concat(frames, how="vertical"), symbol=sym, session=session)
+
+    def _chain_for_expiry(self, sym: str, und: universe.Underlying, expiry: dt.date, session: dt.date,
+                          snapshot: dt.datetime) -> pl.DataFrame:
+        what = f"option chain {sym} {expiry.isoformat()}"
+        data = self._call(what, self._dhan.option_chain, int(und.dhan_security_id), und.dhan_segment,
+                          expiry.isoformat(), symbol=sym, session=session,
+                          chain_key=(und.dhan_security_id, und.dhan_segment, expiry))
+        payload = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(payload, dict):
+            raise DataError(f"{what}: answer has no data object", symbol=sym, session=session, field="data",
+                            source=PROVIDER)
+        oc = payload.get("oc")
+        if not oc:
+            raise DataUnavailable(f"Dhan returned an empty option chain for expiry {expiry}", symbol=sym,
+                                  session=session, field="oc", source=PROVIDER)
+        if not isinstance(oc, dict):
+            raise DataError(f"{what}: oc is not an object", symbol=sym, session=session, field="oc", source=PROVIDER)
+        underlying = _num(payload.get("last_price"), "underlying_price", sym, session)
+
+        cols: dict[str, list] = {k: [] for k in (
+            "strike", "option_type", "bid", "ask", "bid_qty", "ask_qty", "ltp", "volume", "oi", "prev_oi",
+            "iv", "security_id")}
+        fields = (("bid", "top_bid_price"), ("ask", "top_ask_price"), ("bid_qty", "top_bid_quantity"),
+                  ("ask_qty", "top_ask_quantity"), ("ltp", "last_price"), ("volume", "volume"), ("oi", "oi"),
+                  ("prev_oi", "previous_oi"), ("iv", "implied_volatility"))
+        for key, entry in oc.items():
+            try:
+                strike = float(key)
+            except ValueError:
+                raise DataError(f"{what}: strike key {key!r} is not a number", symbol=sym, session=session,
+                                field="strike", source=PROVIDER) from None
+            if entry is None:
+                continue
+            if not isinstance(entry, dict):
+                raise DataError(f"{what}: strike {key} is not an object", symbol=sym, session=session,
+                                field="oc", source=PROVIDER)
+            for side, option_type in (("ce", "CE"), ("pe", "PE")):
+                quote = entry.get(side)
+                if not quote:
+                    continue
+                cols["strike"].append(strike)
+                cols["option_type"].append(option_type)
+                for col, src in fields:
+                    cols[col].append(_num(quote.get(src), src, sym, session))
+                sid = quote.get("security_id")
+                cols["security_id"].append(None if sid in (None, "") else str(sid))
+        if not cols["strike"]:
+            raise DataUnavailable(f"Dhan's option chain for expiry {expiry} has no CE or PE quotes", symbol=sym,
+                                  session=session, field="oc", source=PROVIDER)
+
+        lot = float(und.lot_size)
+        schema = {k: pl.Float64 for k in cols} | {"option_type": pl.Utf8, "security_id": pl.Utf8}
+        raw = pl.DataFrame(cols, schema=schema)
+
+        def positive(c: str) -> pl.Expr:
+            return pl.when(pl.col(c) > 0).then(pl.col(c)).otherwise(None)
+
+        return raw.select(
+            pl.lit(session, dtype=pl.Date).alias("trade_date"),
+            pl.lit(sym).alias("symbol"),
+            pl.lit(expiry, dtype=pl.Date).alias("expiry"),
+            "strike",
+            "option_type",
+            positive("bid").alias("bid"),
+            positive("ask").alias("ask"),
+            pl.when(pl.col("bid") > 0).then(pl.col("bid_qty")).alias("bid_qty"),
+            pl.when(pl.col("ask") > 0).then(pl.col("ask_qty")).alias("ask_qty"),
+            positive("ltp").alias("ltp"),
+            pl.lit(None, dtype=pl.Float64).alias("close"),
+            (pl.col("volume") / lot).alias("volume"),
+            (pl.col("oi") / lot).alias("oi"),
+            ((pl.col("oi") - pl.col("prev_oi")) / lot).alias("oi_change"),
+            (positive("iv") / 100.0).alias("exchange_iv"),
+            pl.lit(underlying, dtype=pl.Float64).alias("underlying_price"),
+            pl.lit(None, dtype=pl.Float64).alias("futures_price"),
+            pl.lit(und.lot_size, dtype=pl.Int64).alias("lot_size"),
+            "security_id",
+            pl.lit(snapshot, dtype=pl.Datetime("us", "UTC")).alias("snapshot_ts"),
+            pl.lit(PROVIDER).alias("source"),
+        )
+
+    def daily_bars(self, symbol: str, start: dt.date, end: dt.date) -> pl.DataFrame:
+        """Daily OHLCV in [start, end] (Dhan's ``toDate`` is exclusive, so end + 1 day is asked)."""
+        sym = symbol.upper()
+        if end < start:
+            raise ValueError(f"daily_bars: end {end} is before start {start}")
+        security_id, segment, instrument = self._bars_instrument(sym)
+        data = self._call(f"daily bars {sym} {start}..{end}", self._dhan.historical_daily_data, security_id,
+                          segment, instrument, start.isoformat(), (end + dt.timedelta(days=1)).isoformat(),
+                          symbol=sym)
+        if not isinstance(data, dict):
+            raise DataError("Dhan's historical answer is not an object", symbol=sym, field="data", source=PROVIDER)
+        names = ("open", "high", "low", "close", "volume", "timestamp")
+        columns = {n: data.get(n) or [] for n in names}
+        for n, values in columns.items():
+            if not isinstance(values, list):
+                raise DataError(f"Dhan's historical {n} is not an array", symbol=sym, field=n, source=PROVIDER)
+        lengths = {n: len(v) for n, v in columns.items() if n != "volume" or v}
+        if len(set(lengths.values())) > 1:
+            raise DataError(f"Dhan's historical arrays differ in length: {lengths}", symbol=sym, field="timestamp",
+                            source=PROVIDER)
+        if not columns["timestamp"]:
+            raise DataUnavailable(f"Dhan has no daily bars from {start} to {end}", symbol=sym, source=PROVIDER)
+        if not columns["volume"]:
+            columns["volume"] = [None] * len(columns["timestamp"])
+        try:
+            raw = pl.DataFrame(columns, schema={n: pl.Float64 for n in names}, strict=False)
+        except Exception as exc:  # polars raises several types for unconvertible values
+            raise DataError(f"Dhan's historical arrays are not numeric ({exc.__class__.__name__})", symbol=sym,
+                            field="close", source=PROVIDER) from exc
+        bars = raw.select(
+            pl.from_epoch((pl.col("timestamp") * 1_000_000).round().cast(pl.Int64), time_unit="us")
+            .dt.replace_time_zone("UTC").dt.convert_time_zone(str(IST)).dt.date().alias("date"),
+            pl.lit(sym).alias("symbol"),
+            "open", "high", "low", "close", "volume",
+            pl.lit(PROVIDER).alias("source"),
+        ).filter(pl.col("date").is_between(start, end))
+        if bars.height == 0:
+            raise DataUnavailable(f"Dhan has no daily bars from {start} to {end}", symbol=sym, source=PROVIDER)
+        return normalize_bars(bars, symbol=sym)

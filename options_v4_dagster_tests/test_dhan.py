@@ -1,0 +1,367 @@
+"""DhanProvider driving the real dhanhq 2.3.0 SDK against the local Dhan stand-in."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+
+import polars as pl
+import pytest
+
+from options_v4_dagster.errors import ConfigError, DataUnavailable, ProviderError, RateLimited
+from options_v4_dagster.market.base import BARS_SCHEMA, CHAIN_SCHEMA
+from options_v4_dagster.market.dhan import IST, DhanProvider, Throttle
+
+from .dhan_standin import DhanStandIn
+
+SESSION = dt.date(2025, 7, 17)  # a Thursday: NIFTY weekly expiry day before the 2025-09 change
+NOW = dt.datetime(2025, 7, 17, 11, 0, tzinfo=IST)
+OC = "/v2/optionchain"
+EXPIRY_LIST = "/v2/optionchain/expirylist"
+HIST = "/v2/charts/historical"
+
+
+class FakeClock:
+    """A monotonic clock whose sleep advances it instantly and records the requested waits."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+
+
+@pytest.fixture()
+def standin():
+    with DhanStandIn(today=SESSION) as s:
+        yield s
+
+
+@pytest.fixture()
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture()
+def make(standin, clock):
+    made = []
+
+    def _make(**kw) -> DhanProvider:
+        opts = dict(base_url=standin.base_url, now=lambda: NOW, clock=clock.now, sleep=clock.sleep,
+                    timeout=0.5, max_attempts=3)
+        opts.update(kw)
+        client_id = opts.pop("client_id", standin.client_id)
+        token = opts.pop("access_token", standin.access_token)
+        p = DhanProvider(client_id, token, **opts)
+        made.append(p)
+        return p
+
+    yield _make
+    for p in made:
+        p.close()
+
+
+def test_expiry_list_and_chain_normalized(standin, make):
+    p = make()
+    expiries = p.expiry_list("NIFTY")
+    assert expiries == standin.expiry_dates(13, "IDX_I")
+    assert expiries[:2] == [dt.date(2025, 7, 17), dt.date(2025, 7, 24)]
+
+    df = p.option_chain("NIFTY", SESSION, horizon_days=10)
+    assert dict(df.schema) == CHAIN_SCHEMA
+    assert sorted(df["expiry"].unique().to_list()) == [dt.date(2025, 7, 17), dt.date(2025, 7, 24)]
+    # 21 strikes x 2 sides per expiry, minus the first strike's null ce and the last one's missing pe
+    assert df.height == 2 * (21 * 2 - 2)
+    assert df["trade_date"].unique().to_list() == [SESSION]
+    assert df["underlying_price"].unique().to_list() == [25012.35]
+    assert df["lot_size"].unique().to_list() == [65]
+    assert df["snapshot_ts"].unique().to_list() == [NOW.astimezone(dt.UTC)]
+    assert df["source"].unique().to_list() == ["dhan"]
+    assert df.filter((pl.col("strike") == 24500.0) & (pl.col("option_type") == "CE")).height == 0
+    assert df.filter((pl.col("strike") == 25500.0) & (pl.col("option_type") == "PE")).height == 0
+
+    # one contract, value by value against the stand-in's raw answer
+    raw = standin.chain_payload(13, "IDX_I", dt.date(2025, 7, 24))["oc"]["25000.000000"]["ce"]
+    row = df.filter((pl.col("expiry") == dt.date(2025, 7, 24)) & (pl.col("strike") == 25000.0)
+                    & (pl.col("option_type") == "CE")).row(0, named=True)
+    assert row["ltp"] == raw["last_price"]
+    assert row["bid"] == raw["top_bid_price"] and row["ask"] == raw["top_ask_price"]
+    assert row["bid_qty"] == raw["top_bid_quantity"]  # shares, as Dhan and NSE give them
+    assert row["exchange_iv"] == pytest.approx(raw["implied_volatility"] / 100)
+    assert row["oi"] == raw["oi"] / 65 and row["oi"] == int(row["oi"])  # shares -> contracts
+    assert row["volume"] == raw["volume"] / 65
+    assert row["oi_change"] == pytest.approx(100.0)  # the stand-in's previous_oi is 100 lots lower
+    assert row["security_id"] == str(raw["security_id"])
+    assert row["close"] is None and row["futures_price"] is None
+
+    # Dhan's zeros mean "none": no bid -> null bid and bid_qty; IV 0 -> null
+    no_bid = df.filter(pl.col("bid").is_null())
+    assert no_bid.height > 0 and no_bid["bid_qty"].null_count() == no_bid.height
+    assert df.filter(pl.col("exchange_iv").is_null()).height > 0
+    assert (df["exchange_iv"].drop_nulls() < 1.0).all()
+
+    bodies = [c.body for c in standin.calls(OC)]
+    assert bodies == [{"UnderlyingScrip": 13, "UnderlyingSeg": "IDX_I", "Expiry": e, "dhanClientId": standin.client_id}
+                      for e in ("2025-07-17", "2025-07-24")]
+
+
+def test_stock_chain_uses_universe_id_and_lot(standin, make):
+    p = make()
+    df = p.option_chain("RELIANCE", SESSION)
+    body = standin.calls(OC)[0].body
+    assert body["UnderlyingSeg"] == "NSE_EQ" and body["UnderlyingScrip"] == 2885
+    assert df["lot_size"].unique().to_list() == [500]
+    assert df["expiry"].n_unique() == 3  # three monthlies within 90 days
+
+
+def test_failure_envelope_is_a_typed_error_and_not_retried(standin, make):
+    standin.inject_failure(OC, status=400, code="DH-905", message="Invalid expiry")
+    p = make()
+    with pytest.raises(ProviderError) as ei:
+        p.option_chain("NIFTY", SESSION, horizon_days=3)
+    err = ei.value
+    assert not isinstance(err, RateLimited)
+    assert err.code == "DH-905" and err.status == 400 and not err.retryable
+    assert "Invalid expiry" in str(err) and "NIFTY" in str(err)
+    assert len(standin.calls(OC)) == 1
+
+
+def test_no_data_envelope_is_data_unavailable_naming_symbol_and_expiry(standin, make):
+    standin.inject_failure(OC, status=400, code="DH-907", error_type="Data_Error", message="No data present")
+    with pytest.raises(DataUnavailable) as ei:
+        make().option_chain("NIFTY", SESSION, horizon_days=3)
+    assert "NIFTY" in str(ei.value) and "2025-07-17" in str(ei.value) and "DH-907" in str(ei.value)
+
+
+def test_data_api_style_envelope_is_decoded(standin, make):
+    # {"data": {"806": ...}, "status": "failed"}: the SDK reports all-None remarks; the provider reads the body
+    standin.inject_failure(EXPIRY_LIST, status=400, code="806", message="Data APIs not Subscribed", style="data")
+    with pytest.raises(ProviderError) as ei:
+        make().expiry_list("NIFTY")
+    assert ei.value.code == "806" and "Data APIs not Subscribed" in str(ei.value)
+    assert "access denied" in str(ei.value)
+
+
+def test_rate_limit_is_retried_then_succeeds(standin, make, clock):
+    standin.inject_rate_limit(EXPIRY_LIST, times=2, style="data")
+    p = make(rate_limit_backoff=1.0)
+    assert p.expiry_list("NIFTY")
+    assert len(standin.calls(EXPIRY_LIST)) == 3
+    assert sum(s >= 1.0 for s in clock.sleeps) == 2  # backed off at least rate_limit_backoff, twice
+
+
+def test_rate_limit_exhausted_raises_rate_limited(standin, make):
+    standin.inject_rate_limit(EXPIRY_LIST, times=None)
+    with pytest.raises(RateLimited) as ei:
+        make(max_attempts=3).expiry_list("NIFTY")
+    assert ei.value.code == "DH-904" and ei.value.status == 429
+    assert "gave up after 3 attempts" in str(ei.value)
+    assert len(standin.calls(EXPIRY_LIST)) == 3
+
+
+def test_server_errors_are_retried(standin, make):
+    standin.inject_server_error(OC, status=503, times=2)  # HTML pages the SDK cannot parse
+    df = make(max_attempts=3).option_chain("NIFTY", SESSION, horizon_days=3)
+    assert df.height == 40
+    assert len(standin.calls(OC)) == 3
+
+
+def test_server_errors_exhausted(standin, make):
+    standin.inject_server_error(HIST, status=502, times=None)
+    with pytest.raises(ProviderError) as ei:
+        make(max_attempts=2).daily_bars("NIFTY", dt.date(2025, 7, 1), dt.date(2025, 7, 4))
+    assert ei.value.status == 502 and ei.value.retryable and "gave up after 2 attempts" in str(ei.value)
+
+
+def test_timeout_is_retried_then_succeeds(standin, make):
+    standin.inject_delay(EXPIRY_LIST, 0.8, times=1)
+    p = make(timeout=0.2)
+    assert p._http.timeout == 0.2  # the SDK's DhanHTTP.timeout, used for every request
+    t0 = time.perf_counter()
+    assert p.expiry_list("NIFTY")
+    assert time.perf_counter() - t0 < 0.7
+    assert len(standin.calls(EXPIRY_LIST)) == 2
+
+
+def test_timeout_exhausted_raises_provider_error(standin, make):
+    standin.inject_delay(EXPIRY_LIST, 0.6, times=None)
+    t0 = time.perf_counter()
+    with pytest.raises(ProviderError) as ei:
+        make(timeout=0.15, max_attempts=2).expiry_list("NIFTY")
+    assert time.perf_counter() - t0 < 0.6
+    err = ei.value
+    assert err.status is None and err.retryable and "no answer" in str(err) and "timed out" in str(err)
+    assert "gave up after 2 attempts" in str(err)
+
+
+def test_bad_credentials_give_a_clear_error_without_the_token(standin, make, caplog):
+    caplog.set_level(logging.DEBUG)
+    p = make(access_token="wrong-secret-token")
+    with pytest.raises(ProviderError) as ei:
+        p.option_chain("NIFTY", SESSION)
+    err = ei.value
+    assert err.code == "DH-901" and err.status == 401 and not err.retryable
+    assert "authentication failed" in str(err) and "DHAN_ACCESS_TOKEN" in str(err)
+    assert "wrong-secret-token" not in str(err) and "wrong-secret-token" not in repr(p)
+    assert "wrong-secret-token" not in caplog.text
+    assert len(standin.calls()) == 1  # not retried
+    assert standin.calls()[0].headers["access-token"] == "wrong-secret-token"
+
+
+def test_empty_oc_is_data_unavailable_never_an_empty_frame(standin, make):
+    standin.route("POST", OC)(lambda body, req: (200, {"data": {"last_price": 25000.0, "oc": {}}, "status": "success"}))
+    p = make()
+    with pytest.raises(DataUnavailable) as ei:
+        p.option_chain("NIFTY", SESSION, horizon_days=3)
+    assert "empty option chain" in str(ei.value) and "2025-07-17" in str(ei.value) and "NIFTY" in str(ei.value)
+
+    frame, failures = p.option_chains(["NIFTY"], SESSION, horizon_days=3)
+    assert frame.height == 0 and [(f.symbol, f.kind) for f in failures] == [("NIFTY", "missing")]
+
+
+def test_chain_of_only_null_sides_is_data_unavailable(standin, make):
+    standin.route("POST", OC)(lambda body, req: (200, {
+        "data": {"last_price": 25000.0, "oc": {"25000.000000": {"ce": None, "pe": None}}}, "status": "success"}))
+    with pytest.raises(DataUnavailable, match="no CE or PE"):
+        make().option_chain("NIFTY", SESSION, horizon_days=3)
+
+
+def test_past_session_is_unavailable_unless_stale_allowed(standin, make):
+    with pytest.raises(DataUnavailable, match="only the live option chain"):
+        make().option_chain("NIFTY", dt.date(2025, 7, 16))
+    assert standin.calls() == []  # refused before any request
+
+    stale = make(allow_stale=True).option_chain("NIFTY", dt.date(2025, 7, 16), horizon_days=2)
+    assert stale["trade_date"].unique().to_list() == [dt.date(2025, 7, 16)]
+    assert stale["snapshot_ts"].unique().to_list() == [NOW.astimezone(dt.UTC)]
+
+
+def test_live_session_before_the_open_is_the_previous_session(make):
+    early = make(now=lambda: dt.datetime(2025, 7, 17, 8, 0, tzinfo=IST))
+    assert early.live_session() == dt.date(2025, 7, 16)
+    weekend = make(now=lambda: dt.datetime(2025, 7, 19, 12, 0, tzinfo=IST))
+    assert weekend.live_session() == dt.date(2025, 7, 18)
+
+
+def test_throttle_spaces_requests_with_an_injected_clock(standin, make, clock):
+    p = make()  # default limits: data APIs 0.2 s apart, the same option chain 3 s apart
+    seen: list[tuple[str, float]] = []
+    for name in ("expiry_list", "option_chain"):
+        real = getattr(p.client, name)
+
+        def wrapped(*args, _real=real, _name=name):
+            seen.append((_name if _name == "expiry_list" else args[2], clock.now()))
+            return _real(*args)
+
+        setattr(p.client, name, wrapped)
+
+    t0 = time.perf_counter()
+    p.option_chain("NIFTY", SESSION, horizon_days=10)
+    p.option_chain("NIFTY", SESSION, horizon_days=10)
+    assert time.perf_counter() - t0 < 1.5  # nothing slept for real
+
+    times = [t for _, t in seen]
+    assert len(seen) == 6
+    assert all(b - a >= 0.2 - 1e-9 for a, b in zip(times, times[1:], strict=False))
+    first = {k: t for k, t in reversed(seen)}
+    last = dict(seen)
+    for expiry in ("2025-07-17", "2025-07-24"):
+        assert last[expiry] - first[expiry] >= 3.0 - 1e-9
+    assert last["2025-07-17"] - first["2025-07-17"] == pytest.approx(3.0)  # waited exactly what was needed
+
+
+def test_global_chain_scope_spaces_every_chain_request(standin, make, clock):
+    p = make(chain_scope="global")
+    real = p.client.option_chain
+    at: list[float] = []
+    p.client.option_chain = lambda *a: (at.append(clock.now()), real(*a))[1]
+    p.option_chain("NIFTY", SESSION, horizon_days=10)
+    assert len(at) == 2 and at[1] - at[0] == pytest.approx(3.0)
+    with pytest.raises(ConfigError, match="chain_scope"):
+        make(chain_scope="per-symbol")
+
+
+def test_throttle_unit():
+    c = FakeClock()
+    th = Throttle(clock=c.now, sleep=c.sleep)
+    t1 = th.acquire([("a", 1.0)])
+    t2 = th.acquire([("b", 1.0)])
+    t3 = th.acquire([("a", 1.0), ("b", 0.5)])
+    assert t1 == t2 == 1000.0 and t3 == 1001.0 and c.sleeps == [1.0]
+    assert th.acquire([("b", 0.0)]) == 1001.5
+
+
+def test_daily_bars_index_vix_and_stock(standin, make):
+    p = make()
+    nifty = p.daily_bars("NIFTY", dt.date(2025, 7, 1), dt.date(2025, 7, 8))
+    assert dict(nifty.schema) == BARS_SCHEMA
+    assert nifty["date"].to_list() == [dt.date(2025, 7, d) for d in (1, 2, 3, 4, 7, 8)]  # IST dates, weekdays
+    raw = standin.historical_payload(13, dt.date(2025, 7, 1), dt.date(2025, 7, 9))
+    assert nifty["close"].to_list() == raw["close"] and nifty["open"].to_list() == raw["open"]
+    assert standin.calls(HIST)[0].body == {
+        "securityId": "13", "exchangeSegment": "IDX_I", "instrument": "INDEX", "expiryCode": 0, "oi": False,
+        "fromDate": "2025-07-01", "toDate": "2025-07-09", "dhanClientId": standin.client_id}  # toDate exclusive
+
+    vix = p.daily_bars("INDIAVIX", dt.date(2025, 7, 7), dt.date(2025, 7, 7))
+    assert vix["date"].to_list() == [dt.date(2025, 7, 7)] and vix["volume"].to_list() == [0.0]
+    assert standin.calls(HIST)[1].body["securityId"] == "21"
+
+    p.daily_bars("RELIANCE", dt.date(2025, 7, 7), dt.date(2025, 7, 8))
+    body = standin.calls(HIST)[2].body
+    assert (body["securityId"], body["exchangeSegment"], body["instrument"]) == ("2885", "NSE_EQ", "EQUITY")
+
+    with pytest.raises(DataUnavailable, match="no daily bars"):
+        p.daily_bars("NIFTY", dt.date(2025, 7, 5), dt.date(2025, 7, 6))  # a weekend
+
+
+def test_from_env(standin, monkeypatch):
+    for var in ("DHAN_CLIENT_ID", "DHAN_ACCESS_TOKEN", "DHAN_API_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(ConfigError, match="DHAN_CLIENT_ID"):
+        DhanProvider.from_env()
+    monkeypatch.setenv("DHAN_CLIENT_ID", standin.client_id)
+    with pytest.raises(ConfigError, match="DHAN_ACCESS_TOKEN is not set"):
+        DhanProvider.from_env()
+    monkeypatch.setenv("DHAN_ACCESS_TOKEN", "   ")
+    with pytest.raises(ConfigError, match="DHAN_ACCESS_TOKEN"):
+        DhanProvider.from_env()
+
+    for var, value in standin.env().items():
+        monkeypatch.setenv(var, value)
+    p = DhanProvider.from_env(now=lambda: NOW)
+    assert p.base_url == standin.base_url
+    assert p.expiry_list("NIFTY")[0] == SESSION
+    assert standin.access_token not in repr(p)
+    # the root URL works too (/v2 is appended); an explicit base_url wins over the variable
+    monkeypatch.setenv("DHAN_API_BASE_URL", standin.url)
+    assert DhanProvider.from_env().base_url == standin.base_url
+    assert DhanProvider.from_env(base_url="http://example.invalid/v2").base_url == "http://example.invalid/v2"
+    monkeypatch.delenv("DHAN_API_BASE_URL")
+    assert DhanProvider.from_env().base_url == "https://api.dhan.co/v2"
+
+
+def test_factory_builds_dhan_from_env(standin, monkeypatch):
+    from options_v4_dagster.market import get_provider
+
+    for var, value in standin.env().items():
+        monkeypatch.setenv(var, value)
+    p = get_provider("dhan", now=lambda: NOW)
+    assert isinstance(p, DhanProvider) and p.name == "dhan"
+    assert p.option_chain("NIFTY", SESSION, horizon_days=3).height == 40
+
+
+def test_standin_market_feed_through_the_sdk(standin, make):
+    sdk = make().client
+    ltp = sdk.ticker_data({"IDX_I": [13]})
+    assert ltp["status"] == "success" and ltp["data"]["data"]["IDX_I"]["13"]["last_price"] == 25012.35
+    quote = sdk.quote_data({"NSE_FNO": [40001]})
+    q = quote["data"]["data"]["NSE_FNO"]["40001"]
+    assert len(q["depth"]["buy"]) == 5 and "ohlc" in q
+    ohlc = sdk.ohlc_data({"NSE_EQ": [2885]})
+    assert set(ohlc["data"]["data"]["NSE_EQ"]["2885"]["ohlc"]) == {"open", "high", "low", "close"}

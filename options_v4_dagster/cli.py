@@ -34,7 +34,18 @@ def _ensure_dagster_home() -> Path:
         os.environ["DAGSTER_HOME"] = home
     path = Path(home).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
+    if not (path / "dagster.yaml").exists() and path != config.PROJECT_ROOT:
+        # Dagster's defaults (SQLite storage in this folder), stated so Dagster does not warn each run
+        (path / "dagster.yaml").write_text("# Dagster instance: SQLite storage in this folder (Dagster's defaults)\n"
+                                           "telemetry:\n  enabled: false\n")
     return path
+
+
+def _parse_date(value: str, flag: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{flag} {value!r} is not a date in YYYY-MM-DD form") from None
 
 
 def parse_session(value: str | None) -> dt.date:
@@ -111,6 +122,8 @@ def _summarize(result, instance, elapsed: float) -> int:
                           (data.description or "")[:90])
         elif ev.event_type == dg.DagsterEventType.STEP_FAILURE:
             err = ev.event_specific_data.error
+            while err is not None and err.cause is not None:
+                err = err.cause
             msg = err.message.strip().splitlines()[-1] if err else ""
             table.add_row(key, "FAILED", "", "", msg[:120])
     console.print(table)
@@ -128,6 +141,92 @@ def cmd_run(args) -> int:
     t0 = time.perf_counter()
     result, instance = run_pipeline(session, src, args.nse_dir)
     return _summarize(result, instance, time.perf_counter() - t0)
+
+
+def cmd_iv(args) -> int:
+    if args.iv_command == "show":
+        return _iv_show(args)
+    session = parse_session(args.date)
+    job = "iv_collection" if args.iv_command == "collect" else "iv_analysis"
+    _ensure_dagster_home()
+    console.print(f"options-v4 iv {args.iv_command}: session [bold]{session}[/] (job {job})")
+    t0 = time.perf_counter()
+    result, instance = run_pipeline(session, getattr(args, "source", None), getattr(args, "nse_dir", None),
+                                    job_name=job)
+    return _summarize(result, instance, time.perf_counter() - t0)
+
+
+def _iv_show(args) -> int:
+    import polars as pl
+
+    from options_v4_dagster.reports import iv_chart
+    from options_v4_dagster.store import Warehouse
+
+    wh = Warehouse.from_env()
+    sym = args.symbol.upper()
+    hist = wh.read(
+        "select h.trade_date, h.spot, h.atm_iv_30d, h.atm_iv_near, h.skew_25d, h.rv_20, h.india_vix, "
+        "p.iv_percentile, p.iv_rank, p.history_days, p.iv_environment, p.reason "
+        "from historical_iv_summary h left join iv_percentiles p "
+        "on p.trade_date = h.trade_date and p.symbol = h.symbol where h.symbol = :s order by h.trade_date",
+        {"s": sym})
+    if hist.height == 0:
+        console.print(f"[red]error:[/] no IV history for {sym} in {wh.describe()}; run `options-v4 iv collect` "
+                      "or a backfill first")
+        return 2
+    shown = hist.tail(args.days)
+    table = Table(title=f"{sym}: 30-day ATM IV (last {shown.height} of {hist.height} sessions)")
+    for col in ("session", "spot", "IV30 %", "near %", "skew25 pts", "RV20 %", "IV pct", "IV rank", "hist", "env"):
+        table.add_column(col, justify="left" if col in ("session", "env") else "right")
+
+    def pct(v, scale=100.0, nd=2):
+        return "" if v is None else f"{v * scale:.{nd}f}"
+
+    for r in shown.iter_rows(named=True):
+        table.add_row(str(r["trade_date"]), pct(r["spot"], 1.0), pct(r["atm_iv_30d"]), pct(r["atm_iv_near"]),
+                      pct(r["skew_25d"]), pct(r["rv_20"]), pct(r["iv_percentile"], 1.0, 1),
+                      pct(r["iv_rank"], 1.0, 1), "" if r["history_days"] is None else str(r["history_days"]),
+                      r["iv_environment"] or (r["reason"] or "")[:40])
+    console.print(table)
+    path = iv_chart.write_iv_chart(sym, hist.with_columns(pl.col("trade_date").cast(pl.Date)), args.out)
+    console.print(f"chart: {path}")
+    return 0
+
+
+def cmd_backfill(args) -> int:
+    start, end = _parse_date(args.start, "--start"), _parse_date(args.end, "--end")
+    sessions = calendar.sessions_between(max(start, dt.date.fromisoformat(config.partition_start())), end)
+    if not sessions:
+        raise ConfigError(f"no NSE sessions between {start} and {end}")
+    job = args.job
+    console.print(f"options-v4 backfill: {len(sessions)} sessions {sessions[0]} .. {sessions[-1]}, job {job}, "
+                  f"source {config.market_source(args.source)} (in order, one Dagster run per session)")
+    t0 = time.perf_counter()
+    failed, missing = [], []
+    for i, d in enumerate(sessions, 1):
+        t = time.perf_counter()
+        result, instance = run_pipeline(d, args.source, args.nse_dir, job_name=job, log_level="WARNING")
+        ok = result.success
+        if not ok:
+            failed.append(d)
+        summary = _missing_summary(d)
+        if summary:
+            missing.append((d, summary))
+        console.print(f"[{i}/{len(sessions)}] {d} {'ok' if ok else 'FAILED'} in {time.perf_counter() - t:.1f}s"
+                      + (f"  ({summary})" if summary else ""))
+    total = time.perf_counter() - t0
+    console.print(f"backfill done: {len(sessions)} sessions in {total:.1f}s "
+                  f"({total / len(sessions):.1f}s per session); failed: {[str(d) for d in failed] or 'none'}")
+    return 1 if failed else 0
+
+
+def _missing_summary(session: dt.date) -> str:
+    from options_v4_dagster.store import Warehouse
+
+    wh = Warehouse.from_env()
+    rows = wh.read("select kind, count(*) n from pipeline_failures where trade_date = :d and asset = 'option_chains' "
+                   "group by kind", {"d": session})
+    return ", ".join(f"{r['n']} {r['kind']}" for r in rows.iter_rows(named=True)) if rows.height else ""
 
 
 def cmd_sessions(args) -> int:
@@ -148,6 +247,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="market data (default: OPTIONS_V4_MARKET_DATA or simulated)")
     r.add_argument("--nse-dir", help="folder of NSE files for --source nse_files (OPTIONS_V4_NSE_DATA_DIR)")
     r.set_defaults(func=cmd_run)
+
+    iv = sub.add_parser("iv", help="implied-volatility collection, analysis and history")
+    ivs = iv.add_subparsers(dest="iv_command", required=True)
+    for name, text in (("collect", "collect the session's chains and compute IVs through iv_percentiles"),
+                       ("analyze", "recompute option_greeks, iv_history and iv_percentiles from stored chains")):
+        c = ivs.add_parser(name, help=text)
+        c.add_argument("--date", help="session YYYY-MM-DD (default: the latest completed session)")
+        if name == "collect":
+            c.add_argument("--source", choices=config.MARKET_SOURCES[:3])
+            c.add_argument("--nse-dir")
+    show = ivs.add_parser("show", help="a symbol's IV history as a table and a chart file")
+    show.add_argument("symbol")
+    show.add_argument("--days", type=int, default=30, help="sessions shown in the table (default 30)")
+    show.add_argument("--out", help="chart file (.html); default .data/charts/iv_SYMBOL.html")
+    iv.set_defaults(func=cmd_iv)
+
+    b = sub.add_parser("backfill", help="materialize a range of sessions in order, one Dagster run each")
+    b.add_argument("--start", required=True)
+    b.add_argument("--end", required=True)
+    b.add_argument("--job", default="daily_pipeline", choices=("daily_pipeline", "iv_collection"))
+    b.add_argument("--source", choices=config.MARKET_SOURCES[:3])
+    b.add_argument("--nse-dir")
+    b.set_defaults(func=cmd_backfill)
 
     s = sub.add_parser("sessions", help="list NSE trading sessions")
     s.add_argument("--start")

@@ -18,6 +18,33 @@ CREATE TABLE IF NOT EXISTS fno_universe (
 
 COMMENT ON TABLE fno_universe IS 'F&O underlyings served on each session, with the lot size in force that day';
 
+CREATE TABLE IF NOT EXISTS historical_iv_summary (
+	trade_date DATE NOT NULL, 
+	symbol VARCHAR(32) NOT NULL, 
+	spot FLOAT, 
+	atm_iv_30d FLOAT, 
+	atm_iv_30d_method VARCHAR(16), 
+	atm_iv_near FLOAT, 
+	near_expiry DATE, 
+	atm_iv_far FLOAT, 
+	far_expiry DATE, 
+	skew_25d FLOAT, 
+	term_slope FLOAT, 
+	rv_20 FLOAT, 
+	rv_60 FLOAT, 
+	iv_minus_rv FLOAT, 
+	pcr_oi FLOAT, 
+	pcr_volume FLOAT, 
+	india_vix FLOAT, 
+	expiries INTEGER, 
+	contracts_with_iv INTEGER, 
+	PRIMARY KEY (trade_date, symbol)
+);
+
+CREATE INDEX IF NOT EXISTS ix_historical_iv_summary_symbol_date ON historical_iv_summary (symbol, trade_date);
+
+COMMENT ON TABLE historical_iv_summary IS 'Daily IV summary per underlying (the IV history)';
+
 CREATE TABLE IF NOT EXISTS india_vix_data (
 	date DATE NOT NULL, 
 	open FLOAT, 
@@ -30,6 +57,22 @@ CREATE TABLE IF NOT EXISTS india_vix_data (
 );
 
 COMMENT ON TABLE india_vix_data IS 'India VIX daily values';
+
+CREATE TABLE IF NOT EXISTS iv_percentiles (
+	trade_date DATE NOT NULL, 
+	symbol VARCHAR(32) NOT NULL, 
+	atm_iv_30d FLOAT, 
+	iv_percentile FLOAT, 
+	iv_rank FLOAT, 
+	history_days INTEGER, 
+	window_min FLOAT, 
+	window_max FLOAT, 
+	iv_environment VARCHAR(8), 
+	reason TEXT, 
+	PRIMARY KEY (trade_date, symbol)
+);
+
+COMMENT ON TABLE iv_percentiles IS 'IV percentile and IV rank per underlying and session';
 
 CREATE TABLE IF NOT EXISTS market_conditions (
 	trade_date DATE NOT NULL, 
@@ -94,6 +137,29 @@ CREATE TABLE IF NOT EXISTS option_chain_data (
 CREATE INDEX IF NOT EXISTS ix_option_chain_data_symbol_date ON option_chain_data (symbol, trade_date);
 
 COMMENT ON TABLE option_chain_data IS 'Option chains per session: every listed contract within ~90 days';
+
+CREATE TABLE IF NOT EXISTS option_greeks (
+	trade_date DATE NOT NULL, 
+	symbol VARCHAR(32) NOT NULL, 
+	expiry DATE NOT NULL, 
+	strike FLOAT NOT NULL, 
+	option_type VARCHAR(2) NOT NULL, 
+	iv FLOAT, 
+	iv_price FLOAT, 
+	iv_price_kind VARCHAR(8), 
+	iv_reason VARCHAR(16), 
+	iv_nse FLOAT, 
+	delta FLOAT, 
+	gamma FLOAT, 
+	vega FLOAT, 
+	theta FLOAT, 
+	forward FLOAT, 
+	forward_method VARCHAR(8), 
+	t_years FLOAT, 
+	PRIMARY KEY (trade_date, symbol, expiry, strike, option_type)
+);
+
+COMMENT ON TABLE option_greeks IS 'Implied volatility and greeks per contract and session';
 
 CREATE TABLE IF NOT EXISTS pipeline_failures (
 	trade_date DATE NOT NULL, 

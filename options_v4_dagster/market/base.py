@@ -173,5 +173,5 @@ class MarketDataProvider(ABC):
                 failures.append(Failure.from_exception(sym, "option_chain", exc))
         return (pl.concat(frames, how="vertical") if frames else empty_chain()), failures
 
-    def close(self) -> None:  # pragma: no cover - providers with connections override
-        pass
+    def close(self) -> None:  # noqa: B027 - optional hook: providers holding connections override it
+        """Release connections; nothing to release by default."""

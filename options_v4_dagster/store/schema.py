@@ -154,3 +154,70 @@ PARTITIONED_TABLES = {
     "option_chain_data": "trade_date",
     "market_conditions": "trade_date",
 }
+
+# --- volatility --------------------------------------------------------------------------
+
+option_greeks = sa.Table(
+    "option_greeks", metadata,
+    sa.Column("trade_date", sa.Date, primary_key=True),
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("expiry", sa.Date, primary_key=True),
+    sa.Column("strike", sa.Float, primary_key=True),
+    sa.Column("option_type", sa.String(2), primary_key=True),
+    sa.Column("iv", sa.Float, comment="forward convention (Black-76 on the forward), fraction"),
+    sa.Column("iv_price", sa.Float, comment="price the IV was solved from"),
+    sa.Column("iv_price_kind", sa.String(8), comment="mid or ltp"),
+    sa.Column("iv_reason", sa.String(16), comment="why iv is null: no_price, expired, no_solution"),
+    sa.Column("iv_nse", sa.Float, comment="NSE convention (BS on spot, r=10%) from the last price"),
+    sa.Column("delta", sa.Float),
+    sa.Column("gamma", sa.Float),
+    sa.Column("vega", sa.Float, comment="per 1.00 of vol"),
+    sa.Column("theta", sa.Float, comment="per calendar day"),
+    sa.Column("forward", sa.Float),
+    sa.Column("forward_method", sa.String(8), comment="futures, parity or carry"),
+    sa.Column("t_years", sa.Float, comment="calendar days to 15:30 IST on expiry / 365"),
+    comment="Implied volatility and greeks per contract and session",
+)
+
+historical_iv_summary = sa.Table(
+    "historical_iv_summary", metadata,
+    sa.Column("trade_date", sa.Date, primary_key=True),
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("spot", sa.Float),
+    sa.Column("atm_iv_30d", sa.Float, comment="30-calendar-day ATM IV, variance-time interpolated"),
+    sa.Column("atm_iv_30d_method", sa.String(16)),
+    sa.Column("atm_iv_near", sa.Float, comment="ATM IV of the nearest expiry at least 1.5 days out"),
+    sa.Column("near_expiry", sa.Date),
+    sa.Column("atm_iv_far", sa.Float),
+    sa.Column("far_expiry", sa.Date),
+    sa.Column("skew_25d", sa.Float, comment="25-delta put IV minus 25-delta call IV, expiry nearest 30 days"),
+    sa.Column("term_slope", sa.Float, comment="(far ATM IV - near ATM IV) per year of maturity"),
+    sa.Column("rv_20", sa.Float, comment="realized vol, 20 sessions, annualized"),
+    sa.Column("rv_60", sa.Float),
+    sa.Column("iv_minus_rv", sa.Float, comment="atm_iv_30d - rv_20"),
+    sa.Column("pcr_oi", sa.Float),
+    sa.Column("pcr_volume", sa.Float),
+    sa.Column("india_vix", sa.Float),
+    sa.Column("expiries", sa.Integer),
+    sa.Column("contracts_with_iv", sa.Integer),
+    comment="Daily IV summary per underlying (the IV history)",
+)
+
+iv_percentiles = sa.Table(
+    "iv_percentiles", metadata,
+    sa.Column("trade_date", sa.Date, primary_key=True),
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("atm_iv_30d", sa.Float),
+    sa.Column("iv_percentile", sa.Float, comment="0-100: share of the previous 252 sessions below today"),
+    sa.Column("iv_rank", sa.Float, comment="0-100: (iv - min)/(max - min) over the window and today"),
+    sa.Column("history_days", sa.Integer),
+    sa.Column("window_min", sa.Float),
+    sa.Column("window_max", sa.Float),
+    sa.Column("iv_environment", sa.String(8), comment="LOW / NORMAL / HIGH"),
+    sa.Column("reason", sa.Text, comment="why the values are null"),
+    comment="IV percentile and IV rank per underlying and session",
+)
+
+sa.Index("ix_historical_iv_summary_symbol_date", historical_iv_summary.c.symbol, historical_iv_summary.c.trade_date)
+PARTITIONED_TABLES.update({"option_greeks": "trade_date", "historical_iv_summary": "trade_date",
+                           "iv_percentiles": "trade_date"})

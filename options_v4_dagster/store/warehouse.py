@@ -87,38 +87,103 @@ class Warehouse:
 
     def _delete_insert(self, t: sa.Table, delete_stmt, frame: pl.DataFrame) -> WriteResult:
         start = time.perf_counter()
-        rows = self._rows(t, frame)
+        sub = self._prepare(t, frame)
         with self.engine.begin() as conn:
             deleted = conn.execute(delete_stmt).rowcount or 0
-            for i in range(0, len(rows), _INSERT_CHUNK):
-                conn.execute(t.insert(), rows[i:i + _INSERT_CHUNK])
-        return WriteResult(t.name, deleted, len(rows), time.perf_counter() - start)
+            if sub.height:
+                try:
+                    self._bulk_insert(conn, t, sub)
+                except conn.dialect.loaded_dbapi.Error as exc:  # same exception types as Core would raise
+                    raise sa.exc.DBAPIError.instance(f"bulk insert into {t.name}", None, exc,
+                                                     conn.dialect.loaded_dbapi.Error) from exc
+        return WriteResult(t.name, deleted, sub.height, time.perf_counter() - start)
 
     @staticmethod
-    def _rows(t: sa.Table, frame: pl.DataFrame) -> list[dict]:
+    def _prepare(t: sa.Table, frame: pl.DataFrame) -> pl.DataFrame:
         cols = [c.name for c in t.columns if c.name in frame.columns]
         missing = [c.name for c in t.columns
                    if c.name not in frame.columns and not c.nullable and c.default is None]
         if missing:
             raise ValueError(f"{t.name}: frame lacks required columns {missing}")
         sub = frame.select(cols)
-        # Python floats NaN -> NULL: the warehouse has no NaN semantics.
-        sub = sub.with_columns(pl.col(pl.Float64).fill_nan(None))
-        return sub.to_dicts()
+        for c in t.columns:
+            if c.name in sub.columns and c.default is None and not c.nullable and sub.get_column(c.name).null_count():
+                raise ValueError(f"{t.name}: column {c.name} has null values but is NOT NULL")
+        for c in t.columns:  # defaults (e.g. recorded_at) are filled here: the bulk path bypasses Core
+            if c.name not in sub.columns and c.default is not None and not c.nullable:
+                sub = sub.with_columns(pl.lit(c.default.arg(None) if callable(c.default.arg) else c.default.arg)
+                                       .alias(c.name))
+        for name, dtype in sub.schema.items():
+            if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
+                raise ValueError(f"{t.name}: naive timestamp column {name}; the warehouse stores tz-aware timestamps only")
+        # NaN -> NULL: the warehouse has no NaN semantics.
+        return sub.with_columns(pl.col(pl.Float64, pl.Float32).fill_nan(None))
+
+    def _bulk_insert(self, conn: sa.Connection, t: sa.Table, sub: pl.DataFrame) -> None:
+        """Insert through the driver: COPY on PostgreSQL, executemany on SQLite (both inside the
+        caller's transaction). Values are stored exactly as SQLAlchemy's own types store them."""
+        cols = sub.columns
+        dbapi = conn.connection.dbapi_connection
+        if self.dialect == "postgresql":
+            ident = conn.dialect.identifier_preparer
+            col_sql = ", ".join(ident.quote(c) for c in cols)
+            with dbapi.cursor() as cur, cur.copy(f"COPY {ident.quote(t.name)} ({col_sql}) FROM STDIN") as copy:
+                for row in sub.iter_rows():
+                    copy.write_row(row)
+            return
+        if self.dialect == "sqlite":
+            conv = []
+            for name, dtype in sub.schema.items():
+                if dtype == pl.Date:
+                    conv.append(pl.col(name).dt.strftime("%Y-%m-%d"))
+                elif isinstance(dtype, pl.Datetime):
+                    conv.append(pl.col(name).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S.%6f"))
+            if conv:
+                sub = sub.with_columns(conv)
+            sql = f'INSERT INTO "{t.name}" ({", ".join(chr(34) + c + chr(34) for c in cols)}) ' \
+                  f"VALUES ({', '.join('?' * len(cols))})"
+            cur = dbapi.cursor()
+            try:
+                cur.executemany(sql, sub.rows())
+            finally:
+                cur.close()
+            return
+        rows = sub.to_dicts()  # any other database: SQLAlchemy Core
+        for i in range(0, len(rows), _INSERT_CHUNK):
+            conn.execute(t.insert(), rows[i:i + _INSERT_CHUNK])
 
     # -- reads ----------------------------------------------------------------------------
     def read(self, query: sa.Select | str, params: dict | None = None,
              schema_overrides: dict | None = None) -> pl.DataFrame:
+        """Run a query into a polars frame. Plain-text SQL on SQLite returns dates as text: columns
+        named in ``schema_overrides`` (or named ``date``/``trade_date``/``expiry``) are parsed."""
         with self.engine.connect() as conn:
             stmt = sa.text(query) if isinstance(query, str) else query
             res = conn.execute(stmt, params or {})
             cols = list(res.keys())
             data = res.fetchall()
+        overrides = dict(schema_overrides or {})
+        for c in cols:
+            if c in ("date", "trade_date", "expiry") and c not in overrides:
+                overrides[c] = pl.Date
         if not data:
-            return pl.DataFrame(schema={c: pl.Null for c in cols}) if not schema_overrides else \
-                pl.DataFrame(schema=schema_overrides)
-        return pl.DataFrame([dict(zip(cols, r, strict=True)) for r in data], schema_overrides=schema_overrides,
-                            infer_schema_length=None)
+            return pl.DataFrame(schema={c: overrides.get(c, pl.Null) for c in cols})
+        frame = pl.DataFrame(data, schema=cols, orient="row", infer_schema_length=None)
+        casts = []
+        for c, dtype in overrides.items():
+            if c not in frame.columns or frame.schema[c] == dtype:
+                continue
+            if frame.schema[c] == pl.Utf8 and dtype == pl.Date:
+                casts.append(pl.col(c).str.to_date().alias(c))
+            elif frame.schema[c] == pl.Utf8 and isinstance(dtype, pl.Datetime):
+                casts.append(pl.col(c).str.to_datetime(time_zone="UTC").alias(c))
+            else:
+                casts.append(pl.col(c).cast(dtype).alias(c))
+        # tz-aware timestamps come back as UTC whatever zone the driver attached (Etc/UTC, +00:00)
+        for c, dtype in frame.schema.items():
+            if isinstance(dtype, pl.Datetime) and dtype.time_zone not in (None, "UTC") and c not in overrides:
+                casts.append(pl.col(c).dt.convert_time_zone("UTC").alias(c))
+        return frame.with_columns(casts) if casts else frame
 
     def read_partition(self, table: str, trade_date: dt.date, columns: Sequence[str] | None = None,
                        date_column: str = "trade_date", symbols: Iterable[str] | None = None) -> pl.DataFrame:

@@ -1,0 +1,200 @@
+"""Volatility assets: option_greeks, iv_history (historical_iv_summary), iv_percentiles."""
+
+import time
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from options_v4_dagster import calendar
+from options_v4_dagster.defs.common import frame_markdown
+from options_v4_dagster.defs.market_data.assets import option_chains, underlying_bars
+from options_v4_dagster.defs.partitions import nse_sessions, session_of
+from options_v4_dagster.defs.resources import WarehouseResource
+from options_v4_dagster.quant import iv_stats, surface
+
+GROUP = "volatility"
+HISTORY_WINDOW = iv_stats.DEFAULT_WINDOW
+
+
+class IVSettings(dg.Config):
+    rate: float = surface.DEFAULT_RATE
+    nse_rate: float = surface.NSE_RATE
+    low_percentile: float = 30.0
+    high_percentile: float = 70.0
+    min_history: int = iv_stats.DEFAULT_MIN_HISTORY
+
+
+@dg.asset(
+    partitions_def=nse_sessions,
+    group_name=GROUP,
+    deps=[option_chains],
+    kinds={"python", "sql"},
+    description="Implied vol (forward convention: Black-76 on the put-call-parity or futures forward, from mid "
+    "else LTP; NSE convention: BS on spot at r=10% from LTP) and Black-76 greeks per contract. "
+    "Table option_greeks; null IVs carry their reason.",
+)
+def option_greeks(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                  config: IVSettings) -> dg.MaterializeResult:
+    session = session_of(context)
+    wh = warehouse.get()
+    t0 = time.perf_counter()
+    chain = wh.read_partition("option_chain_data", session)
+    if chain.height == 0:
+        raise dg.Failure(f"option_greeks {session}: option_chain_data has no rows for the session; "
+                         "materialize option_chains first")
+    iv = surface.chain_iv(chain, surface.IVConfig(rate=config.rate, nse_rate=config.nse_rate))
+    solve_s = time.perf_counter() - t0
+    res = wh.replace_partition("option_greeks", session, iv)
+    reasons = iv.group_by("iv_reason").len().drop_nulls("iv_reason")
+    reason_counts = {r["iv_reason"]: int(r["len"]) for r in reasons.iter_rows(named=True)}
+    # how closely our NSE-convention IV reproduces the exchange's own published IV
+    cmp = iv.filter(pl.col("exchange_iv").is_not_null() & (pl.col("exchange_iv") > 0) & pl.col("iv_nse").is_not_null())
+    diff = (cmp.get_column("iv_nse") - cmp.get_column("exchange_iv")).abs() * 100 if cmp.height else None
+    methods = iv.unique(["symbol", "expiry"]).group_by("forward_method").len()
+    context.log.info(f"option_greeks {session}: {iv.height} contracts, {iv['iv'].is_not_null().sum()} IVs "
+                     f"in {solve_s:.2f}s; null reasons {reason_counts}")
+    meta = {
+        "dagster/row_count": iv.height,
+        "with_iv": int(iv.get_column("iv").is_not_null().sum()),
+        "with_iv_nse": int(iv.get_column("iv_nse").is_not_null().sum()),
+        "null_iv_reasons": dg.MetadataValue.json(reason_counts),
+        "forward_methods": dg.MetadataValue.json({r["forward_method"]: int(r["len"])
+                                                  for r in methods.iter_rows(named=True)}),
+        "solve_seconds": round(solve_s, 3),
+        "write_seconds": round(res.seconds, 3),
+    }
+    if diff is not None and diff.len():
+        meta["iv_nse_vs_exchange_median_abs_vol_pts"] = round(float(diff.median()), 4)
+        meta["iv_nse_vs_exchange_p90_abs_vol_pts"] = round(float(diff.quantile(0.9)), 4)
+        meta["iv_nse_vs_exchange_legs"] = int(diff.len())
+    return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset(
+    partitions_def=nse_sessions,
+    group_name=GROUP,
+    deps=[option_greeks, underlying_bars],
+    kinds={"python", "sql"},
+    description="Per underlying and session: 30-day ATM IV (variance-time interpolated), near and far ATM IV, "
+    "25-delta skew, term slope, realized vol 20/60, IV - RV, put-call ratios, India VIX. "
+    "Table historical_iv_summary.",
+)
+def iv_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    session = session_of(context)
+    wh = warehouse.get()
+    t0 = time.perf_counter()
+    greeks = wh.read_partition("option_greeks", session)
+    chain = wh.read_partition("option_chain_data", session,
+                              ["symbol", "expiry", "strike", "option_type", "underlying_price", "oi", "volume"])
+    if greeks.height == 0:
+        raise dg.Failure(f"iv_history {session}: option_greeks has no rows for the session")
+    iv = greeks.join(chain, on=["symbol", "expiry", "strike", "option_type"], how="left")
+    summary = surface.iv_summary(iv)
+    pcr = chain.group_by("symbol").agg(
+        (pl.col("oi").filter(pl.col("option_type") == "PE").sum()
+         / pl.col("oi").filter(pl.col("option_type") == "CE").sum()).alias("pcr_oi"),
+        (pl.col("volume").filter(pl.col("option_type") == "PE").sum()
+         / pl.col("volume").filter(pl.col("option_type") == "CE").sum()).alias("pcr_volume"),
+    ).with_columns(pl.col("pcr_oi", "pcr_volume").fill_nan(None))
+    pcr = pcr.with_columns([pl.when(pl.col(c).is_infinite()).then(None).otherwise(pl.col(c)).alias(c)
+                            for c in ("pcr_oi", "pcr_volume")])
+    first = calendar.sessions_back(session, 62)[0]
+    bars = wh.read("select symbol, date, close from underlying_bars where date between :a and :b order by symbol, date",
+                   {"a": first, "b": session})
+    rv_rows = []
+    if bars.height:
+        for (sym,), g in bars.group_by(["symbol"], maintain_order=True):
+            closes = g.get_column("close").to_numpy()
+            rv_rows.append({"symbol": sym, "rv_20": regime_rv(closes, 20), "rv_60": regime_rv(closes, 60)})
+    rv = pl.DataFrame(rv_rows, schema={"symbol": pl.Utf8, "rv_20": pl.Float64, "rv_60": pl.Float64})
+    vix = wh.read("select close from india_vix_data where date = :d", {"d": session})
+    vix_value = float(vix.item()) if vix.height else None
+    out = (summary.join(pcr, on="symbol", how="left").join(rv, on="symbol", how="left")
+           .with_columns((pl.col("atm_iv_30d") - pl.col("rv_20")).alias("iv_minus_rv"),
+                         pl.lit(vix_value, dtype=pl.Float64).alias("india_vix"),
+                         pl.lit(session).alias("trade_date"))
+           .with_columns(pl.col(pl.Float64).fill_nan(None)))
+    res = wh.replace_partition("historical_iv_summary", session, out)
+    no_iv = out.filter(pl.col("atm_iv_30d").is_null()).get_column("symbol").to_list()
+    context.log.info(f"iv_history {session}: {out.height} symbols, {len(no_iv)} without a 30-day ATM IV "
+                     f"({time.perf_counter() - t0:.2f}s)")
+    top = out.sort("atm_iv_30d", descending=True, nulls_last=True).select(
+        "symbol", (pl.col("atm_iv_30d") * 100).round(2).alias("iv30_%"), (pl.col("rv_20") * 100).round(2).alias("rv20_%"),
+        (pl.col("skew_25d") * 100).round(2).alias("skew25_pts"), pl.col("pcr_oi").round(2))
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": out.height,
+        "without_atm_iv_30d": dg.MetadataValue.json(no_iv[:50]),
+        "india_vix": vix_value if vix_value is not None else "",
+        "nifty_atm_iv_30d_pct": _pct(out, "NIFTY"),
+        "highest_iv": dg.MetadataValue.md(frame_markdown(top, 12)),
+        "write_seconds": round(res.seconds, 3),
+    })
+
+
+def regime_rv(closes: np.ndarray, window: int) -> float | None:
+    v = surface.realized_vol(closes, window)
+    return v if np.isfinite(v) else None
+
+
+def _pct(frame: pl.DataFrame, symbol: str):
+    row = frame.filter(pl.col("symbol") == symbol)
+    if row.height and row.get_column("atm_iv_30d")[0] is not None:
+        return round(float(row.get_column("atm_iv_30d")[0]) * 100, 2)
+    return ""
+
+
+@dg.asset(
+    partitions_def=nse_sessions,
+    group_name=GROUP,
+    deps=[dg.AssetDep(iv_history, partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-HISTORY_WINDOW))],
+    kinds={"python", "sql"},
+    description="IV percentile (share of the previous 252 sessions' 30-day ATM IV below today's) and IV rank "
+    "per underlying, with history_days and the IV environment LOW/NORMAL/HIGH. Null with a reason when "
+    "fewer than 20 earlier sessions exist. Table iv_percentiles.",
+)
+def iv_percentiles(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                   config: IVSettings) -> dg.MaterializeResult:
+    session = session_of(context)
+    wh = warehouse.get()
+    start = calendar.sessions_back(session, HISTORY_WINDOW + 1)[0]
+    hist = wh.read("select trade_date, symbol, atm_iv_30d from historical_iv_summary "
+                   "where trade_date between :a and :b order by symbol, trade_date", {"a": start, "b": session},
+                   schema_overrides={"trade_date": pl.Date, "symbol": pl.Utf8, "atm_iv_30d": pl.Float64})
+    today = hist.filter(pl.col("trade_date") == session)
+    if today.height == 0:
+        raise dg.Failure(f"iv_percentiles {session}: historical_iv_summary has no rows for the session; "
+                         "materialize iv_history first")
+    th = iv_stats.Thresholds(config.low_percentile, config.high_percentile)
+    rows = []
+    for (sym,), g in hist.group_by(["symbol"], maintain_order=True):
+        cur = g.filter(pl.col("trade_date") == session)
+        if cur.height == 0:
+            continue
+        prev = g.filter(pl.col("trade_date") < session).get_column("atm_iv_30d").to_numpy().astype(float)
+        st = iv_stats.iv_standing(cur.get_column("atm_iv_30d")[0], prev, window=HISTORY_WINDOW,
+                                  min_history=config.min_history)
+        rows.append({"trade_date": session, "symbol": sym, "atm_iv_30d": st.iv, "iv_percentile": st.percentile,
+                     "iv_rank": st.rank, "history_days": st.history_days, "window_min": st.window_min,
+                     "window_max": st.window_max, "iv_environment": th.environment(st.percentile),
+                     "reason": st.reason})
+    out = pl.DataFrame(rows, schema={"trade_date": pl.Date, "symbol": pl.Utf8, "atm_iv_30d": pl.Float64,
+                                     "iv_percentile": pl.Float64, "iv_rank": pl.Float64, "history_days": pl.Int64,
+                                     "window_min": pl.Float64, "window_max": pl.Float64,
+                                     "iv_environment": pl.Utf8, "reason": pl.Utf8})
+    wh.replace_partition("iv_percentiles", session, out)
+    env = out.group_by("iv_environment").len()
+    with_pct = int(out.get_column("iv_percentile").is_not_null().sum())
+    context.log.info(f"iv_percentiles {session}: {with_pct}/{out.height} symbols with a percentile; "
+                     f"history up to {out.get_column('history_days').max()} sessions")
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": out.height,
+        "with_percentile": with_pct,
+        "max_history_days": int(out.get_column("history_days").max() or 0),
+        "environments": dg.MetadataValue.json({str(r["iv_environment"]): int(r["len"]) for r in env.iter_rows(named=True)}),
+        "table": dg.MetadataValue.md(frame_markdown(out.select(
+            "symbol", (pl.col("atm_iv_30d") * 100).round(2).alias("iv30_%"), pl.col("iv_percentile").round(1),
+            pl.col("iv_rank").round(1), "history_days", "iv_environment").sort("symbol"), 15)),
+    })
+
+

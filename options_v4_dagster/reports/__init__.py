@@ -1,0 +1,1 @@
+"""Charts and reports (plotly HTML files a trader opens in a browser)."""

@@ -108,3 +108,54 @@ def test_cli_entry_point_is_installed():
     exe = Path(sys.executable).parent / "options-v4"
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, env=os.environ, timeout=120)
     assert out.returncode == 0 and "run" in out.stdout
+
+
+@pytest.mark.nse_data
+def test_nse_files_2025_07_17_stores_the_real_snapshots(dagster_home, tmp_path, monkeypatch, nse_data_dir):
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    result, _ = run_pipeline(D, "nse_files", str(nse_data_dir))
+    assert result.success
+    wh = Warehouse(url)
+    spots = wh.read("select symbol, min(underlying_price) lo, max(underlying_price) hi, count(*) n "
+                    "from option_chain_data where trade_date = :d group by symbol", {"d": D})
+    by = {r["symbol"]: r for r in spots.iter_rows(named=True)}
+    assert set(by) == {"NIFTY", "BANKNIFTY", "FINNIFTY", "MIDCPNIFTY", "RELIANCE", "INFY", "TCS", "HDFCBANK",
+                       "SBIN", "ICICIBANK"}
+    assert by["NIFTY"]["lo"] == by["NIFTY"]["hi"] == 25111.45
+    assert by["RELIANCE"]["lo"] == 1478.7
+    mc = wh.read_partition("market_conditions", D).row(0, named=True)
+    assert mc["nifty_close"] == pytest.approx(25111.45)  # from NSE's NIFTY export of that day
+    wh.dispose()
+
+
+@pytest.mark.nse_data
+def test_nse_files_2025_09_11_stores_every_udiff_underlying_with_nse_lots(dagster_home, tmp_path, monkeypatch,
+                                                                          nse_data_dir):
+    import csv
+    import io
+    import zipfile
+
+    session = dt.date(2025, 9, 11)
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert run_pipeline(session, "nse_files", str(nse_data_dir))[0].success
+    z = zipfile.ZipFile(nse_data_dir / "bhavcopy" / "BhavCopy_NSE_FO_0_0_0_20250911_F_0000.csv.zip")
+    rows = list(csv.DictReader(io.TextIOWrapper(z.open(z.namelist()[0]), encoding="utf-8")))
+    nearest: dict[str, tuple[str, int]] = {}
+    for r in rows:
+        if r["FinInstrmTp"] in ("IDO", "STO"):
+            cur = nearest.get(r["TckrSymb"])
+            if cur is None or r["XpryDt"] < cur[0]:
+                nearest[r["TckrSymb"]] = (r["XpryDt"], int(r["NewBrdLotQty"]))
+    wh = Warehouse(url)
+    stored = wh.read("select symbol, expiry, lot_size from option_chain_data where trade_date = :d", {"d": session})
+    lots = {r["symbol"]: r["lot_size"] for r in
+            stored.sort("expiry").unique("symbol", keep="first").iter_rows(named=True)}
+    assert set(lots) == set(nearest), set(nearest) ^ set(lots)
+    assert {s: lots[s] for s in nearest} == {s: v[1] for s, v in nearest.items()}
+    assert (lots["NIFTY"], lots["BANKNIFTY"], lots["RELIANCE"], lots["HDFCBANK"]) == (75, 35, 500, 1100)
+    failures = wh.read("select symbol, kind, reason from pipeline_failures where trade_date = :d "
+                       "and asset = 'option_chains'", {"d": session})
+    assert failures.height == 0, failures
+    wh.dispose()

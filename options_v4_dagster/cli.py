@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,8 @@ from rich.table import Table
 from options_v4_dagster import calendar, config
 from options_v4_dagster.errors import ConfigError, OptionsV4Error
 
-console = Console(highlight=False)
+# Tables stay readable when the output goes to a pipe or a file (rich would assume 80 columns).
+console = Console(highlight=False, width=max(shutil.get_terminal_size((140, 24)).columns, 100))
 
 
 def _ensure_dagster_home() -> Path:

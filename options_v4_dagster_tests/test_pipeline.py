@@ -159,3 +159,18 @@ def test_nse_files_2025_09_11_stores_every_udiff_underlying_with_nse_lots(dagste
                        "and asset = 'option_chains'", {"d": session})
     assert failures.height == 0, failures
     wh.dispose()
+
+
+def test_cli_backfill_then_iv_show_writes_table_and_chart(dagster_home, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'wh.db'}")
+    # 2025-10-18/19 are a weekend and 10-21/22 holidays: two sessions in the range
+    assert cli_main(["backfill", "--start", "2025-10-17", "--end", "2025-10-22", "--job", "iv_collection"]) == 0
+    out = capsys.readouterr().out
+    assert "2 sessions 2025-10-17 .. 2025-10-20" in out and "failed: none" in out
+    chart = tmp_path / "iv_nifty.html"
+    assert cli_main(["iv", "show", "nifty", "--days", "5", "--out", str(chart)]) == 0
+    out = capsys.readouterr().out
+    assert "NIFTY: 30-day ATM IV" in out and "2025-10-20" in out
+    html = chart.read_text()
+    assert "30-day ATM implied volatility" in html and len(html) > 100_000  # plotly.js inlined: opens offline
+    assert cli_main(["iv", "show", "NOSUCH"]) == 2

@@ -50,6 +50,7 @@ def write_iv_chart(symbol: str, hist: pl.DataFrame, out: str | None = None) -> P
         subtitle = f" — IV percentile {last['iv_percentile']:.0f}, IV rank {last['iv_rank']:.0f} on {last['trade_date']}"
     fig.update_layout(title=f"{symbol}: 30-day ATM implied volatility{subtitle}", yaxis_title="vol (%)",
                       template="plotly_white", hovermode="x unified", height=520)
+    fig.update_xaxes(rangebreaks=[{"bounds": ["sat", "mon"]}])  # sessions only: no weekend gaps
     path = Path(out) if out else config.home_dir() / "charts" / f"iv_{symbol}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.write_html(str(path), include_plotlyjs=True, full_html=True)

@@ -174,6 +174,129 @@ CREATE TABLE IF NOT EXISTS pipeline_failures (
 
 COMMENT ON TABLE pipeline_failures IS 'Per-symbol failures of a partition (the partition itself succeeded)';
 
+CREATE TABLE IF NOT EXISTS strategies (
+	strategy_id VARCHAR(96) NOT NULL, 
+	trade_date DATE NOT NULL, 
+	symbol VARCHAR(32) NOT NULL, 
+	strategy_name VARCHAR(48) NOT NULL, 
+	category VARCHAR(24), 
+	outlook VARCHAR(16), 
+	iv_preference VARCHAR(8), 
+	risk_tolerance VARCHAR(16) NOT NULL, 
+	market_state VARCHAR(32), 
+	total_score FLOAT, 
+	conviction VARCHAR(12), 
+	rank INTEGER, 
+	unlimited_risk BOOLEAN, 
+	lots INTEGER, 
+	lot_size INTEGER, 
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (strategy_id)
+);
+
+CREATE INDEX IF NOT EXISTS ix_strategies_trade_date ON strategies (trade_date);
+
+COMMENT ON TABLE strategies IS 'Ranked strategy candidates per underlying and session';
+
+CREATE TABLE IF NOT EXISTS strategy_details (
+	strategy_id VARCHAR(96) NOT NULL, 
+	leg INTEGER NOT NULL, 
+	trade_date DATE NOT NULL, 
+	side VARCHAR(4) NOT NULL, 
+	instrument VARCHAR(3) NOT NULL, 
+	strike FLOAT, 
+	expiry DATE, 
+	quantity INTEGER NOT NULL, 
+	price FLOAT, 
+	price_kind VARCHAR(8), 
+	iv FLOAT, 
+	delta FLOAT, 
+	security_id VARCHAR(32), 
+	PRIMARY KEY (strategy_id, leg)
+);
+
+CREATE INDEX IF NOT EXISTS ix_strategy_details_trade_date ON strategy_details (trade_date);
+
+COMMENT ON TABLE strategy_details IS 'Legs of each strategy candidate';
+
+CREATE TABLE IF NOT EXISTS strategy_exit_levels (
+	strategy_id VARCHAR(96) NOT NULL, 
+	trade_date DATE NOT NULL, 
+	profit_target FLOAT, 
+	profit_target_pct FLOAT, 
+	scale_out TEXT, 
+	stop_loss FLOAT, 
+	stop_loss_pct FLOAT, 
+	time_exit_dte INTEGER, 
+	time_exit_date DATE, 
+	trailing_activation FLOAT, 
+	trailing_distance FLOAT, 
+	adjustments TEXT, 
+	PRIMARY KEY (strategy_id)
+);
+
+CREATE INDEX IF NOT EXISTS ix_strategy_exit_levels_trade_date ON strategy_exit_levels (trade_date);
+
+COMMENT ON TABLE strategy_exit_levels IS 'Exit levels per strategy candidate';
+
+CREATE TABLE IF NOT EXISTS strategy_parameters (
+	strategy_id VARCHAR(96) NOT NULL, 
+	trade_date DATE NOT NULL, 
+	net_premium FLOAT, 
+	max_profit FLOAT, 
+	max_loss FLOAT, 
+	breakevens TEXT, 
+	pop FLOAT, 
+	pop_forward FLOAT, 
+	pop_sigma FLOAT, 
+	pop_t_years FLOAT, 
+	expected_value FLOAT, 
+	reward_risk FLOAT, 
+	delta FLOAT, 
+	gamma FLOAT, 
+	theta FLOAT, 
+	vega FLOAT, 
+	margin FLOAT, 
+	return_on_margin FLOAT, 
+	score_components TEXT, 
+	details TEXT, 
+	PRIMARY KEY (strategy_id)
+);
+
+CREATE INDEX IF NOT EXISTS ix_strategy_parameters_trade_date ON strategy_parameters (trade_date);
+
+COMMENT ON TABLE strategy_parameters IS 'Metrics of each strategy candidate';
+
+CREATE TABLE IF NOT EXISTS technical_signals (
+	trade_date DATE NOT NULL, 
+	symbol VARCHAR(32) NOT NULL, 
+	close FLOAT, 
+	ema20 FLOAT, 
+	ema50 FLOAT, 
+	ema200 FLOAT, 
+	rsi14 FLOAT, 
+	macd FLOAT, 
+	macd_signal FLOAT, 
+	macd_hist FLOAT, 
+	bb_width FLOAT, 
+	atr14 FLOAT, 
+	atr_pct FLOAT, 
+	volume_ratio FLOAT, 
+	consolidation BOOLEAN, 
+	breakout VARCHAR(8), 
+	direction VARCHAR(8), 
+	strength FLOAT, 
+	iv_environment VARCHAR(8), 
+	market_state VARCHAR(32), 
+	volatility_bucket VARCHAR(12), 
+	liquidity_bucket VARCHAR(8), 
+	rv_20 FLOAT, 
+	notes TEXT, 
+	PRIMARY KEY (trade_date, symbol)
+);
+
+COMMENT ON TABLE technical_signals IS 'Technical indicators, direction and market state per underlying and session';
+
 CREATE TABLE IF NOT EXISTS underlying_bars (
 	symbol VARCHAR(32) NOT NULL, 
 	date DATE NOT NULL, 

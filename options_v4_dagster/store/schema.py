@@ -221,3 +221,118 @@ iv_percentiles = sa.Table(
 sa.Index("ix_historical_iv_summary_symbol_date", historical_iv_summary.c.symbol, historical_iv_summary.c.trade_date)
 PARTITIONED_TABLES.update({"option_greeks": "trade_date", "historical_iv_summary": "trade_date",
                            "iv_percentiles": "trade_date"})
+
+# --- strategy creation -------------------------------------------------------------------
+
+technical_signals = sa.Table(
+    "technical_signals", metadata,
+    sa.Column("trade_date", sa.Date, primary_key=True),
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("close", sa.Float),
+    sa.Column("ema20", sa.Float),
+    sa.Column("ema50", sa.Float),
+    sa.Column("ema200", sa.Float),
+    sa.Column("rsi14", sa.Float),
+    sa.Column("macd", sa.Float),
+    sa.Column("macd_signal", sa.Float),
+    sa.Column("macd_hist", sa.Float),
+    sa.Column("bb_width", sa.Float),
+    sa.Column("atr14", sa.Float),
+    sa.Column("atr_pct", sa.Float),
+    sa.Column("volume_ratio", sa.Float),
+    sa.Column("consolidation", sa.Boolean),
+    sa.Column("breakout", sa.String(8), comment="UP / DOWN / null"),
+    sa.Column("direction", sa.String(8), comment="BULLISH / NEUTRAL / BEARISH"),
+    sa.Column("strength", sa.Float, comment="0..1"),
+    sa.Column("iv_environment", sa.String(8)),
+    sa.Column("market_state", sa.String(32), comment="direction x IV environment (nine states)"),
+    sa.Column("volatility_bucket", sa.String(12)),
+    sa.Column("liquidity_bucket", sa.String(8)),
+    sa.Column("rv_20", sa.Float),
+    sa.Column("notes", sa.Text),
+    comment="Technical indicators, direction and market state per underlying and session",
+)
+
+strategies = sa.Table(
+    "strategies", metadata,
+    sa.Column("strategy_id", sa.String(96), primary_key=True),
+    sa.Column("trade_date", sa.Date, nullable=False, index=True),
+    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("strategy_name", sa.String(48), nullable=False),
+    sa.Column("category", sa.String(24)),
+    sa.Column("outlook", sa.String(16)),
+    sa.Column("iv_preference", sa.String(8)),
+    sa.Column("risk_tolerance", sa.String(16), nullable=False),
+    sa.Column("market_state", sa.String(32)),
+    sa.Column("total_score", sa.Float),
+    sa.Column("conviction", sa.String(12)),
+    sa.Column("rank", sa.Integer, comment="1 = best for the symbol"),
+    sa.Column("unlimited_risk", sa.Boolean),
+    sa.Column("lots", sa.Integer),
+    sa.Column("lot_size", sa.Integer),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=_now),
+    comment="Ranked strategy candidates per underlying and session",
+)
+
+strategy_details = sa.Table(
+    "strategy_details", metadata,
+    sa.Column("strategy_id", sa.String(96), primary_key=True),
+    sa.Column("leg", sa.Integer, primary_key=True),
+    sa.Column("trade_date", sa.Date, nullable=False, index=True),
+    sa.Column("side", sa.String(4), nullable=False),  # BUY / SELL
+    sa.Column("instrument", sa.String(3), nullable=False),  # CE / PE / FUT / EQ
+    sa.Column("strike", sa.Float),
+    sa.Column("expiry", sa.Date),
+    sa.Column("quantity", sa.Integer, nullable=False, comment="shares (lots x lot size)"),
+    sa.Column("price", sa.Float, comment="executable price per share: ask to buy, bid to sell, mid if one-sided"),
+    sa.Column("price_kind", sa.String(8)),
+    sa.Column("iv", sa.Float),
+    sa.Column("delta", sa.Float),
+    sa.Column("security_id", sa.String(32)),
+    comment="Legs of each strategy candidate",
+)
+
+strategy_parameters = sa.Table(
+    "strategy_parameters", metadata,
+    sa.Column("strategy_id", sa.String(96), primary_key=True),
+    sa.Column("trade_date", sa.Date, nullable=False, index=True),
+    sa.Column("net_premium", sa.Float, comment="INR for the position; > 0 credit, < 0 debit"),
+    sa.Column("max_profit", sa.Float, comment="INR; null = unbounded"),
+    sa.Column("max_loss", sa.Float, comment="INR, positive; null = unbounded"),
+    sa.Column("breakevens", sa.Text, comment="JSON list of underlying prices"),
+    sa.Column("pop", sa.Float, comment="probability of profit at expiry, 0..1"),
+    sa.Column("pop_forward", sa.Float),
+    sa.Column("pop_sigma", sa.Float),
+    sa.Column("pop_t_years", sa.Float),
+    sa.Column("expected_value", sa.Float, comment="INR under the POP model"),
+    sa.Column("reward_risk", sa.Float),
+    sa.Column("delta", sa.Float, comment="position delta in shares of the underlying"),
+    sa.Column("gamma", sa.Float),
+    sa.Column("theta", sa.Float, comment="INR per calendar day"),
+    sa.Column("vega", sa.Float, comment="INR per 1 vol point"),
+    sa.Column("margin", sa.Float, comment="SPAN-like estimate, INR (debit for long-only)"),
+    sa.Column("return_on_margin", sa.Float),
+    sa.Column("score_components", sa.Text, comment="JSON of the scoring components 0..1"),
+    sa.Column("details", sa.Text, comment="JSON: model inputs, strike-selection fallback levels"),
+    comment="Metrics of each strategy candidate",
+)
+
+strategy_exit_levels = sa.Table(
+    "strategy_exit_levels", metadata,
+    sa.Column("strategy_id", sa.String(96), primary_key=True),
+    sa.Column("trade_date", sa.Date, nullable=False, index=True),
+    sa.Column("profit_target", sa.Float, comment="INR P&L at which to take profit (primary)"),
+    sa.Column("profit_target_pct", sa.Float, comment="share of max profit (or of debit for unbounded)"),
+    sa.Column("scale_out", sa.Text, comment="JSON: [{at_pct, pnl, close_fraction}] at 25/50/75%"),
+    sa.Column("stop_loss", sa.Float, comment="INR loss that triggers the stop (positive)"),
+    sa.Column("stop_loss_pct", sa.Float, comment="share of max loss (or of credit/debit where unbounded)"),
+    sa.Column("time_exit_dte", sa.Integer),
+    sa.Column("time_exit_date", sa.Date),
+    sa.Column("trailing_activation", sa.Float, comment="INR profit at which a trailing stop arms"),
+    sa.Column("trailing_distance", sa.Float, comment="INR give-back allowed once armed"),
+    sa.Column("adjustments", sa.Text, comment="JSON: breakeven and short-strike delta triggers"),
+    comment="Exit levels per strategy candidate",
+)
+PARTITIONED_TABLES.update({"technical_signals": "trade_date", "strategies": "trade_date",
+                           "strategy_details": "trade_date", "strategy_parameters": "trade_date",
+                           "strategy_exit_levels": "trade_date"})

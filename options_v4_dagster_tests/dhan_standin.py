@@ -8,7 +8,13 @@ Dhan's documented v2 shapes:
   "status": "success"}`` (quantities, OI and volume in shares, IV in percent)
 - ``POST /v2/charts/historical`` -> column arrays ``open/high/low/close/volume/timestamp`` (epoch
   seconds of IST midnight; ``toDate`` exclusive)
-- ``POST /v2/marketfeed/ltp|ohlc|quote`` -> ``{"data": {"NSE_FNO": {"<id>": {...}}}, "status": "success"}``
+- ``POST /v2/marketfeed/ltp|ohlc|quote`` -> ``{"data": {"NSE_FNO": {"<id>": {...}}}, "status": "success"}``:
+  ``ltp`` gives ``last_price``; ``ohlc`` adds ``ohlc {open, close, high, low}``; ``quote`` adds the
+  5-level ``depth {buy, sell: [{quantity, orders, price}]}``, ``volume``, ``oi``, ``last_trade_time``
+  (``DD/MM/YYYY HH:MM:SS`` IST), circuit limits etc. (see :meth:`DhanStandIn.quote_item`). Ids in
+  ``unknown_ids`` are left out of the answer, as Dhan leaves out ids it does not know; NSE_FNO ids
+  divisible by 50 are untraded contracts (zeros, ``01/01/1980 00:00:00``); more than
+  ``quote_max_instruments`` in one request -> 400 ``DH-905``.
 
 Every request must carry the ``access-token`` and ``client-id`` headers it was built with,
 otherwise it answers 401 with ``DH-901``. Faults can be injected per path (``inject_*``):
@@ -108,6 +114,8 @@ class DhanStandIn:
         expiries: dict[int, list[dt.date]] | None = None,
         sparse: bool = True,
         enforce_chain_interval: float | None = None,
+        unknown_ids: set[int] | None = None,
+        quote_max_instruments: int = 1000,
     ) -> None:
         self.client_id = client_id
         self.access_token = access_token
@@ -120,6 +128,9 @@ class DhanStandIn:
         self.sparse = sparse
         #: answer 429/DH-904 when the same option chain is asked again within this many seconds
         self.enforce_chain_interval = enforce_chain_interval
+        #: security ids the market quote routes leave out of their answers
+        self.unknown_ids: set[int] = set(unknown_ids or ())
+        self.quote_max_instruments = quote_max_instruments
         self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
         self._routes: dict[tuple[str, str], Handler] = {}
@@ -357,6 +368,40 @@ class DhanStandIn:
             oc[f"{k:.6f}"] = entry
         return {"last_price": self.spot(security_id), "oc": oc}
 
+    def quote_item(self, segment: str, security_id: int, kind: str = "quote") -> dict | None:
+        """One instrument of a ``/marketfeed/<kind>`` answer (``kind``: ltp, ohlc, quote); None if unknown.
+
+        NSE_FNO ids divisible by 50 have not traded: zero prices and depth, the previous close in
+        ``ohlc.close`` and Dhan's ``01/01/1980 00:00:00`` placeholder as the last trade time."""
+        sid = int(security_id)
+        if sid in self.unknown_ids:
+            return None
+        ltp = self.spot(sid) if segment != "NSE_FNO" else _round_tick(50 + sid % 400)
+        untraded = segment == "NSE_FNO" and sid % 50 == 0
+        if untraded:
+            ohlc = {"open": 0, "close": ltp, "high": 0, "low": 0}
+            ltp = 0
+        else:
+            ohlc = {"open": _round_tick(ltp * 0.995), "close": _round_tick(ltp * 0.99),
+                    "high": _round_tick(ltp * 1.01), "low": _round_tick(ltp * 0.985)}
+        if kind == "ltp":
+            return {"last_price": ltp}
+        if kind == "ohlc":
+            return {"last_price": ltp, "ohlc": ohlc}
+        depth = {side: [{"quantity": 0 if untraded else 75 * (i + 1), "orders": 0 if untraded else i + 1,
+                         "price": 0 if untraded else _round_tick(ltp + (-1 if side == "buy" else 1) * 0.05 * (i + 1))}
+                        for i in range(5)] for side in ("buy", "sell")}
+        secs = 15 * 3600 + 29 * 60 + 59 - sid % 600
+        ltt = ("01/01/1980 00:00:00" if untraded
+               else f"{self.today:%d/%m/%Y} {secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}")
+        return {"average_price": ltp, "buy_quantity": 0 if untraded else 1125, "depth": depth, "last_price": ltp,
+                "last_quantity": 0 if untraded else 75, "last_trade_time": ltt,
+                "lower_circuit_limit": _round_tick(ohlc["close"] * 0.8), "net_change": 0 if untraded else _round_tick(ltp * 0.01),
+                "ohlc": ohlc, "oi": 0 if untraded else 150000 + sid % 1000 * 75,
+                "oi_day_high": 0 if untraded else 160000, "oi_day_low": 0 if untraded else 140000,
+                "sell_quantity": 0 if untraded else 1125, "upper_circuit_limit": _round_tick(ohlc["close"] * 1.2),
+                "volume": 0 if untraded else 987650 + sid % 1000 * 75}
+
     def historical_payload(self, security_id: int, from_date: dt.date, to_date: dt.date) -> dict:
         """Daily candles on weekdays in [from_date, to_date) with deterministic prices."""
         sid = int(security_id)
@@ -421,32 +466,22 @@ class DhanStandIn:
 
     def _marketfeed(self, kind: str) -> Handler:
         def handler(body: dict, req: Recorded) -> tuple[int, Any]:
+            segments = {seg: ids for seg, ids in body.items() if seg != "dhanClientId"}
+            if not segments:
+                return self._bad_request("at least one exchange segment with security ids is expected")
+            for seg, ids in segments.items():
+                if not isinstance(ids, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in ids):
+                    return self._bad_request(f"{seg}: a list of integer security ids is expected")
+            total = sum(len(ids) for ids in segments.values())
+            if total > self.quote_max_instruments:
+                return self._bad_request(f"At most {self.quote_max_instruments} instruments per request, got {total}")
             out: dict[str, dict] = {}
-            for seg, ids in body.items():
-                if seg == "dhanClientId":
-                    continue
-                if not isinstance(ids, list):
-                    return self._bad_request(f"{seg}: a list of security ids is expected")
+            for seg, ids in segments.items():
                 out[seg] = {}
                 for sid in ids:
-                    ltp = self.spot(int(sid)) if seg != "NSE_FNO" else _round_tick(50 + int(sid) % 400)
-                    ohlc = {"open": _round_tick(ltp * 0.995), "close": _round_tick(ltp * 0.99),
-                            "high": _round_tick(ltp * 1.01), "low": _round_tick(ltp * 0.985)}
-                    if kind == "ltp":
-                        item: dict[str, Any] = {"last_price": ltp}
-                    elif kind == "ohlc":
-                        item = {"last_price": ltp, "ohlc": ohlc}
-                    else:
-                        depth = {side: [{"quantity": 75 * (i + 1), "orders": i + 1,
-                                         "price": _round_tick(ltp + (-1 if side == "buy" else 1) * 0.05 * (i + 1))}
-                                        for i in range(5)] for side in ("buy", "sell")}
-                        item = {"average_price": ltp, "buy_quantity": 1125, "depth": depth, "last_price": ltp,
-                                "last_quantity": 75, "last_trade_time": f"{self.today:%d/%m/%Y} 15:29:59",
-                                "lower_circuit_limit": _round_tick(ltp * 0.8), "net_change": _round_tick(ltp * 0.01),
-                                "ohlc": ohlc, "oi": 150000, "oi_day_high": 160000, "oi_day_low": 140000,
-                                "sell_quantity": 1125, "upper_circuit_limit": _round_tick(ltp * 1.2),
-                                "volume": 987650}
-                    out[seg][str(sid)] = item
+                    item = self.quote_item(seg, sid, kind)
+                    if item is not None:
+                        out[seg][str(sid)] = item
             return 200, {"data": out, "status": "success"}
 
         return handler

@@ -11,7 +11,7 @@ import pytest
 
 from options_v4_dagster.errors import ConfigError, DataUnavailable, ProviderError, RateLimited
 from options_v4_dagster.market.base import BARS_SCHEMA, CHAIN_SCHEMA
-from options_v4_dagster.market.dhan import IST, DhanProvider, Throttle
+from options_v4_dagster.market.dhan import IST, QUOTE_SCHEMA, DhanProvider, Throttle
 
 from .dhan_standin import DhanStandIn
 
@@ -20,6 +20,7 @@ NOW = dt.datetime(2025, 7, 17, 11, 0, tzinfo=IST)
 OC = "/v2/optionchain"
 EXPIRY_LIST = "/v2/optionchain/expirylist"
 HIST = "/v2/charts/historical"
+QUOTE = "/v2/marketfeed/quote"
 
 
 class FakeClock:
@@ -365,3 +366,119 @@ def test_standin_market_feed_through_the_sdk(standin, make):
     assert len(q["depth"]["buy"]) == 5 and "ohlc" in q
     ohlc = sdk.ohlc_data({"NSE_EQ": [2885]})
     assert set(ohlc["data"]["data"]["NSE_EQ"]["2885"]["ohlc"]) == {"open", "high", "low", "close"}
+
+
+# --- market quotes ----------------------------------------------------------------------
+
+
+def test_quotes_values_parsed_and_missing_ids_warned(standin, make, caplog):
+    standin.unknown_ids = {99999}
+    p = make()
+    with caplog.at_level(logging.WARNING, logger="options_v4_dagster.market.dhan"):
+        df = p.quotes(["40001", "40050", "99999", " 40001"])
+    assert dict(df.schema) == QUOTE_SCHEMA
+    assert df["security_id"].to_list() == ["40001", "40050"]  # request order; the unknown id is just absent
+    assert "1 of 3 requested ids not in the answer" in caplog.text and "99999" in caplog.text
+    assert [c.body for c in standin.calls(QUOTE)] == [
+        {"NSE_FNO": [40001, 40050, 99999], "dhanClientId": standin.client_id}]  # int ids, de-duplicated
+
+    raw = standin.quote_item("NSE_FNO", 40001)
+    row = df.row(0, named=True)
+    assert row["segment"] == "NSE_FNO" and row["ltp"] == raw["last_price"]
+    assert (row["bid"], row["bid_qty"]) == (raw["depth"]["buy"][0]["price"], raw["depth"]["buy"][0]["quantity"])
+    assert (row["ask"], row["ask_qty"]) == (raw["depth"]["sell"][0]["price"], raw["depth"]["sell"][0]["quantity"])
+    assert row["bid"] < row["ltp"] < row["ask"]
+    assert (row["volume"], row["oi"]) == (raw["volume"], raw["oi"])
+    assert [row[c] for c in ("open", "high", "low", "close")] == [raw["ohlc"][c] for c in ("open", "high", "low", "close")]
+    ltt = dt.datetime.strptime(raw["last_trade_time"], "%d/%m/%Y %H:%M:%S").replace(tzinfo=IST)
+    assert row["last_trade_time"] == ltt and row["last_trade_time"].tzinfo is not None
+    assert row["last_trade_time"].date() == SESSION
+    assert row["fetched_at"] == NOW and str(row["fetched_at"].tzinfo) == "UTC"
+
+    # an untraded contract: zero prices -> null (and its quantities), the 1980 placeholder -> null
+    untraded = df.row(1, named=True)
+    assert untraded["ltp"] is None and untraded["bid"] is None and untraded["ask"] is None
+    assert untraded["bid_qty"] is None and untraded["ask_qty"] is None
+    assert untraded["open"] is None and untraded["high"] is None and untraded["low"] is None
+    assert untraded["close"] == standin.quote_item("NSE_FNO", 40050)["ohlc"]["close"] > 0
+    assert untraded["last_trade_time"] is None and untraded["volume"] == 0.0
+
+
+def test_quotes_ltp_and_ohlc_modes(standin, make):
+    p = make()
+    ltp = p.quotes(["13", "25"], segment="IDX_I", mode="ltp")
+    assert ltp["ltp"].to_list() == [25012.35, 54321.10]
+    assert ltp.select(pl.exclude("security_id", "segment", "ltp", "fetched_at")).null_count().sum_horizontal()[0] \
+        == 2 * (len(QUOTE_SCHEMA) - 4)
+    assert standin.calls("/v2/marketfeed/ltp")[0].body == {"IDX_I": [13, 25], "dhanClientId": standin.client_id}
+
+    ohlc = p.quotes([2885], segment="NSE_EQ", mode="ohlc").row(0, named=True)
+    raw = standin.quote_item("NSE_EQ", 2885, "ohlc")
+    assert ohlc["security_id"] == "2885" and ohlc["close"] == raw["ohlc"]["close"] and ohlc["ltp"] == raw["last_price"]
+    assert ohlc["bid"] is None and ohlc["volume"] is None and ohlc["last_trade_time"] is None
+    assert len(standin.calls("/v2/marketfeed/ohlc")) == 1
+
+
+def test_quotes_batches_of_1000_one_second_apart(standin, make, clock):
+    p = make()
+    real = p.client.quote_data
+    at: list[float] = []
+    p.client.quote_data = lambda securities: (at.append(clock.now()), real(securities))[1]
+    ids = [str(50001 + i) for i in range(1500)]
+    t0 = time.perf_counter()
+    df = p.quotes(ids)
+    assert df.height == 1500 and df["security_id"].to_list() == ids
+    assert [len(c.body["NSE_FNO"]) for c in standin.calls(QUOTE)] == [1000, 500]
+    assert len(at) == 2 and at[1] - at[0] == pytest.approx(1.0)  # Dhan: quotes 1 request/s
+    p.quotes(["40001"])  # the next quote request waits its second too; the other data APIs do not
+    p.expiry_list("NIFTY")
+    assert time.perf_counter() - t0 < 3.0  # nothing slept for real
+    grants = p.throttle.grants
+    assert [t - grants[0][0] for t, _ in grants] == pytest.approx([0.0, 1.0, 2.0, 2.0])
+    assert [keys for _, keys in grants] == [("quote-api",)] * 3 + [("data-api",)]
+
+
+def test_quotes_failure_envelope_is_a_typed_error(standin, make):
+    standin.inject_failure(QUOTE, status=400, code="DH-905", message="Invalid SecurityId")
+    with pytest.raises(ProviderError) as ei:
+        make().quotes(["40001"])
+    err = ei.value
+    assert not isinstance(err, RateLimited) and not err.retryable
+    assert err.code == "DH-905" and err.status == 400 and "Invalid SecurityId" in str(err)
+    assert "market quote NSE_FNO" in str(err)
+    assert len(standin.calls(QUOTE)) == 1
+
+    standin.inject_failure(QUOTE, status=400, code="806", message="Data APIs not Subscribed", style="data")
+    with pytest.raises(ProviderError, match="access denied") as ei:
+        make().quotes(["40001"])
+    assert ei.value.code == "806"
+
+    standin.route("POST", QUOTE)(lambda body, req: (200, {"data": {"810": "Client ID invalid"}, "status": "failed"}))
+    with pytest.raises(ProviderError, match="authentication failed"):
+        make().quotes(["40001"])
+
+
+def test_quotes_rate_limit_is_retried(standin, make, clock):
+    standin.inject_rate_limit(QUOTE, times=1)
+    df = make(rate_limit_backoff=1.0).quotes(["40001", "40002"])
+    assert df.height == 2
+    calls = standin.calls(QUOTE)
+    assert len(calls) == 2 and calls[0].body == calls[1].body
+    assert any(s >= 1.0 for s in clock.sleeps)
+
+
+def test_quotes_arguments(standin, make):
+    p = make()
+    empty = p.quotes([])
+    assert empty.height == 0 and dict(empty.schema) == QUOTE_SCHEMA
+    with pytest.raises(ValueError, match="mode"):
+        p.quotes(["1"], mode="full")
+    with pytest.raises(ValueError, match="segment"):
+        p.quotes(["1"], segment="NSE")
+    with pytest.raises(ValueError, match="not a number"):
+        p.quotes(["NIFTY"])
+    with pytest.raises(TypeError):
+        p.quotes("40001")
+    assert standin.calls() == []
+    with pytest.raises(ConfigError, match="quote_batch_size"):
+        make(quote_batch_size=1001)

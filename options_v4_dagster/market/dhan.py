@@ -29,6 +29,17 @@ limit, DH-908/DH-909/800 server errors) are retried with exponential back-off a 
 of times, then raised as :class:`RateLimited` / :class:`ProviderError`. The SDK never raises: it
 returns ``{'status': 'failure', 'remarks': ...}``; every failure becomes a typed error, and an
 empty chain is :class:`DataUnavailable`, never an empty frame.
+
+Market quotes (:meth:`DhanProvider.quotes`, POST ``/marketfeed/quote|ltp|ohlc`` through the SDK's
+``quote_data`` / ``ticker_data`` / ``ohlc_data``) come as a frame of :data:`QUOTE_SCHEMA`, one row per
+instrument Dhan answered for. At most 1000 instruments go in one request and quote requests are
+spaced 1 s apart (Dhan's published quote limit, a throttle key of its own apart from the 5/s of the
+other data APIs). Ids Dhan leaves out of its answer (unknown or expired contracts) are simply absent
+from the frame, and a warning naming them is logged; no error is raised for them. Prices of 0
+(``last_price``, ``ohlc``, depth) mean "none" -> null, and a null bid/ask nulls its quantity;
+``volume``/``oi`` are as Dhan gives them (shares for F&O). ``last_trade_time`` (Dhan's
+``DD/MM/YYYY HH:MM:SS`` IST, only in the ``quote`` answer; its ``01/01/1980`` placeholder means
+"never traded") and ``fetched_at`` (when the answer came) are tz-aware UTC.
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -68,6 +79,21 @@ AUTH_CODES = frozenset({"DH-901", "807", "808", "809", "810"})
 ACCESS_CODES = frozenset({"DH-902", "DH-903", "806"})
 TRANSIENT_CODES = frozenset({"DH-908", "DH-909", "800"})
 NO_DATA_CODES = frozenset({"DH-907"})
+
+#: Dhan v2 exchange segments accepted by the market quote APIs.
+QUOTE_SEGMENTS = frozenset({"IDX_I", "NSE_EQ", "NSE_FNO", "NSE_CURRENCY", "BSE_EQ", "BSE_FNO", "BSE_CURRENCY",
+                            "MCX_COMM"})
+#: quote mode -> SDK method (POST /marketfeed/quote, /ltp, /ohlc).
+QUOTE_METHODS = {"quote": "quote_data", "ltp": "ticker_data", "ohlc": "ohlc_data"}
+#: Dhan's published cap on instruments in one market quote request.
+QUOTE_BATCH_MAX = 1000
+#: The frame :meth:`DhanProvider.quotes` returns.
+QUOTE_SCHEMA: dict[str, pl.DataType] = {
+    "security_id": pl.Utf8(), "segment": pl.Utf8(),
+    **{c: pl.Float64() for c in ("ltp", "bid", "ask", "bid_qty", "ask_qty", "volume", "oi",
+                                 "open", "high", "low", "close")},
+    "last_trade_time": pl.Datetime("us", "UTC"), "fetched_at": pl.Datetime("us", "UTC"),
+}
 
 
 class Throttle:
@@ -111,7 +137,7 @@ def _normalize_base_url(url: str) -> str:
     return url if url.endswith("/v2") else url + "/v2"
 
 
-def _num(value: Any, field: str, symbol: str, session: dt.date) -> float | None:
+def _num(value: Any, field: str, symbol: str, session: dt.date | None) -> float | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -121,6 +147,43 @@ def _num(value: Any, field: str, symbol: str, session: dt.date) -> float | None:
     except (TypeError, ValueError):
         raise DataError(f"Dhan gave a non-numeric {field}: {value!r}", symbol=symbol, session=session,
                         field=field, source=PROVIDER) from None
+
+
+#: Dhan's last trade times before this are placeholders (``01/01/1980 00:00:00``: never traded).
+_EPOCH_FLOOR = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+_LTT_FORMATS = ("%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
+
+
+def _trade_time(value: Any, symbol: str) -> dt.datetime | None:
+    """Dhan's ``last_trade_time`` -> tz-aware UTC: ``DD/MM/YYYY HH:MM:SS`` (or ISO) in IST unless it
+    names a zone, or epoch seconds; empty or a pre-2000 placeholder -> None."""
+    if value is None or value == "" or value == 0:
+        return None
+    if isinstance(value, bool):
+        raise DataError("Dhan gave a boolean for last_trade_time", symbol=symbol, field="last_trade_time",
+                        source=PROVIDER)
+    if isinstance(value, int | float):
+        when = dt.datetime.fromtimestamp(float(value), dt.UTC)
+    elif isinstance(value, str):
+        text = value.strip()
+        parsed = None
+        for fmt in _LTT_FORMATS:
+            try:
+                parsed = dt.datetime.strptime(text, fmt)
+                break
+            except ValueError:
+                continue
+        if parsed is None:
+            try:
+                parsed = dt.datetime.fromisoformat(text)
+            except ValueError:
+                raise DataError(f"Dhan gave an unreadable last_trade_time: {value!r}", symbol=symbol,
+                                field="last_trade_time", source=PROVIDER) from None
+        when = (parsed if parsed.tzinfo else parsed.replace(tzinfo=IST)).astimezone(dt.UTC)
+    else:
+        raise DataError(f"Dhan gave a last_trade_time of type {type(value).__name__}", symbol=symbol,
+                        field="last_trade_time", source=PROVIDER)
+    return when if when >= _EPOCH_FLOOR else None
 
 
 def _error_details(remarks: Any, body: str | None) -> tuple[str | None, str | None, str]:
@@ -179,6 +242,8 @@ class DhanProvider(MarketDataProvider):
         rate_limit_backoff: float = 1.0,
         data_interval: float = 0.2,
         chain_interval: float = 3.0,
+        quote_interval: float = 1.0,
+        quote_batch_size: int = QUOTE_BATCH_MAX,
         chain_scope: str = "expiry",
         allow_stale: bool = False,
         clock: Callable[[], float] | None = None,
@@ -193,6 +258,8 @@ class DhanProvider(MarketDataProvider):
             raise ConfigError("max_attempts must be at least 1")
         if chain_scope not in ("expiry", "global"):
             raise ConfigError(f"chain_scope must be 'expiry' or 'global', not {chain_scope!r}")
+        if not 1 <= quote_batch_size <= QUOTE_BATCH_MAX:
+            raise ConfigError(f"quote_batch_size must be between 1 and {QUOTE_BATCH_MAX}, not {quote_batch_size}")
         from dhanhq import DhanContext, dhanhq
 
         self._ctx = DhanContext(str(client_id).strip(), str(access_token).strip())
@@ -214,6 +281,9 @@ class DhanProvider(MarketDataProvider):
         self.rate_limit_backoff = rate_limit_backoff
         self.data_interval = data_interval
         self.chain_interval = chain_interval
+        #: spacing of market quote requests (Dhan: 1 request/s) and instruments per request (<= 1000)
+        self.quote_interval = quote_interval
+        self.quote_batch_size = quote_batch_size
         #: "expiry": ``chain_interval`` between requests for the same underlying and expiry (Dhan's
         #: "one unique request every 3 seconds"); "global": between any two option-chain requests.
         self.chain_scope = chain_scope
@@ -277,9 +347,13 @@ class DhanProvider(MarketDataProvider):
         return err
 
     def _call(self, what: str, fn: Callable[..., dict], *args: Any, symbol: str | None = None,
-              session: dt.date | None = None, chain_key: tuple | None = None) -> Any:
-        """One SDK call: throttled, retried on transient failures, unwrapped or turned into a typed error."""
-        slots: list[tuple[Hashable, float]] = [("data-api", self.data_interval)]
+              session: dt.date | None = None, chain_key: tuple | None = None,
+              slots: Sequence[tuple[Hashable, float]] | None = None) -> Any:
+        """One SDK call: throttled, retried on transient failures, unwrapped or turned into a typed error.
+
+        ``slots`` replaces the default throttle key (the data APIs' 5/s); ``fn`` is called anew on
+        every attempt (the SDK adds ``dhanClientId`` to the payload it is given)."""
+        slots = list(slots) if slots is not None else [("data-api", self.data_interval)]
         if chain_key is not None:
             key = ("optionchain",) if self.chain_scope == "global" else ("optionchain", *chain_key)
             slots.append((key, self.chain_interval))
@@ -533,3 +607,107 @@ class DhanProvider(MarketDataProvider):
         if bars.height == 0:
             raise DataUnavailable(f"Dhan has no daily bars from {start} to {end}", symbol=sym, source=PROVIDER)
         return normalize_bars(bars, symbol=sym)
+
+    # --- market quotes -------------------------------------------------------------------
+
+    def quotes(self, security_ids: Sequence[str], segment: str = "NSE_FNO", mode: str = "quote") -> pl.DataFrame:
+        """Market quotes for ``security_ids`` of one exchange ``segment`` as a :data:`QUOTE_SCHEMA` frame.
+
+        ``mode``: ``"quote"`` (LTP, OHLC, top of the 5-level depth, volume, OI, last trade time),
+        ``"ohlc"`` (LTP and OHLC) or ``"ltp"``; columns a mode does not give are null. Ids are
+        de-duplicated and sent in batches of at most ``quote_batch_size`` (1000), 1 s apart. Rows follow
+        the order of the request; ids missing from Dhan's answer are left out and logged as a warning.
+        Failures are typed errors as for the other calls (no partial frame).
+        """
+        if mode not in QUOTE_METHODS:
+            raise ValueError(f"quotes: mode must be one of {sorted(QUOTE_METHODS)}, not {mode!r}")
+        if segment not in QUOTE_SEGMENTS:
+            raise ValueError(f"quotes: unknown Dhan exchange segment {segment!r} (one of {sorted(QUOTE_SEGMENTS)})")
+        if isinstance(security_ids, str | bytes):
+            raise TypeError("quotes: security_ids must be a sequence of ids, not one string")
+        ids: list[str] = []
+        for raw in security_ids:
+            sid = str(raw).strip()
+            if not sid.isdigit():
+                raise ValueError(f"quotes: security id {raw!r} is not a number")
+            sid = str(int(sid))
+            if sid not in ids:
+                ids.append(sid)
+        if not ids:
+            return pl.DataFrame(schema=QUOTE_SCHEMA)
+
+        method = QUOTE_METHODS[mode]
+        size = self.quote_batch_size
+        rows: list[dict[str, Any]] = []
+        missing: list[str] = []
+        for start in range(0, len(ids), size):
+            batch = ids[start:start + size]
+            what = f"market {mode} {segment} ({len(batch)} instruments)"
+            data = self._call(what, lambda b=batch: getattr(self._dhan, method)({segment: [int(x) for x in b]}),
+                              slots=[("quote-api", self.quote_interval)])
+            fetched = self._now().astimezone(dt.UTC)
+            answered = self._quote_segment(data, what, segment)
+            for sid in batch:
+                item = answered.get(sid)
+                if item is None:
+                    missing.append(sid)
+                    continue
+                if not isinstance(item, dict):
+                    raise DataError(f"{what}: the quote of {sid} is not an object", symbol=f"{segment}:{sid}",
+                                    field="data", source=PROVIDER)
+                rows.append(self._quote_row(item, sid, segment, fetched))
+        if missing:
+            shown = ", ".join(missing[:20]) + (", ..." if len(missing) > 20 else "")
+            log.warning("dhan market %s %s: %d of %d requested ids not in the answer (unknown or expired): %s",
+                        mode, segment, len(missing), len(ids), shown)
+        return pl.DataFrame(rows, schema=QUOTE_SCHEMA, orient="row") if rows else pl.DataFrame(schema=QUOTE_SCHEMA)
+
+    @staticmethod
+    def _quote_segment(data: Any, what: str, segment: str) -> dict[str, Any]:
+        payload = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(payload, dict):
+            raise DataError(f"{what}: answer has no data object", field="data", source=PROVIDER)
+        answered = payload.get(segment)
+        if answered is None:
+            return {}
+        if not isinstance(answered, dict):
+            raise DataError(f"{what}: data.{segment} is not an object", field=segment, source=PROVIDER)
+        return {str(k).strip(): v for k, v in answered.items()}
+
+    @staticmethod
+    def _quote_row(item: dict, sid: str, segment: str, fetched: dt.datetime) -> dict[str, Any]:
+        symbol = f"{segment}:{sid}"
+
+        def num(value: Any, field: str) -> float | None:
+            return _num(value, field, symbol, None)
+
+        def price(value: Any, field: str) -> float | None:
+            x = num(value, field)
+            return x if x is not None and x > 0 else None
+
+        ohlc = item.get("ohlc") or {}
+        depth = item.get("depth") or {}
+        if not isinstance(ohlc, dict) or not isinstance(depth, dict):
+            raise DataError("Dhan's quote has an ohlc or depth that is not an object", symbol=symbol,
+                            field="ohlc" if not isinstance(ohlc, dict) else "depth", source=PROVIDER)
+
+        def top(side: str) -> tuple[float | None, float | None]:
+            levels = depth.get(side) or []
+            if not isinstance(levels, list):
+                raise DataError(f"Dhan's quote depth.{side} is not a list", symbol=symbol, field=f"depth.{side}",
+                                source=PROVIDER)
+            level = levels[0] if levels and isinstance(levels[0], dict) else {}
+            p = price(level.get("price"), f"depth.{side}.price")
+            return p, (num(level.get("quantity"), f"depth.{side}.quantity") if p is not None else None)
+
+        bid, bid_qty = top("buy")
+        ask, ask_qty = top("sell")
+        return {
+            "security_id": sid, "segment": segment,
+            "ltp": price(item.get("last_price"), "last_price"),
+            "bid": bid, "ask": ask, "bid_qty": bid_qty, "ask_qty": ask_qty,
+            "volume": num(item.get("volume"), "volume"), "oi": num(item.get("oi"), "oi"),
+            **{c: price(ohlc.get(c), f"ohlc.{c}") for c in ("open", "high", "low", "close")},
+            "last_trade_time": _trade_time(item.get("last_trade_time"), symbol),
+            "fetched_at": fetched,
+        }

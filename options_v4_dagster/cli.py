@@ -226,9 +226,15 @@ def _missing_summary(session: dt.date) -> str:
     from options_v4_dagster.store import Warehouse
 
     wh = Warehouse.from_env()
-    rows = wh.read("select kind, count(*) n from pipeline_failures where trade_date = :d and asset = 'option_chains' "
-                   "group by kind", {"d": session})
-    return ", ".join(f"{r['n']} {r['kind']}" for r in rows.iter_rows(named=True)) if rows.height else ""
+    rows = wh.read("select asset, kind, count(*) n from pipeline_failures where trade_date = :d "
+                   "and asset in ('universe', 'option_chains') group by asset, kind order by asset", {"d": session})
+    parts = []
+    for r in rows.iter_rows(named=True):
+        if r["asset"] == "universe":
+            parts.append("session missing from the source")
+        else:
+            parts.append(f"{r['n']} symbols {r['kind']}")
+    return ", ".join(parts)
 
 
 def cmd_sessions(args) -> int:

@@ -174,3 +174,20 @@ def test_cli_backfill_then_iv_show_writes_table_and_chart(dagster_home, tmp_path
     html = chart.read_text()
     assert "30-day ATM implied volatility" in html and len(html) > 100_000  # plotly.js inlined: opens offline
     assert cli_main(["iv", "show", "NOSUCH"]) == 2
+
+
+@pytest.mark.nse_data
+def test_nse_files_backfill_records_sessions_without_files_as_missing(dagster_home, tmp_path, monkeypatch, capsys,
+                                                                     nse_data_dir):
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    code = cli_main(["backfill", "--start", "2025-07-16", "--end", "2025-07-18", "--job", "iv_collection",
+                     "--source", "nse_files", "--nse-dir", str(nse_data_dir)])
+    out = capsys.readouterr().out
+    assert code == 0 and "failed: none" in out
+    wh = Warehouse(url)
+    gaps = wh.read("select trade_date, kind from pipeline_failures where asset = 'universe' order by trade_date")
+    assert gaps.get_column("trade_date").to_list() == [dt.date(2025, 7, 16), dt.date(2025, 7, 18)]
+    assert set(gaps.get_column("kind")) == {"missing"}
+    assert wh.count("historical_iv_summary", D) == 10 and wh.count("historical_iv_summary") == 10
+    wh.dispose()

@@ -382,7 +382,25 @@ def test_iv_percentiles_without_the_session_row_fails_clearly(tmp_path):
                          resources={"warehouse": WarehouseResource(database_url=url)})
     assert not res.success
     failure = next(e for e in res.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "materialize iv_history first" in str(failure.event_specific_data.error)
+    assert "historical_iv_summary has no rows for the session" in str(failure.event_specific_data.error)
+
+
+def test_iv_percentiles_on_a_session_missing_from_the_source_is_a_recorded_gap(tmp_path):
+    """A day the source has no files for (universe recorded it as missing) materializes empty, not failed."""
+    from options_v4_dagster.market import Failure
+
+    url = f"sqlite:///{tmp_path / 'iv.db'}"
+    wh = Warehouse(url)
+    from options_v4_dagster.defs.common import record_failures
+
+    record_failures(wh, D, "universe", [Failure("*", "universe", "nse_files holds no data for 2025-07-17",
+                                                kind="missing")])
+    res = dg.materialize([iv_percentiles], partition_key=D.isoformat(),
+                         resources={"warehouse": WarehouseResource(database_url=url)})
+    assert res.success
+    mat = res.asset_materializations_for_node("iv_percentiles")[0]
+    assert mat.metadata["missing_session"].value is True and mat.metadata["dagster/row_count"].value == 0
+    wh.dispose()
 
 
 # --- 5. the daily schedule --------------------------------------------------------------------

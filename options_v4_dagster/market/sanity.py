@@ -15,6 +15,7 @@ class ChainSanity:
     crossed_quotes: int = 0  # bid > ask (kept: a warning, not an error)
     unknown_lot_size: int = 0
     symbols_not_around_spot: list[str] = field(default_factory=list)
+    symbols_requested: int | None = None  # 0: the source holds nothing for the session (missing, not an error)
 
     @property
     def errors(self) -> list[str]:
@@ -26,7 +27,7 @@ class ChainSanity:
         if self.symbols_not_around_spot:
             s = ", ".join(self.symbols_not_around_spot[:10])
             out.append(f"{len(self.symbols_not_around_spot)} symbols whose strikes do not straddle spot: {s}")
-        if self.rows == 0:
+        if self.rows == 0 and self.symbols_requested != 0:
             out.append("no option chain rows for the session")
         return out
 
@@ -35,9 +36,10 @@ class ChainSanity:
         return not self.errors
 
 
-def chain_sanity(chain: pl.DataFrame) -> ChainSanity:
+def chain_sanity(chain: pl.DataFrame, symbols_requested: int | None = None) -> ChainSanity:
+    """``symbols_requested=0`` marks a session the source has no data for: an empty chain passes."""
     if chain.height == 0:
-        return ChainSanity(rows=0, symbols=0)
+        return ChainSanity(rows=0, symbols=0, symbols_requested=symbols_requested)
     neg = chain.select(
         pl.any_horizontal([pl.col(c).fill_null(0) < 0 for c in ("bid", "ask", "ltp", "close")]).sum()
     ).item()
@@ -54,5 +56,6 @@ def chain_sanity(chain: pl.DataFrame) -> ChainSanity:
         .sort()
         .to_list()
     )
-    return ChainSanity(rows=chain.height, symbols=chain.get_column("symbol").n_unique(), negative_prices=int(neg),
+    return ChainSanity(rows=chain.height, symbols=chain.get_column("symbol").n_unique(),
+                       symbols_requested=symbols_requested, negative_prices=int(neg),
                        crossed_quotes=int(crossed), unknown_lot_size=int(lots), symbols_not_around_spot=around)

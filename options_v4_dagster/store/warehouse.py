@@ -87,7 +87,7 @@ class Warehouse:
 
     def _delete_insert(self, t: sa.Table, delete_stmt, frame: pl.DataFrame) -> WriteResult:
         start = time.perf_counter()
-        sub = self._prepare(t, frame)
+        sub = self._prepare(t, frame) if frame.height else frame.clear()
         with self.engine.begin() as conn:
             deleted = conn.execute(delete_stmt).rowcount or 0
             if sub.height:

@@ -57,6 +57,11 @@ def universe(context: dg.AssetExecutionContext, market_data: MarketDataResource,
     lots = dict(lots_fn(session)) if lots_fn else {}
     frame = _universe_rows(symbols, session, provider.name, lots)
     res = wh.replace_partition("fno_universe", session, frame)
+    missing = [] if frame.height else [Failure("*", "universe", f"{provider.name} holds no data for {session}",
+                                               kind="missing")]
+    record_failures(wh, session, "universe", missing)
+    if missing:
+        context.log.warning(f"universe {session}: {missing[0].reason}; the session is recorded as missing")
     n_idx = frame.filter(pl.col("instrument") == "INDEX").height
     context.log.info(f"universe {session}: {frame.height} underlyings ({n_idx} indices) from {provider.name}")
     return dg.MaterializeResult(metadata={
@@ -66,6 +71,7 @@ def universe(context: dg.AssetExecutionContext, market_data: MarketDataResource,
         "source": provider.name,
         "industries": frame.get_column("industry").n_unique(),
         "write_seconds": round(res.seconds, 3),
+        "missing_session": bool(missing),
     })
 
 
@@ -92,7 +98,7 @@ def option_chains(context: dg.AssetExecutionContext, market_data: MarketDataReso
     fetch_s = time.perf_counter() - t0
     res = wh.replace_partition("option_chain_data", session, chain)
     record_failures(wh, session, "option_chains", failures)
-    sanity = chain_sanity(chain)
+    sanity = chain_sanity(chain, symbols_requested=len(symbols))
     served = chain.get_column("symbol").n_unique() if chain.height else 0
     context.log.info(
         f"option_chains {session}: {served}/{len(symbols)} symbols, {chain.height} contracts from {provider.name} "

@@ -41,8 +41,7 @@ def option_greeks(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     t0 = time.perf_counter()
     chain = wh.read_partition("option_chain_data", session)
     if chain.height == 0:
-        raise dg.Failure(f"option_greeks {session}: option_chain_data has no rows for the session; "
-                         "materialize option_chains first")
+        return _missing(context, wh, session, "option_greeks", "option_greeks", "option_chain_data")
     iv = surface.chain_iv(chain, surface.IVConfig(rate=config.rate, nse_rate=config.nse_rate))
     solve_s = time.perf_counter() - t0
     res = wh.replace_partition("option_greeks", session, iv)
@@ -88,7 +87,7 @@ def iv_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
     chain = wh.read_partition("option_chain_data", session,
                               ["symbol", "expiry", "strike", "option_type", "underlying_price", "oi", "volume"])
     if greeks.height == 0:
-        raise dg.Failure(f"iv_history {session}: option_greeks has no rows for the session")
+        return _missing(context, wh, session, "iv_history", "historical_iv_summary", "option_greeks")
     iv = greeks.join(chain, on=["symbol", "expiry", "strike", "option_type"], how="left")
     summary = surface.iv_summary(iv)
     pcr = chain.group_by("symbol").agg(
@@ -132,6 +131,19 @@ def iv_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
     })
 
 
+def _missing(context, wh, session, asset: str, table: str, upstream: str) -> dg.MaterializeResult:
+    """No upstream rows for the session. Where the universe recorded the session as missing (the
+    source holds no data that day) this is a recorded gap, not an error; otherwise it fails."""
+    gap = wh.read("select reason from pipeline_failures where trade_date = :d and asset = 'universe' "
+                  "and kind = 'missing'", {"d": session})
+    if gap.height == 0:
+        raise dg.Failure(f"{asset} {session}: {upstream} has no rows for the session; materialize it first")
+    wh.replace_partition(table, session, pl.DataFrame(schema={"trade_date": pl.Date}))
+    context.log.warning(f"{asset} {session}: nothing to compute: {gap.item()}")
+    return dg.MaterializeResult(metadata={"dagster/row_count": 0, "missing_session": True,
+                                          "reason": gap.item()})
+
+
 def regime_rv(closes: np.ndarray, window: int) -> float | None:
     v = surface.realized_vol(closes, window)
     return v if np.isfinite(v) else None
@@ -163,8 +175,7 @@ def iv_percentiles(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                    schema_overrides={"trade_date": pl.Date, "symbol": pl.Utf8, "atm_iv_30d": pl.Float64})
     today = hist.filter(pl.col("trade_date") == session)
     if today.height == 0:
-        raise dg.Failure(f"iv_percentiles {session}: historical_iv_summary has no rows for the session; "
-                         "materialize iv_history first")
+        return _missing(context, wh, session, "iv_percentiles", "iv_percentiles", "historical_iv_summary")
     th = iv_stats.Thresholds(config.low_percentile, config.high_percentile)
     rows = []
     for (sym,), g in hist.group_by(["symbol"], maintain_order=True):

@@ -1,0 +1,624 @@
+"""Scoring, conviction and risk-tolerance filters of strategy candidates.
+
+:func:`score_candidates` gives every analysed :class:`~.build.Candidate` eight **components**, each
+in [0, 1], and a **total score** ``100 x sum(w_i c_i) / sum(w_i)`` in [0, 100] with the weights of
+``scoring.yaml`` (:class:`ScoringConfig`). The components (vectorized across candidates):
+
+``probability``
+    The probability of profit at expiry (``analytics.pop``).
+``reward_risk``
+    ``r / (r + pivot)`` (``pivot`` = 1: a 1:1 position scores 0.5) of an effective reward/risk
+    ratio ``r``. When max profit and max loss are both bounded *and* both reached within
+    ``band_sigmas`` (3) standard deviations of the forward at the front expiry (the POP law),
+    ``r`` = max profit / max loss. Otherwise -- the profit or the loss is unbounded, or reached
+    only in a remote tail (a long put's profit at S = 0, a short put's loss there) -- ``r`` is the
+    **expected payoff ratio** under the POP law, E[P&L | P&L > 0] / E[-P&L | P&L < 0] (average win /
+    average loss, a quadrature over ``grid_points`` quantiles). An unbounded loss multiplies ``r``
+    by ``unbounded_loss_penalty`` (0.5). A position that cannot lose has r = inf (1.0).
+``market_alignment``
+    The strategy's outlook (and the strength of view it expresses, ``s``) against the market
+    view's direction and strength ``v``:
+
+    * BULLISH / BEARISH outlook: ``1 - 0.5 |v - s|`` for a view in the same direction (a strong-view
+      strategy fits a strong trend), ``0.5 (1 - s)`` for a NEUTRAL view, 0 for the opposite view;
+    * NEUTRAL outlook: ``1 - v`` for a NEUTRAL view, ``(1 - v)(1 - 0.5 s)`` for a BULLISH or
+      BEARISH one (pinned-price strategies suffer most from a trend);
+    * VOLATILE outlook: ``0.4 + 0.6 v`` for a BULLISH or BEARISH view (a strong move), for a
+      NEUTRAL view 0.6 in a LOW IV environment (a squeeze before a breakout), 0.4 NORMAL or
+      unknown, 0.25 HIGH.
+
+    A view without a direction scores ``unknown_view`` (0.5).
+``iv_fit``
+    The ``iv_fit`` table of the YAML, strategy IV preference x the view's IV environment:
+    HIGH preference 1 / 0.5 / 0 in a HIGH / NORMAL / LOW environment, LOW the mirror image, ANY
+    0.6 everywhere; an unknown environment 0.5 (noted).
+``liquidity``
+    The worst option leg's ``0.4 level + 0.4 spread + 0.2 OI`` where level = 1 - fallback level /
+    (number of levels - 1) (strict 1 .. any_price 0), spread = 1 - (ask - bid) / mid /
+    ``max_spread_pct`` clipped to [0, 1] (0 without a two-sided quote), OI = log(1 + OI) /
+    log(1 + ``full_oi``) clipped (contracts). Stock / futures legs count as fully liquid.
+``time_decay``
+    ``0.5 + 0.5 tanh(theta / risk / theta_scale)``: theta (INR per day) relative to the capital
+    at risk -- the max loss when bounded and not remote, else the worst loss within the
+    ``band_sigmas`` band, else the margin. Positive theta (income) scores above 0.5; long premium
+    losing a large share of its debit per day scores near 0.
+``complexity``
+    ``complexity_scores[complexity - 1]`` (1 leg = 1.0 .. 5 = 0.3).
+``momentum``
+    The view's momentum ``m`` in [-1, 1] (e.g. from MACD and RSI, :func:`views_from_signals`):
+    ``0.5 + 0.5 m`` for bullish strategies, ``0.5 - 0.5 m`` for bearish, ``1 - |m|`` for neutral,
+    ``0.25 + 0.75 |m|`` for volatile; 0.5 when unknown.
+
+**Conviction** (:func:`conviction`): VERY_HIGH >= 80, HIGH >= 65, MEDIUM >= 45, LOW >= 30, else
+VERY_LOW (thresholds in the YAML).
+
+**Risk tolerance** (conservative / moderate / aggressive) selects a :class:`RiskFilter`: minimum
+POP, whether unlimited-risk strategies are allowed (a strategy flagged ``unlimited_risk`` or an
+unbounded max loss), the largest max loss as a multiple of the margin (rejects positions whose
+bounded loss is far larger than the capital posted, e.g. naked short puts) and in INR, the
+minimum effective reward/risk ``r``, the loosest strike-selection fallback level, the largest
+complexity and excluded categories. A candidate failing any is kept with ``passed = False`` and
+the reasons in ``rejections``; the score does not depend on the tolerance.
+
+:func:`rank` orders each symbol's candidates, passed first, then by score (ties by strategy name),
+and sets ``Scored.rank`` (1 = best).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from ..errors import ConfigError
+from .analytics import analyze
+from .build import Candidate
+from .catalogue import Category, IVPreference, Outlook
+from .exits import ExitConfig, StrictModel, near_extremes, payoff_profile, read_yaml, validate_model
+from .strikes import LEVELS
+
+__all__ = [
+    "COMPONENTS", "CONVICTIONS", "RISK_TOLERANCES", "MarketView", "RiskFilter", "Scored", "ScoringConfig",
+    "conviction", "rank", "score_candidates", "views_from_signals",
+]
+
+RISK_TOLERANCES = ("conservative", "moderate", "aggressive")
+COMPONENTS = ("probability", "reward_risk", "market_alignment", "iv_fit", "liquidity", "time_decay", "complexity",
+              "momentum")
+CONVICTIONS = ("VERY_HIGH", "HIGH", "MEDIUM", "LOW", "VERY_LOW")
+_DIRECTIONS = ("BULLISH", "NEUTRAL", "BEARISH")
+_IV_ENVS = ("LOW", "NORMAL", "HIGH")
+
+
+# --------------------------------------------------------------------------------------------
+# configuration
+
+class Weights(StrictModel):
+    probability: float = Field(0.25, ge=0)
+    reward_risk: float = Field(0.15, ge=0)
+    market_alignment: float = Field(0.20, ge=0)
+    iv_fit: float = Field(0.15, ge=0)
+    liquidity: float = Field(0.10, ge=0)
+    time_decay: float = Field(0.05, ge=0)
+    complexity: float = Field(0.05, ge=0)
+    momentum: float = Field(0.05, ge=0)
+
+    @model_validator(mode="after")
+    def _positive_total(self) -> Weights:
+        if sum(self.as_dict().values()) <= 0:
+            raise ValueError("the weights add up to 0")
+        return self
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: float(getattr(self, k)) for k in COMPONENTS}
+
+
+class ConvictionThresholds(StrictModel):
+    VERY_HIGH: float = Field(80.0, ge=0, le=100)
+    HIGH: float = Field(65.0, ge=0, le=100)
+    MEDIUM: float = Field(45.0, ge=0, le=100)
+    LOW: float = Field(30.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _descending(self) -> ConvictionThresholds:
+        if not self.VERY_HIGH > self.HIGH > self.MEDIUM > self.LOW:
+            raise ValueError("thresholds must decrease: VERY_HIGH > HIGH > MEDIUM > LOW")
+        return self
+
+
+class IVFitRow(StrictModel):
+    LOW: float = Field(ge=0, le=1)
+    NORMAL: float = Field(ge=0, le=1)
+    HIGH: float = Field(ge=0, le=1)
+
+
+class IVFit(StrictModel):
+    HIGH: IVFitRow = IVFitRow(LOW=0.0, NORMAL=0.5, HIGH=1.0)
+    LOW: IVFitRow = IVFitRow(LOW=1.0, NORMAL=0.5, HIGH=0.0)
+    ANY: IVFitRow = IVFitRow(LOW=0.6, NORMAL=0.6, HIGH=0.6)
+    unknown: float = Field(0.5, ge=0, le=1)
+
+
+class LiquidityParams(StrictModel):
+    level_weight: float = Field(0.4, ge=0)
+    spread_weight: float = Field(0.4, ge=0)
+    oi_weight: float = Field(0.2, ge=0)
+    max_spread_pct: float = Field(0.10, gt=0)
+    full_oi: float = Field(10_000.0, gt=0)
+
+    @model_validator(mode="after")
+    def _positive_total(self) -> LiquidityParams:
+        if self.level_weight + self.spread_weight + self.oi_weight <= 0:
+            raise ValueError("the liquidity weights add up to 0")
+        return self
+
+
+class ComponentParams(StrictModel):
+    reward_risk_pivot: float = Field(1.0, gt=0)
+    band_sigmas: float = Field(3.0, gt=0, le=10)
+    unbounded_loss_penalty: float = Field(0.5, ge=0, le=1)
+    grid_points: int = Field(400, ge=50, le=5000)
+    theta_scale: float = Field(0.05, gt=0)
+    complexity_scores: tuple[float, float, float, float, float] = (1.0, 0.85, 0.7, 0.5, 0.3)
+    unknown_view: float = Field(0.5, ge=0, le=1)
+    iv_fit: IVFit = IVFit()
+    liquidity: LiquidityParams = LiquidityParams()
+
+    @field_validator("complexity_scores")
+    @classmethod
+    def _unit(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0.0 <= x <= 1.0 for x in v):
+            raise ValueError("complexity scores must be in [0, 1]")
+        return v
+
+
+class RiskFilter(StrictModel):
+    min_pop: float = Field(0.3, ge=0, le=1)
+    allow_unlimited_risk: bool = False
+    max_loss_to_margin: float | None = Field(None, gt=0)
+    max_loss_inr: float | None = Field(None, gt=0)
+    min_reward_risk: float = Field(0.0, ge=0)
+    max_fallback_level: int = Field(len(LEVELS) - 1, ge=0, le=len(LEVELS) - 1)
+    max_complexity: int = Field(5, ge=1, le=5)
+    excluded_categories: tuple[Category, ...] = ()
+
+
+class RiskFilters(StrictModel):
+    conservative: RiskFilter = RiskFilter(min_pop=0.5, allow_unlimited_risk=False, max_loss_to_margin=1.5,
+                                          min_reward_risk=0.2, max_fallback_level=1, max_complexity=4)
+    moderate: RiskFilter = RiskFilter(min_pop=0.25, allow_unlimited_risk=False, max_loss_to_margin=12.0,
+                                      min_reward_risk=0.1, max_fallback_level=2, max_complexity=5)
+    aggressive: RiskFilter = RiskFilter(min_pop=0.15, allow_unlimited_risk=True, max_loss_to_margin=None,
+                                        min_reward_risk=0.0, max_fallback_level=3, max_complexity=5)
+
+
+class ScoringConfig(StrictModel):
+    """scoring.yaml: ``weights``, ``conviction``, ``components``, ``risk_tolerances``, ``exits``."""
+
+    weights: Weights = Weights()
+    conviction: ConvictionThresholds = ConvictionThresholds()
+    components: ComponentParams = ComponentParams()
+    risk_tolerances: RiskFilters = RiskFilters()
+    exits: ExitConfig = ExitConfig()
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> ScoringConfig:
+        """Read and validate a scoring YAML (default: the packaged ``config/scoring.yaml``); a bad
+        file raises :class:`~options_v4_dagster.errors.ConfigError` naming the key(s) at fault.
+        Keys left out take the defaults documented in the packaged file."""
+        if path is None:
+            return _default_config()
+        data, p = read_yaml(path)
+        return validate_model(cls, data, p)
+
+    def filters(self, risk: str) -> RiskFilter:
+        return getattr(self.risk_tolerances, _check_risk(risk))
+
+
+@lru_cache(maxsize=1)
+def _default_config() -> ScoringConfig:
+    data, p = read_yaml(None)
+    return validate_model(ScoringConfig, data, p)
+
+
+def _check_risk(risk: str) -> str:
+    r = str(risk).strip().lower()
+    if r not in RISK_TOLERANCES:
+        raise ConfigError(f"risk tolerance {risk!r} is not one of {', '.join(RISK_TOLERANCES)}")
+    return r
+
+
+# --------------------------------------------------------------------------------------------
+# market view
+
+@dataclass(frozen=True)
+class MarketView:
+    """What the market analysis says about one underlying (a ``technical_signals`` row).
+
+    ``direction`` BULLISH / NEUTRAL / BEARISH (None = unknown), ``strength`` 0..1,
+    ``iv_environment`` LOW / NORMAL / HIGH (None = unknown), ``market_state`` e.g. BULLISH_HIGH_IV
+    (fills a missing direction / IV environment), ``momentum`` -1..1 (None = unknown).
+    """
+
+    direction: str | None
+    strength: float
+    iv_environment: str | None
+    market_state: str | None
+    momentum: float | None = None
+
+    def __post_init__(self) -> None:
+        d = _upper(self.direction)
+        env = _upper(self.iv_environment)
+        state = _upper(self.market_state)
+        if state:
+            parts = state.split("_")
+            if d is None and parts[0] in _DIRECTIONS:
+                d = parts[0]
+            if env is None and len(parts) >= 2 and parts[1] in _IV_ENVS:
+                env = parts[1]
+        if d is not None and d not in _DIRECTIONS:
+            raise ValueError(f"direction must be one of {_DIRECTIONS} or None, got {self.direction!r}")
+        if env is not None and env not in _IV_ENVS:
+            raise ValueError(f"iv_environment must be one of {_IV_ENVS} or None, got {self.iv_environment!r}")
+        s = _num(self.strength)
+        m = _num(self.momentum)
+        object.__setattr__(self, "direction", d)
+        object.__setattr__(self, "iv_environment", env)
+        object.__setattr__(self, "market_state", state)
+        object.__setattr__(self, "strength", 0.0 if s is None else min(max(s, 0.0), 1.0))
+        object.__setattr__(self, "momentum", None if m is None else min(max(m, -1.0), 1.0))
+
+    @classmethod
+    def neutral(cls) -> MarketView:
+        """No view: every view-dependent component scores its neutral value."""
+        return cls(None, 0.0, None, None, None)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> MarketView:
+        """From a ``technical_signals``-like mapping; momentum from ``momentum`` or the MACD/RSI columns."""
+        mom = row.get("momentum")
+        if _num(mom) is None:
+            mom = _momentum(row)
+        return cls(row.get("direction"), row.get("strength") or 0.0, row.get("iv_environment"),
+                   row.get("market_state"), mom)
+
+
+def _upper(x: Any) -> str | None:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return None
+    s = str(x).strip().upper()
+    return s or None
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _clip1(x: float) -> float:
+    return min(max(x, -1.0), 1.0)
+
+
+def _momentum(row: Mapping[str, Any]) -> float | None:
+    """MACD and RSI votes as in :mod:`quant.indicators` (weights 0.20 / 0.15): the ``vote_macd`` /
+    ``vote_rsi`` columns when present, else from ``macd``, ``macd_hist``, ``atr14`` and ``rsi14``."""
+    votes: list[tuple[float, float]] = []
+    vm, vr = _num(row.get("vote_macd")), _num(row.get("vote_rsi"))
+    if vm is None:
+        macd, hist, atr = _num(row.get("macd")), _num(row.get("macd_hist")), _num(row.get("atr14"))
+        if macd is not None and atr:
+            vm = _clip1(macd / atr) if hist is None else 0.5 * _clip1(macd / atr) + 0.5 * _clip1(4 * hist / atr)
+    if vr is None:
+        rsi = _num(row.get("rsi14"))
+        if rsi is not None:
+            vr = _clip1((rsi - 50.0) / 20.0)
+    if vm is not None:
+        votes.append((0.20, vm))
+    if vr is not None:
+        votes.append((0.15, vr))
+    if not votes:
+        return None
+    return sum(w * v for w, v in votes) / sum(w for w, _ in votes)
+
+
+def views_from_signals(signals) -> dict[str, MarketView]:
+    """``{symbol: MarketView}`` from a ``technical_signals`` frame (polars / pandas) or rows (dicts)."""
+    if hasattr(signals, "to_dicts"):
+        rows = signals.to_dicts()
+    elif hasattr(signals, "to_dict") and hasattr(signals, "columns"):
+        rows = signals.to_dict("records")
+    else:
+        rows = list(signals)
+    return {str(r["symbol"]): MarketView.from_row(r) for r in rows}
+
+
+# --------------------------------------------------------------------------------------------
+# results
+
+@dataclass
+class Scored:
+    candidate: Candidate
+    total_score: float  # 0..100
+    conviction: str
+    components: dict[str, float]  # each 0..1, keys COMPONENTS
+    passed: bool  # meets the risk tolerance's filters
+    rejections: list[str]  # why it fails them (empty when passed)
+    risk_tolerance: str = "moderate"
+    notes: list[str] = field(default_factory=list)  # informative (missing view, remote extremes, ...)
+    details: dict[str, Any] = field(default_factory=dict)  # effective reward/risk and its basis, theta/risk
+    rank: int | None = None  # set by rank(): 1 = best for the symbol
+
+    @property
+    def symbol(self) -> str:
+        return self.candidate.symbol
+
+    @property
+    def strategy_name(self) -> str:
+        return self.candidate.strategy.name
+
+    def to_dict(self) -> dict:
+        return {
+            "symbol": self.symbol, "strategy_name": self.strategy_name, "total_score": self.total_score,
+            "conviction": self.conviction, "components": dict(self.components), "passed": self.passed,
+            "rejections": list(self.rejections), "risk_tolerance": self.risk_tolerance, "notes": list(self.notes),
+            "details": dict(self.details), "rank": self.rank,
+        }
+
+
+def conviction(score: float, config: ScoringConfig | ConvictionThresholds | None = None) -> str:
+    """VERY_HIGH / HIGH / MEDIUM / LOW / VERY_LOW for a 0-100 score (thresholds inclusive)."""
+    if config is None:
+        config = ScoringConfig.load()
+    t = config.conviction if isinstance(config, ScoringConfig) else config
+    s = float(score)
+    if not math.isfinite(s):
+        return "VERY_LOW"
+    for name in CONVICTIONS[:-1]:
+        if s >= getattr(t, name):
+            return name
+    return "VERY_LOW"
+
+
+# --------------------------------------------------------------------------------------------
+# components
+
+def _alignment(outlook: np.ndarray, s_def: np.ndarray, direction: np.ndarray, v: np.ndarray,
+               env: np.ndarray, unknown: float) -> np.ndarray:
+    """Market alignment (module docstring). ``direction``: +1 / 0 / -1, NaN unknown; ``outlook``
+    codes: +1 bullish, -1 bearish, 0 neutral, 2 volatile; ``env``: 0 LOW, 1 NORMAL, 2 HIGH, -1 unknown."""
+    known = ~np.isnan(direction)
+    d = np.nan_to_num(direction)
+    directional = np.abs(outlook) == 1
+    same = directional & (d == outlook)
+    opposite = directional & (d == -outlook)
+    view_neutral = d == 0
+    vol_neutral = np.where(env == 0, 0.6, np.where(env == 2, 0.25, 0.4))
+    res = np.select(
+        [same, opposite, directional & view_neutral,
+         (outlook == 0) & view_neutral, outlook == 0,
+         (outlook == 2) & view_neutral, outlook == 2],
+        [1.0 - 0.5 * np.abs(v - s_def), np.zeros_like(v), 0.5 * (1.0 - s_def),
+         1.0 - v, (1.0 - v) * (1.0 - 0.5 * s_def),
+         vol_neutral, 0.4 + 0.6 * v],
+        default=unknown,
+    )
+    return np.where(known, res, unknown)
+
+
+def _momentum_fit(outlook: np.ndarray, m: np.ndarray) -> np.ndarray:
+    known = ~np.isnan(m)
+    mm = np.nan_to_num(m)
+    res = np.select([np.abs(outlook) == 1, outlook == 0], [0.5 + 0.5 * outlook * mm, 1.0 - np.abs(mm)],
+                    default=0.25 + 0.75 * np.abs(mm))
+    return np.where(known, res, 0.5)
+
+
+_OUTLOOK_CODE = {Outlook.BULLISH: 1, Outlook.BEARISH: -1, Outlook.NEUTRAL: 0, Outlook.VOLATILE: 2}
+_DIR_CODE = {"BULLISH": 1.0, "NEUTRAL": 0.0, "BEARISH": -1.0}
+_ENV_CODE = {"LOW": 0, "NORMAL": 1, "HIGH": 2}
+
+
+def _liquidity(cands: list[Candidate], lp: LiquidityParams) -> np.ndarray:
+    n = len(cands)
+    L = max(len(c.legs) for c in cands)
+    level = np.full((n, L), np.nan)
+    spread = np.full((n, L), np.nan)
+    oi = np.full((n, L), np.nan)
+    opt = np.zeros((n, L), dtype=bool)
+    for i, c in enumerate(cands):
+        for j, leg in enumerate(c.legs):
+            if not leg.instrument.is_option:
+                continue
+            opt[i, j] = True
+            level[i, j] = leg.level if leg.level is not None else c.fallback_level
+            if leg.bid is not None and leg.ask is not None and leg.bid > 0 and leg.ask >= leg.bid:
+                spread[i, j] = (leg.ask - leg.bid) / (0.5 * (leg.ask + leg.bid))
+            oi[i, j] = leg.oi if leg.oi is not None else 0.0
+    top = max(len(LEVELS) - 1, 1)
+    s_level = np.clip(1.0 - level / top, 0.0, 1.0)
+    s_spread = np.where(np.isnan(spread), 0.0, np.clip(1.0 - np.nan_to_num(spread) / lp.max_spread_pct, 0.0, 1.0))
+    s_oi = np.clip(np.log1p(np.maximum(np.nan_to_num(oi), 0.0)) / math.log1p(lp.full_oi), 0.0, 1.0)
+    w = lp.level_weight + lp.spread_weight + lp.oi_weight
+    leg_score = (lp.level_weight * np.nan_to_num(s_level) + lp.spread_weight * s_spread + lp.oi_weight * s_oi) / w
+    return np.where(opt, leg_score, np.inf).min(axis=1).clip(0.0, 1.0)
+
+
+def score_candidates(candidates: list[Candidate], views: Mapping[str, MarketView | Mapping],
+                     risk: str = "moderate", config: ScoringConfig | None = None) -> list[Scored]:
+    """Score every candidate (module docstring) against its symbol's view and apply the risk
+    tolerance's filters. Candidates without analytics are analysed first. A symbol without a view
+    is scored against :meth:`MarketView.neutral` (a note, not a rejection). Order is preserved;
+    see :func:`rank`."""
+    cfg = config if config is not None else ScoringConfig.load()
+    risk = _check_risk(risk)
+    flt = cfg.filters(risk)
+    if not candidates:
+        return []
+    missing = [c for c in candidates if c.analytics is None]
+    if missing:
+        analyze(missing)
+    p = cfg.components
+    n = len(candidates)
+    vw: list[MarketView] = []
+    view_notes: list[list[str]] = []
+    for c in candidates:
+        v = views.get(c.symbol) if views is not None else None
+        notes = []
+        if v is None:
+            v = MarketView.neutral()
+            notes.append(f"no market view for {c.symbol}: alignment, IV fit and momentum scored neutral")
+        elif not isinstance(v, MarketView):
+            v = MarketView.from_row(v)
+        else:
+            if v.direction is None:
+                notes.append("market direction unknown: alignment scored neutral")
+            if v.iv_environment is None:
+                notes.append("IV environment unknown: IV fit scored neutral")
+            if v.momentum is None:
+                notes.append("momentum unknown: scored neutral")
+        vw.append(v)
+        view_notes.append(notes)
+
+    a = [c.analytics for c in candidates]
+    pop = np.array([x.pop for x in a])
+    mp = np.array([np.nan if x.max_profit is None else x.max_profit for x in a])
+    ml = np.array([np.nan if x.max_loss is None else x.max_loss for x in a])
+    margin = np.array([x.margin for x in a])
+    theta = np.array([x.greeks.theta for x in a])
+    unlimited = np.array([c.strategy.unlimited_risk for c in candidates]) | np.isnan(ml)
+    outlook = np.array([_OUTLOOK_CODE[c.strategy.outlook] for c in candidates])
+    s_def = np.array([c.strategy.strength for c in candidates])
+    cx = np.array([c.strategy.complexity for c in candidates])
+    direction = np.array([np.nan if v.direction is None else _DIR_CODE[v.direction] for v in vw])
+    vstr = np.array([v.strength for v in vw])
+    env = np.array([-1 if v.iv_environment is None else _ENV_CODE[v.iv_environment] for v in vw])
+    mom = np.array([np.nan if v.momentum is None else v.momentum for v in vw])
+
+    # reward / risk
+    st = payoff_profile(candidates, p.band_sigmas, p.grid_points)
+    p_near, l_near = near_extremes(mp, ml, st["best"], st["worst"])
+    exact = p_near & l_near
+    with np.errstate(divide="ignore", invalid="ignore"):
+        avg_win = np.where(st["p_win"] > 0, st["e_win"] / st["p_win"], 0.0)
+        p_loss = np.clip(1.0 - st["p_win"], 0.0, 1.0)
+        avg_loss = np.where(st["e_loss"] > 0, st["e_loss"] / np.maximum(p_loss, 1e-12), 0.0)
+        payoff_ratio = np.where(avg_loss > 0, avg_win / avg_loss, np.where(avg_win > 0, np.inf, 0.0))
+        max_ratio = np.where(ml > 0, mp / ml, np.inf)
+    ratio = np.where(exact, max_ratio, payoff_ratio)
+    ratio = np.where(unlimited, ratio * p.unbounded_loss_penalty, ratio)
+    ratio = np.where(np.isnan(ratio), 0.0, ratio)
+    with np.errstate(invalid="ignore"):
+        c_rr = np.where(np.isinf(ratio), 1.0, ratio / (ratio + p.reward_risk_pivot))
+
+    # time decay: theta per INR at risk
+    risk_inr = np.where(exact & (ml > 0), ml, np.where(st["worst"] > 0, st["worst"], margin))
+    risk_inr = np.where(risk_inr > 0, risk_inr, 1.0)
+    theta_ratio = theta / risk_inr
+    c_td = 0.5 + 0.5 * np.tanh(theta_ratio / p.theta_scale)
+
+    # IV fit
+    ivf = p.iv_fit
+    pref_rows = {IVPreference.HIGH: ivf.HIGH, IVPreference.LOW: ivf.LOW, IVPreference.ANY: ivf.ANY}
+    table = np.array([[getattr(pref_rows[c.strategy.iv_preference], e) for e in _IV_ENVS] for c in candidates])
+    c_iv = np.where(env >= 0, table[np.arange(n), np.maximum(env, 0)], ivf.unknown)
+
+    comps = {
+        "probability": np.clip(pop, 0.0, 1.0),
+        "reward_risk": c_rr,
+        "market_alignment": _alignment(outlook, s_def, direction, vstr, env, p.unknown_view),
+        "iv_fit": c_iv,
+        "liquidity": _liquidity(candidates, p.liquidity),
+        "time_decay": c_td,
+        "complexity": np.array([p.complexity_scores[min(max(int(k), 1), 5) - 1] for k in cx]),
+        "momentum": _momentum_fit(outlook, mom),
+    }
+    comps = {k: np.clip(np.nan_to_num(v, nan=0.0), 0.0, 1.0) for k, v in comps.items()}
+    w = cfg.weights.as_dict()
+    total = 100.0 * sum(w[k] * comps[k] for k in COMPONENTS) / sum(w.values())
+    total = np.clip(total, 0.0, 100.0)
+
+    out = []
+    for i, c in enumerate(candidates):
+        x = a[i]
+        rej = _rejections(c, float(ratio[i]), flt, risk)
+        notes = list(view_notes[i])
+        if not exact[i]:
+            why = "unbounded" if (np.isnan(mp[i]) or np.isnan(ml[i])) else "reached only beyond the band"
+            notes.append(f"reward/risk: max profit or loss {why}; expected payoff ratio used")
+        sc = float(total[i])
+        out.append(Scored(
+            candidate=c, total_score=sc, conviction=conviction(sc, cfg),
+            components={k: float(comps[k][i]) for k in COMPONENTS}, passed=not rej, rejections=rej,
+            risk_tolerance=risk, notes=notes,
+            details={
+                "reward_risk_effective": _finite(ratio[i]),
+                "reward_risk_basis": "max_profit/max_loss" if exact[i] else "expected_payoff_ratio",
+                "payoff_ratio": _finite(payoff_ratio[i]),
+                "band_best_pnl": _finite(st["best"][i]), "band_worst_loss": _finite(st["worst"][i]),
+                "band_sigmas": p.band_sigmas, "risk_inr": _finite(risk_inr[i]),
+                "theta_per_risk": _finite(theta_ratio[i]), "max_loss_to_margin":
+                    _finite(x.max_loss / x.margin) if x.max_loss is not None and x.margin > 0 else None,
+                "view": {"direction": vw[i].direction, "strength": vw[i].strength,
+                         "iv_environment": vw[i].iv_environment, "market_state": vw[i].market_state,
+                         "momentum": vw[i].momentum},
+            },
+        ))
+    return out
+
+
+def _finite(x: float) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _rejections(c: Candidate, ratio: float, f: RiskFilter, risk: str) -> list[str]:
+    a = c.analytics
+    out = []
+    if a.pop < f.min_pop:
+        out.append(f"POP {a.pop:.1%} below the {risk} minimum {f.min_pop:.0%}")
+    unlimited = c.strategy.unlimited_risk or a.max_loss is None
+    if unlimited and not f.allow_unlimited_risk:
+        out.append(f"unlimited risk not allowed for {risk}")
+    if a.max_loss is not None:
+        if f.max_loss_to_margin is not None and a.margin > 0 and a.max_loss > f.max_loss_to_margin * a.margin:
+            out.append(f"max loss INR {a.max_loss:,.0f} is {a.max_loss / a.margin:.1f}x the margin "
+                       f"(INR {a.margin:,.0f}), above the {risk} limit {f.max_loss_to_margin:g}x")
+        if f.max_loss_inr is not None and a.max_loss > f.max_loss_inr:
+            out.append(f"max loss INR {a.max_loss:,.0f} above the {risk} limit INR {f.max_loss_inr:,.0f}")
+    if ratio < f.min_reward_risk:
+        out.append(f"reward/risk {ratio:.2f} below the {risk} minimum {f.min_reward_risk:g}")
+    if c.fallback_level > f.max_fallback_level:
+        out.append(f"strikes needed the '{c.fallback}' liquidity level (level {c.fallback_level}), looser than "
+                   f"the {risk} limit {f.max_fallback_level}")
+    if c.strategy.complexity > f.max_complexity:
+        out.append(f"complexity {c.strategy.complexity} above the {risk} limit {f.max_complexity}")
+    if c.strategy.category in f.excluded_categories:
+        out.append(f"category {c.strategy.category.value} excluded for {risk}")
+    return out
+
+
+def rank(scored: list[Scored]) -> list[Scored]:
+    """Rank each symbol's candidates: passed first, then by total score (descending; ties by
+    strategy name). Sets ``Scored.rank`` (1 = best for the symbol) on every item and returns them
+    grouped by symbol (symbols in order of first appearance), best first."""
+    groups: dict[str, list[Scored]] = {}
+    for s in scored:
+        groups.setdefault(s.symbol, []).append(s)
+    out: list[Scored] = []
+    for items in groups.values():
+        items.sort(key=lambda s: (not s.passed, -s.total_score, s.strategy_name))
+        for i, s in enumerate(items, start=1):
+            s.rank = i
+        out.extend(items)
+    return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import shutil
 import sys
@@ -237,6 +238,138 @@ def _missing_summary(session: dt.date) -> str:
     return ", ".join(parts)
 
 
+def cmd_strategies(args) -> int:
+    from options_v4_dagster.strategies import CATALOGUE
+
+    rows = []
+    for d in CATALOGUE:
+        rows.append({
+            "name": d.name, "display_name": d.display_name, "category": d.category.value,
+            "outlook": d.outlook.value, "iv_preference": d.iv_preference.value, "complexity": d.complexity,
+            "unlimited_risk": d.unlimited_risk,
+            "legs": [{"side": leg.side.value, "instrument": leg.instrument.value, "ratio": leg.ratio,
+                      "strike": leg.strike.describe() if hasattr(leg.strike, "describe") else str(leg.strike),
+                      "expiry": leg.expiry.value if hasattr(leg.expiry, "value") else str(leg.expiry)}
+                     for leg in d.legs],
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title=f"{len(rows)} strategies")
+    for col in ("name", "category", "outlook", "IV pref", "legs"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["category"], r["outlook"], r["iv_preference"],
+                      ", ".join(f"{leg['side']} {leg['ratio']}x{leg['instrument']} {leg['strike']}" for leg in r["legs"]))
+    console.print(table)
+    return 0
+
+
+def analysis_rows(symbols: list[str] | None, session: dt.date, source: str | None, risk: str, show_all: bool,
+                  nse_dir: str | None = None, top: int = 3) -> tuple[list[dict], list]:
+    """Candidates for symbols on a session straight from the market-data provider (no Dagster run)."""
+    import polars as pl
+
+    from options_v4_dagster import universe as fno
+    from options_v4_dagster.market import get_provider
+    from options_v4_dagster.quant import surface
+    from options_v4_dagster.store import Warehouse
+    from options_v4_dagster.strategies import pipeline
+
+    src = config.market_source(source)
+    provider = get_provider(src, **({"data_dir": nse_dir} if nse_dir and src == "nse_files" else {}))
+    if symbols is None:
+        avail = getattr(provider, "available_symbols", None)
+        symbols = list(avail(session)) if avail else provider.symbols_for(session, fno.symbols())
+    chain, failures = provider.option_chains(symbols, session)
+    if chain.height == 0:
+        raise ConfigError(f"no option chain for {', '.join(symbols[:5])} on {session} from {src}: "
+                          + "; ".join(f"{f.symbol}: {f.reason}" for f in failures[:5]))
+    iv = surface.chain_iv(chain)
+    served = chain.get_column("symbol").unique().to_list()
+    bars, ivs_rows = [], []
+    for sym in served:
+        try:
+            bars.append(provider.daily_bars(sym, session - dt.timedelta(days=400), session))
+        except Exception as exc:  # noqa: BLE001 - recorded: the direction is then NEUTRAL with a reason
+            failures.append(pipeline.Failure(sym, "daily_bars", str(exc), kind="missing"))
+    summary = surface.iv_summary(iv)
+    bars_frame = pl.concat(bars) if bars else pl.DataFrame()
+    rv = {}
+    for sym in served:
+        b = bars_frame.filter(pl.col("symbol") == sym) if bars_frame.height else bars_frame
+        rv[sym] = surface.realized_vol(b.get_column("close").to_numpy(), 20) if b.height else float("nan")
+    stored_env: dict[str, str] = {}
+    try:
+        env = Warehouse.from_env().read("select symbol, iv_environment from iv_percentiles where trade_date = :d",
+                                        {"d": session})
+        stored_env = {r["symbol"]: r["iv_environment"] for r in env.iter_rows(named=True) if r["iv_environment"]}
+    except Exception:  # noqa: BLE001 - no warehouse yet: IV/RV stands in
+        pass
+    for r in summary.iter_rows(named=True):
+        v = rv.get(r["symbol"])
+        ivs_rows.append({"symbol": r["symbol"], "atm_iv_30d": r["atm_iv_30d"],
+                         "h_rv_20": v if v is not None and v == v else None,
+                         "iv_environment": stored_env.get(r["symbol"])})
+    ivs = pl.DataFrame(ivs_rows, schema={"symbol": pl.Utf8, "atm_iv_30d": pl.Float64, "h_rv_20": pl.Float64,
+                                         "iv_environment": pl.Utf8})
+    symbols_frame = pl.DataFrame({"symbol": served,
+                                  "instrument": ["INDEX" if fno.is_index(s) else "STOCK" for s in served]})
+    signals = pipeline.technical_frame(session, symbols_frame, bars_frame, chain.select("symbol", "oi", "volume",
+                                                                                      "lot_size"), ivs)
+    result = pipeline.create_candidates(iv, signals, session, risk=risk, top_per_symbol=top, keep_all=show_all)
+    rows = []
+    for rc in result.ranked:
+        c, a = rc.candidate, rc.candidate.analytics
+        rows.append({
+            "symbol": c.symbol, "strategy_name": c.name, "category": c.strategy.category.value,
+            "rank": rc.rank, "passed_filters": rc.scored.passed,
+            "legs": [{"side": leg.side.value, "instrument": leg.instrument.value, "strike": leg.strike,
+                      "expiry": leg.expiry.isoformat() if leg.expiry else None, "quantity": leg.quantity,
+                      "price": leg.price} for leg in c.legs],
+            "net_premium": a.net_premium, "max_profit": a.max_profit, "max_loss": a.max_loss,
+            "breakevens": list(a.breakevens), "pop": a.pop,
+            "pop_inputs": {"forward": a.pop_inputs.forward, "sigma": a.pop_inputs.sigma,
+                           "t_years": a.pop_inputs.t_years},
+            "expected_value": a.expected_value,
+            "greeks": {"delta": a.greeks.delta, "gamma": a.greeks.gamma, "theta": a.greeks.theta,
+                       "vega": a.greeks.vega},
+            "margin": a.margin, "total_score": rc.scored.total_score, "conviction": rc.scored.conviction,
+            "exit_levels": rc.exits.to_dict() if hasattr(rc.exits, "to_dict") else rc.exits.to_row(),
+        })
+    return rows, failures + result.failures
+
+
+def cmd_analyze(args) -> int:
+    session = parse_session(args.date)
+    symbols = [s.strip().upper() for s in args.symbol.split(",")] if args.symbol else None
+    if symbols is None and not args.universe:
+        symbols = ["NIFTY"]
+    rows, failures = analysis_rows(symbols, session, args.source, args.risk, args.all, args.nse_dir, args.top)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0 if rows else 1
+    table = Table(title=f"strategy candidates {session} ({args.risk})")
+    for col in ("symbol", "#", "strategy", "net prem ₹", "max profit ₹", "max loss ₹", "breakevens", "POP",
+                "EV ₹", "margin ₹", "score", "conviction"):
+        table.add_column(col, justify="left" if col in ("symbol", "strategy", "breakevens", "conviction") else "right")
+
+    def money(v):
+        return "unlimited" if v is None else f"{v:,.0f}"
+
+    for r in rows:
+        table.add_row(r["symbol"], str(r["rank"]), r["strategy_name"], money(r["net_premium"]),
+                      money(r["max_profit"]), money(r["max_loss"]), ", ".join(f"{b:,.1f}" for b in r["breakevens"]),
+                      f"{r['pop']:.1%}", money(r["expected_value"]), money(r["margin"]), f"{r['total_score']:.1f}",
+                      r["conviction"])
+    console.print(table)
+    errs = [f for f in failures if getattr(f, "kind", "error") == "error"]
+    if errs:
+        console.print(f"{len(errs)} strategies could not be built, e.g. "
+                      + "; ".join(f"{f.symbol} {f.stage}: {f.reason[:60]}" for f in errs[:3]))
+    return 0 if rows else 1
+
+
 def cmd_sessions(args) -> int:
     end = dt.date.fromisoformat(args.end) if args.end else calendar.latest_session()
     start = dt.date.fromisoformat(args.start) if args.start else end - dt.timedelta(days=14)
@@ -278,6 +411,22 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--source", choices=config.MARKET_SOURCES[:3])
     b.add_argument("--nse-dir")
     b.set_defaults(func=cmd_backfill)
+
+    st = sub.add_parser("strategies", help="list the strategy catalogue")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_strategies)
+
+    an = sub.add_parser("analyze", help="best strategy candidates per symbol (from the market-data source)")
+    an.add_argument("--symbol", help="one symbol or a comma-separated list (default NIFTY)")
+    an.add_argument("--universe", action="store_true", help="every underlying the source serves that day")
+    an.add_argument("--date", help="session YYYY-MM-DD (default: the latest completed session)")
+    an.add_argument("--risk", default="moderate", choices=("conservative", "moderate", "aggressive"))
+    an.add_argument("--source", choices=config.MARKET_SOURCES[:3])
+    an.add_argument("--nse-dir")
+    an.add_argument("--all", action="store_true", help="every catalogue strategy that can be built")
+    an.add_argument("--top", type=int, default=3, help="candidates per symbol (default 3)")
+    an.add_argument("--json", action="store_true")
+    an.set_defaults(func=cmd_analyze)
 
     s = sub.add_parser("sessions", help="list NSE trading sessions")
     s.add_argument("--start")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from options_v4_dagster.cli import main as cli_main
@@ -14,7 +15,8 @@ from options_v4_dagster.store import Warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 D = dt.date(2025, 7, 17)
-TABLES = ("fno_universe", "option_chain_data", "market_conditions")
+TABLES = ("fno_universe", "option_chain_data", "market_conditions", "option_greeks", "historical_iv_summary",
+          "technical_signals", "strategies", "strategy_details", "strategy_parameters", "strategy_exit_levels")
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +48,18 @@ def test_simulated_day_end_to_end_and_idempotent(dagster_home, tmp_path, monkeyp
     wh = Warehouse(url)
     symbols = wh.read("select count(distinct symbol) n from option_chain_data where trade_date = :d", {"d": D})
     assert symbols.item() >= 200
-    assert first["pipeline_failures"] == 0
+    # market data and volatility are complete; strategies that cannot be built are listed with reasons
+    fails = wh.read_partition("pipeline_failures", D)
+    assert fails.filter(~pl.col("asset").is_in(["strategy_candidates"])).height == 0, fails
+    assert fails.filter(pl.col("reason").str.len_chars() < 10).height == 0
+    assert first["pipeline_failures"] <= 10
+    # every underlying with a chain gets strategy candidates, each with legs, metrics and exit levels
+    strat = wh.read_partition("strategies", D)
+    assert strat.get_column("symbol").n_unique() == symbols.item()
+    assert strat.filter(pl.col("rank") == 1).height == symbols.item()
+    ids = set(strat.get_column("strategy_id"))
+    for t in ("strategy_details", "strategy_parameters", "strategy_exit_levels"):
+        assert set(wh.read_partition(t, D).get_column("strategy_id")) == ids, t
     mc = wh.read_partition("market_conditions", D).row(0, named=True)
     assert mc["vix_band"] in ("VERY_LOW", "LOW", "NORMAL", "HIGH", "VERY_HIGH")
     assert mc["pcr_sentiment"] in ("BULLISH", "NEUTRAL", "BEARISH") and mc["nifty_trend"] is not None
@@ -54,7 +67,10 @@ def test_simulated_day_end_to_end_and_idempotent(dagster_home, tmp_path, monkeyp
     assert instance.get_run_by_id(result.run_id).tags["dagster/partition"] == "2025-07-17"
     mats = {e.asset_key.to_user_string() for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
     assert {"universe", "option_chains", "underlying_bars", "market_conditions", "option_greeks", "iv_history",
-            "iv_percentiles"} <= mats
+            "iv_percentiles", "technical_signals", "strategy_candidates"} <= mats
+    checks = {e.event_specific_data.check_name: e.event_specific_data.passed
+              for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert checks == {"chain_sanity": True, "legs_in_chain": True, "bounded_loss_unless_flagged": True}
     # re-running leaves the same row counts
     result2, _ = run_pipeline(D, "simulated")
     assert result2.success
@@ -126,6 +142,9 @@ def test_nse_files_2025_07_17_stores_the_real_snapshots(dagster_home, tmp_path, 
     assert by["RELIANCE"]["lo"] == 1478.7
     mc = wh.read_partition("market_conditions", D).row(0, named=True)
     assert mc["nifty_close"] == pytest.approx(25111.45)  # from NSE's NIFTY export of that day
+    # every underlying of the real snapshots gets ranked strategy candidates
+    strat = wh.read_partition("strategies", D)
+    assert set(strat.filter(pl.col("rank") == 1).get_column("symbol")) == set(by)
     wh.dispose()
 
 

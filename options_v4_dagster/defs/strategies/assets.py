@@ -1,0 +1,144 @@
+"""Strategy-creation assets: technical_signals and strategy_candidates (+ checks, payoff charts)."""
+
+import datetime as dt
+import time
+
+import dagster as dg
+import polars as pl
+
+from options_v4_dagster.defs.common import frame_markdown, record_failures
+from options_v4_dagster.defs.market_data.assets import option_chains, underlying_bars
+from options_v4_dagster.defs.partitions import nse_sessions, session_of
+from options_v4_dagster.defs.resources import WarehouseResource
+from options_v4_dagster.defs.volatility.assets import iv_history, iv_percentiles, option_greeks
+from options_v4_dagster.market import Failure
+from options_v4_dagster.quant import surface
+from options_v4_dagster.strategies import pipeline as strategy_pipeline
+
+GROUP = "strategies"
+BARS_LOOKBACK_DAYS = 400  # EMA200 needs 200 sessions
+
+
+@dg.asset(
+    partitions_def=nse_sessions,
+    group_name=GROUP,
+    deps=[underlying_bars, option_chains, iv_percentiles, iv_history],
+    kinds={"python", "sql"},
+    description="Per underlying: EMA 20/50/200, RSI 14, MACD, Bollinger width, ATR, volume ratio, consolidation and "
+    "breakout flags -> direction and strength; with the IV environment one of nine market states; volatility and "
+    "liquidity buckets. Table technical_signals.",
+)
+def technical_signals(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    session = session_of(context)
+    wh = warehouse.get()
+    t0 = time.perf_counter()
+    symbols = wh.read_partition("fno_universe", session, ["symbol", "instrument"])
+    if symbols.height == 0:
+        context.log.warning(f"technical_signals {session}: no universe for the session (missing source data)")
+        wh.replace_partition("technical_signals", session, pl.DataFrame(schema={"trade_date": pl.Date}))
+        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "missing_session": True})
+    bars = wh.read("select symbol, date, open, high, low, close, volume from underlying_bars "
+                   "where date between :a and :b", {"a": session - dt.timedelta(days=BARS_LOOKBACK_DAYS), "b": session})
+    bars = bars.filter(pl.col("symbol").is_in(symbols.get_column("symbol").implode()))
+    chain = wh.read_partition("option_chain_data", session, ["symbol", "oi", "volume", "lot_size"])
+    ivs = wh.read("select h.symbol, h.atm_iv_30d, h.rv_20 as h_rv_20, p.iv_environment from historical_iv_summary h "
+                  "left join iv_percentiles p on p.symbol = h.symbol and p.trade_date = h.trade_date "
+                  "where h.trade_date = :d", {"d": session})
+    out = strategy_pipeline.technical_frame(session, symbols, bars, chain, ivs)
+    failures = [Failure(r["symbol"], "technical_signals", r["notes"] or "no bars", kind="missing")
+                for r in out.filter(pl.col("direction").is_null()).iter_rows(named=True)]
+    wh.replace_partition("technical_signals", session, out)
+    record_failures(wh, session, "technical_signals", failures)
+    states = out.group_by("market_state").len().sort("len", descending=True)
+    context.log.info(f"technical_signals {session}: {out.height} symbols in {time.perf_counter() - t0:.2f}s; "
+                     f"{len(failures)} without a direction")
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": out.height,
+        "without_direction": len(failures),
+        "directions": dg.MetadataValue.json({str(r["direction"]): int(r["len"]) for r in
+                                             out.group_by("direction").len().iter_rows(named=True)}),
+        "market_states": dg.MetadataValue.md(frame_markdown(states, 12)),
+        "seconds": round(time.perf_counter() - t0, 3),
+    })
+
+
+class CandidateSettings(dg.Config):
+    risk_tolerance: str = "moderate"
+    top_per_symbol: int = 5  # candidates stored per symbol (all that pass the filters when 0)
+    lots: int = 1
+    charts: int = 5  # payoff charts for the best candidates of the session
+
+
+@dg.asset(
+    partitions_def=nse_sessions,
+    group_name=GROUP,
+    deps=[technical_signals, option_greeks],
+    kinds={"python", "sql"},
+    check_specs=[
+        dg.AssetCheckSpec("legs_in_chain", asset="strategy_candidates", blocking=True,
+                          description="Every option leg exists in the session's option_chain_data."),
+        dg.AssetCheckSpec("bounded_loss_unless_flagged", asset="strategy_candidates", blocking=True,
+                          description="A candidate has a finite max loss unless its strategy is flagged unlimited."),
+    ],
+    description="Every catalogue strategy that can be built per underlying, at executable prices, with payoff "
+    "analytics, POP and its inputs, expected value, greeks, margin, score, conviction and exit levels; the best "
+    "per symbol stored in strategies, strategy_details, strategy_parameters and strategy_exit_levels.",
+)
+def strategy_candidates(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                        config: CandidateSettings):
+    session = session_of(context)
+    wh = warehouse.get()
+    t0 = time.perf_counter()
+    chain = wh.read_partition("option_chain_data", session)
+    if chain.height == 0:
+        for name in ("strategies", "strategy_details", "strategy_parameters", "strategy_exit_levels"):
+            wh.replace_partition(name, session, pl.DataFrame(schema={"trade_date": pl.Date}))
+        context.log.warning(f"strategy_candidates {session}: no option chains for the session")
+        yield dg.MaterializeResult(metadata={"dagster/row_count": 0, "missing_session": True})
+        for check in ("legs_in_chain", "bounded_loss_unless_flagged"):
+            yield dg.AssetCheckResult(check_name=check, passed=True, description="no candidates: no chains")
+        return
+    # the same IVs option_greeks stored (deterministic from the chain), with the quote columns builds need
+    iv = surface.chain_iv(chain)
+    signals = wh.read_partition("technical_signals", session)
+    result = strategy_pipeline.create_candidates(iv, signals, session, risk=config.risk_tolerance,
+                                                 lots=config.lots, top_per_symbol=config.top_per_symbol)
+    tables = strategy_pipeline.to_tables(result.ranked, session, config.risk_tolerance)
+    for name in ("strategies", "strategy_details", "strategy_parameters", "strategy_exit_levels"):
+        wh.replace_partition(name, session, tables[name])
+    record_failures(wh, session, "strategy_candidates", result.failures)
+    charts = strategy_pipeline.write_payoff_charts(result.ranked, session, config.charts)
+    elapsed = time.perf_counter() - t0
+    top = tables["strategies"].filter(pl.col("rank") == 1).sort("total_score", descending=True)
+    context.log.info(f"strategy_candidates {session}: {result.built} built for {result.symbols} symbols, "
+                     f"{tables['strategies'].height} stored, {len(result.failures)} failures in {elapsed:.2f}s")
+    yield dg.MaterializeResult(metadata={
+        "dagster/row_count": tables["strategies"].height,
+        "symbols_with_candidates": int(tables["strategies"].get_column("symbol").n_unique()) if top.height else 0,
+        "symbols": result.symbols,
+        "candidates_built": result.built,
+        "candidates_passing_filters": result.passed,
+        "risk_tolerance": config.risk_tolerance,
+        "build_failures": len(result.failures),
+        "seconds": round(elapsed, 3),
+        "timings": dg.MetadataValue.json({k: round(v, 3) for k, v in result.timings.items()}),
+        "best_per_symbol": dg.MetadataValue.md(frame_markdown(
+            top.select("symbol", "strategy_name", "total_score", "conviction"), 20)),
+        **({"payoff_charts": dg.MetadataValue.md("\n".join(f"- [{p.stem}](file://{p})" for p in charts))}
+           if charts else {}),
+    })
+    legs_missing = strategy_pipeline.legs_not_in_chain(tables["strategy_details"],
+                                                       wh.read_partition("option_chain_data", session,
+                                                                         ["symbol", "expiry", "strike", "option_type"]),
+                                                       tables["strategies"])
+    yield dg.AssetCheckResult(check_name="legs_in_chain", passed=not legs_missing,
+                              metadata={"legs_not_in_chain": len(legs_missing)},
+                              description="ok" if not legs_missing else f"{legs_missing[:5]}")
+    unbounded = tables["strategies"].join(tables["strategy_parameters"], on="strategy_id").filter(
+        pl.col("max_loss").is_null() & ~pl.col("unlimited_risk"))
+    yield dg.AssetCheckResult(check_name="bounded_loss_unless_flagged", passed=unbounded.height == 0,
+                              metadata={"unflagged_unbounded": unbounded.height},
+                              description="ok" if unbounded.height == 0 else
+                              ", ".join(unbounded.get_column("strategy_id").head(5).to_list()))
+
+

@@ -1,0 +1,220 @@
+"""One session's strategy creation end to end, as plain functions over polars frames (no Dagster):
+technical signals per underlying, candidates built, analysed, scored, ranked and given exit
+levels, and the rows of the strategy tables. The Dagster assets and the ``analyze`` command both
+call these.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from ..market.base import Failure
+from ..quant import indicators
+from .analytics import analyze
+from .build import BuildConfig, Candidate, build_candidates
+from .exits import ExitLevels, exit_levels_all
+from .scoring import Scored, ScoringConfig, rank, score_candidates, views_from_signals
+
+#: IV / realized-vol ratios that stand in for the IV environment before 20 sessions of IV history exist
+IV_RV_LOW, IV_RV_HIGH = 0.9, 1.25
+
+
+def technical_frame(session: dt.date, symbols: pl.DataFrame, bars: pl.DataFrame, chain: pl.DataFrame,
+                    ivs: pl.DataFrame) -> pl.DataFrame:
+    """Rows of ``technical_signals`` for the session.
+
+    ``symbols``: symbol, instrument; ``bars``: daily OHLCV up to the session; ``chain``: symbol,
+    oi, volume, lot_size; ``ivs``: symbol, atm_iv_30d, h_rv_20, iv_environment (from iv_percentiles).
+    Where the IV percentile is not yet defined (under 20 sessions of history) the environment comes
+    from the ratio of 30-day IV to 20-session realized vol, and ``notes`` says so.
+    """
+    sig = indicators.analyze(bars, as_of=session) if bars.height else pl.DataFrame(
+        schema={"symbol": pl.Utf8, "direction": pl.Utf8})
+    base = symbols.select("symbol", (pl.col("instrument") == "INDEX").alias("is_index"))
+    sig = base.join(sig, on="symbol", how="left")
+    env = ivs.with_columns(
+        pl.when(pl.col("iv_environment").is_not_null()).then(pl.col("iv_environment"))
+        .when((pl.col("atm_iv_30d") / pl.col("h_rv_20")) >= IV_RV_HIGH).then(pl.lit("HIGH"))
+        .when((pl.col("atm_iv_30d") / pl.col("h_rv_20")) <= IV_RV_LOW).then(pl.lit("LOW"))
+        .when(pl.col("atm_iv_30d").is_not_null() & pl.col("h_rv_20").is_not_null()).then(pl.lit("NORMAL"))
+        .otherwise(None).alias("env"),
+        pl.when(pl.col("iv_environment").is_null() & pl.col("atm_iv_30d").is_not_null()
+                & pl.col("h_rv_20").is_not_null())
+        .then(pl.lit("IV environment from IV/RV (IV percentile needs 20 sessions of history)"))
+        .otherwise(None).alias("env_note"),
+    ).select("symbol", pl.col("env").alias("iv_environment"), "env_note")
+    sig = indicators.market_states(sig, env.select("symbol", "iv_environment")).join(
+        env.select("symbol", "env_note"), on="symbol", how="left")
+    profile = indicators.stock_profile(sig.select("symbol", "rv_20", "rv_60", "is_index"),
+                                       chain if chain.height else None)
+    sig = sig.join(profile.select("symbol", "volatility_bucket",
+                                  *(["liquidity_bucket"] if "liquidity_bucket" in profile.columns else [])),
+                   on="symbol", how="left")
+    if "liquidity_bucket" not in sig.columns:
+        sig = sig.with_columns(pl.lit(None, dtype=pl.Utf8).alias("liquidity_bucket"))
+    notes = pl.concat_str([pl.col("reason"), pl.col("env_note")], separator="; ", ignore_nulls=True)
+    return sig.select(
+        pl.lit(session).alias("trade_date"), "symbol", "close", "ema20", "ema50", "ema200", "rsi14", "macd",
+        "macd_signal", "macd_hist", "bb_width", "atr14", "atr_pct", "volume_ratio", "consolidation", "breakout",
+        "direction", "strength", "iv_environment", "market_state", "volatility_bucket", "liquidity_bucket",
+        "rv_20", pl.when(notes == "").then(None).otherwise(notes).alias("notes"),
+    )
+
+
+@dataclass
+class RankedCandidate:
+    scored: Scored
+    rank: int
+    exits: ExitLevels
+    market_state: str | None = None
+
+    @property
+    def candidate(self) -> Candidate:
+        return self.scored.candidate
+
+
+@dataclass
+class CreationResult:
+    ranked: list[RankedCandidate]
+    failures: list[Failure]
+    symbols: int
+    built: int
+    passed: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def create_candidates(iv: pl.DataFrame, signals: pl.DataFrame, session: dt.date, *, risk: str = "moderate",
+                      lots: int = 1, top_per_symbol: int = 5, symbols: list[str] | None = None,
+                      keep_all: bool = False, scoring: ScoringConfig | None = None) -> CreationResult:
+    """Build, analyse, score, rank and attach exit levels. ``iv``: :func:`quant.surface.chain_iv`
+    output for the session. Keeps the ``top_per_symbol`` best candidates that pass the risk
+    filters (every built candidate with ``keep_all``)."""
+    timings: dict[str, float] = {}
+    if symbols is not None:
+        iv = iv.filter(pl.col("symbol").is_in(symbols))
+    t = time.perf_counter()
+    cands, build_failures = build_candidates(iv, cfg=BuildConfig(lots=lots))
+    timings["build"] = time.perf_counter() - t
+    t = time.perf_counter()
+    analyze(cands)
+    timings["analytics"] = time.perf_counter() - t
+    t = time.perf_counter()
+    views = views_from_signals(signals)
+    scored = score_candidates(cands, views, risk=risk, config=scoring)
+    ranked_all = rank(scored)
+    timings["scoring"] = time.perf_counter() - t
+    t = time.perf_counter()
+    kept = [sc for sc in ranked_all if keep_all or (sc.passed and sc.rank <= top_per_symbol)]
+    levels = exit_levels_all([sc.candidate for sc in kept])
+    out: list[RankedCandidate] = []
+    for sc, lv in zip(kept, levels, strict=True):
+        view = views.get(sc.candidate.symbol)
+        out.append(RankedCandidate(sc, sc.rank, lv, view.market_state if view else None))
+    timings["exit_levels"] = time.perf_counter() - t
+    failures = [Failure(f.symbol, f"build:{f.strategy}", f.reason, kind="error") for f in build_failures]
+    served = iv.get_column("symbol").n_unique() if iv.height else 0
+    with_any = {rc.candidate.symbol for rc in out}
+    for sym in sorted(set(iv.get_column("symbol").unique().to_list()) - with_any) if iv.height else []:
+        n_built = sum(1 for c in cands if c.symbol == sym)
+        why = "no strategy could be built" if n_built == 0 else \
+            f"{n_built} built, none passed the {risk} filters"
+        failures.append(Failure(sym, "strategy_candidates", why, kind="error" if n_built == 0 else "filtered"))
+    return CreationResult(out, failures, served, len(cands), sum(1 for s in scored if s.passed), timings)
+
+
+def strategy_id(session: dt.date, symbol: str, name: str, risk: str) -> str:
+    return f"{session:%Y%m%d}-{symbol}-{name}-{risk}"
+
+
+def _num(x):
+    if x is None:
+        return None
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def to_tables(ranked: list[RankedCandidate], session: dt.date, risk: str) -> dict[str, pl.DataFrame]:
+    now = dt.datetime.now(dt.UTC)
+    strategies, details, params, exits = [], [], [], []
+    for rc in ranked:
+        c, sc, a = rc.candidate, rc.scored, rc.candidate.analytics
+        sid = strategy_id(session, c.symbol, c.name, risk)
+        d = c.strategy
+        strategies.append({
+            "strategy_id": sid, "trade_date": session, "symbol": c.symbol, "strategy_name": d.name,
+            "category": d.category.value, "outlook": d.outlook.value, "iv_preference": d.iv_preference.value,
+            "risk_tolerance": risk, "market_state": rc.market_state,
+            "total_score": round(float(sc.total_score), 4), "conviction": sc.conviction, "rank": rc.rank,
+            "unlimited_risk": bool(d.unlimited_risk), "lots": c.lots, "lot_size": c.lot_size, "created_at": now,
+        })
+        for i, leg in enumerate(c.legs, 1):
+            details.append({
+                "strategy_id": sid, "leg": i, "trade_date": session, "side": leg.side.value,
+                "instrument": leg.instrument.value, "strike": _num(leg.strike), "expiry": leg.expiry,
+                "quantity": int(leg.quantity), "price": _num(leg.price), "price_kind": leg.price_kind,
+                "iv": _num(leg.iv), "delta": _num(leg.delta), "security_id": leg.security_id,
+            })
+        g = a.greeks
+        params.append({
+            "strategy_id": sid, "trade_date": session, "net_premium": _num(a.net_premium),
+            "max_profit": _num(a.max_profit), "max_loss": _num(a.max_loss),
+            "breakevens": json.dumps([round(float(b), 4) for b in a.breakevens]), "pop": _num(a.pop),
+            "pop_forward": _num(a.pop_inputs.forward), "pop_sigma": _num(a.pop_inputs.sigma),
+            "pop_t_years": _num(a.pop_inputs.t_years), "expected_value": _num(a.expected_value),
+            "reward_risk": _num(a.reward_risk), "delta": _num(g.delta), "gamma": _num(g.gamma),
+            "theta": _num(g.theta), "vega": _num(g.vega), "margin": _num(a.margin),
+            "return_on_margin": _num(a.return_on_margin),
+            "score_components": json.dumps({k: round(float(v), 4) for k, v in sc.components.items()}),
+            "details": json.dumps({"payoff_model": a.payoff_model, "fallback": c.fallback, "notes": c.notes,
+                                   "rejections": list(sc.rejections), "scoring": sc.details, "expiry": c.expiry.isoformat(),
+                                   "back_expiry": c.back_expiry.isoformat() if c.back_expiry else None}),
+        })
+        exits.append({"strategy_id": sid, "trade_date": session, **rc.exits.to_row()})
+    schemas = {
+        "strategies": {"strategy_id": pl.Utf8, "trade_date": pl.Date, "symbol": pl.Utf8, "strategy_name": pl.Utf8,
+                       "category": pl.Utf8, "outlook": pl.Utf8, "iv_preference": pl.Utf8, "risk_tolerance": pl.Utf8,
+                       "market_state": pl.Utf8, "total_score": pl.Float64, "conviction": pl.Utf8, "rank": pl.Int64,
+                       "unlimited_risk": pl.Boolean, "lots": pl.Int64, "lot_size": pl.Int64,
+                       "created_at": pl.Datetime("us", "UTC")},
+    }
+    frames = {
+        "strategies": pl.DataFrame(strategies, schema=schemas["strategies"]),
+        "strategy_details": pl.DataFrame(details, infer_schema_length=None) if details else
+        pl.DataFrame(schema={"strategy_id": pl.Utf8, "trade_date": pl.Date}),
+        "strategy_parameters": pl.DataFrame(params, infer_schema_length=None) if params else
+        pl.DataFrame(schema={"strategy_id": pl.Utf8, "trade_date": pl.Date, "max_loss": pl.Float64}),
+        "strategy_exit_levels": pl.DataFrame(exits, infer_schema_length=None) if exits else
+        pl.DataFrame(schema={"strategy_id": pl.Utf8, "trade_date": pl.Date}),
+    }
+    return frames
+
+
+def legs_not_in_chain(details: pl.DataFrame, chain: pl.DataFrame, strategies: pl.DataFrame) -> list[str]:
+    """Option legs (strategy_id:leg) whose contract is absent from the session's chain."""
+    if details.height == 0:
+        return []
+    legs = details.filter(pl.col("instrument").is_in(["CE", "PE"])).join(
+        strategies.select("strategy_id", "symbol"), on="strategy_id")
+    missing = legs.join(chain.rename({"option_type": "instrument"}), on=["symbol", "expiry", "strike", "instrument"],
+                        how="anti")
+    return [f"{r['strategy_id']}:{r['leg']}" for r in missing.iter_rows(named=True)]
+
+
+def write_payoff_charts(ranked: list[RankedCandidate], session: dt.date, count: int, folder=None) -> list:
+    """HTML payoff charts of the ``count`` best-scoring first-ranked candidates of the session."""
+    from pathlib import Path
+
+    from .. import config
+    from ..reports.payoff_chart import write_payoff_chart
+
+    if count <= 0:
+        return []
+    best = sorted((rc for rc in ranked if rc.rank == 1), key=lambda rc: -rc.scored.total_score)[:count]
+    base = Path(folder) if folder else config.home_dir() / "charts" / f"payoff_{session:%Y%m%d}"
+    return [write_payoff_chart(rc.candidate, base / f"{rc.candidate.symbol}_{rc.candidate.name}.html") for rc in best]

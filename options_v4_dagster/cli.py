@@ -114,9 +114,13 @@ def _summarize(result, instance, elapsed: float) -> int:
             md = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
             rows = md.get("dagster/row_count", "")
             notes = []
-            for k in ("symbols_served", "failed_symbols", "missing_symbols", "market_state", "source"):
+            for k in ("symbols_served", "failed_symbols", "missing_symbols", "market_state", "source",
+                      "symbols_with_candidates", "candidates_built", "build_failures", "market_rules"):
                 if k in md:
                     notes.append(f"{k}={md[k]}")
+            for k in ("deployment", "expected_monthly_return"):
+                if k in md:
+                    notes.append(f"{k}={md[k]:.1%}")
             secs = rec.event_log_entry.timestamp - starts.get(key, rec.event_log_entry.timestamp)
             table.add_row(mat.asset_key.to_user_string(), "materialized", f"{secs:.2f}", str(rows), ", ".join(notes))
         elif ev.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
@@ -370,6 +374,107 @@ def cmd_analyze(args) -> int:
     return 0 if rows else 1
 
 
+def _latest_with_candidates(wh) -> dt.date | None:
+    r = wh.read("select max(trade_date) as d from strategies")
+    v = r.item() if r.height else None
+    return dt.date.fromisoformat(str(v)[:10]) if v is not None else None
+
+
+def _save_allocation(session: dt.date, capital: float, risk: str | None, rules: str | None) -> bool:
+    """Materialize portfolio_allocation for the session through Dagster with this capital."""
+    import dagster as dg
+
+    from options_v4_dagster.definitions import build_defs
+
+    _ensure_dagster_home()
+    job = build_defs().resolve_job_def("daily_pipeline")
+    op_cfg = {"capital": float(capital), "risk_tolerance": risk or "", "market_conditions_file": rules or ""}
+    result = job.execute_in_process(
+        partition_key=session.isoformat(), instance=dg.DagsterInstance.get(),
+        asset_selection=[dg.AssetKey("portfolio_allocation")],
+        run_config={"ops": {"portfolio_allocation": {"config": op_cfg}}},
+        tags={"options_v4/cli": "allocate"}, raise_on_error=False)
+    return result.success
+
+
+def cmd_allocate(args) -> int:
+    from options_v4_dagster.allocation.engine import NoCandidates
+    from options_v4_dagster.allocation.session import allocate_session
+    from options_v4_dagster.store import Warehouse
+
+    wh = Warehouse.from_env()
+    if args.date:
+        session = parse_session(args.date)
+    else:
+        session = _latest_with_candidates(wh)
+        if session is None:
+            raise NoCandidates(f"no strategy candidates in the warehouse ({wh.describe()}): run `options-v4 run` first")
+    sa = allocate_session(wh, session, args.capital, risk_tolerance=args.risk, rules_path=args.rules)
+    out = sa.to_dict()
+    if args.save and not _save_allocation(session, args.capital, args.risk, args.rules):
+        console.print("[red]error:[/] materializing portfolio_allocation failed (see the run in the Dagster UI)")
+        return 1
+    if args.json:
+        keep = ("trade_date", "capital", "capital_used", "cash_left", "deployment", "deployment_target",
+                "position_count", "positions", "tier_shares", "tier_targets", "industry_shares", "limits",
+                "expected_monthly_return", "expected_monthly_return_inr", "target_monthly_return",
+                "meets_return_target", "meets_deployment_target", "greeks", "market_state", "notes", "excluded")
+        print(json.dumps({k: out[k] for k in keep if k in out}, indent=2, default=str))
+        return 0
+    s, pos = sa.result.summary, sa.result.positions
+    table = Table(title=f"allocation {session}: INR {args.capital:,.0f}, rules {sa.rules.state}")
+    for col in ("symbol", "strategy", "tier", "industry", "view", "lots", "capital ₹", "weight", "Kelly",
+                "POP", "exp. return ₹/mo", "conviction"):
+        table.add_column(col, justify="right" if col in ("lots", "capital ₹", "weight", "Kelly", "POP",
+                                                         "exp. return ₹/mo") else "left")
+    for r in pos.iter_rows(named=True):
+        table.add_row(r["symbol"], r["strategy_name"], r["tier"], (r["industry"] or "")[:28], r["position_type"],
+                      str(r["lots"]), f"{r['capital_used']:,.0f}", f"{r['weight']:.1%}", f"{r['kelly_fraction']:.3f}",
+                      "" if r["pop"] is None else f"{r['pop']:.0%}", f"{r['expected_return']:,.0f}", r["conviction"])
+    console.print(table)
+    tiers = ", ".join(f"{t} {s['tier_shares'][t]:.1%} (target {s['tier_targets'][t]:.0%})" for t in s["tier_shares"])
+    console.print(f"{s['positions']} positions, {s['lots']} lots; deployed INR {s['capital_used']:,.0f} = "
+                  f"{s['deployment']:.1%} (target {s['deployment_target']:.0%}); tiers: {tiers}")
+    console.print(f"expected monthly return {s['expected_monthly_return']:.2%} (INR "
+                  f"{s['expected_monthly_return_inr']:,.0f}) vs target {s['target_monthly_return']:.0%}; "
+                  f"net delta {s['greeks']['delta']:,.0f}, theta {s['greeks']['theta']:,.0f}/day, "
+                  f"vega {s['greeks']['vega']:,.0f}")
+    for note in s["notes"]:
+        console.print(f"  note: {note}")
+    return 0
+
+
+def cmd_industries(args) -> int:
+    from options_v4_dagster.allocation.industries import load_industry_allocations
+    from options_v4_dagster.allocation.session import industry_allocations, write_industry_tables
+    from options_v4_dagster.store import Warehouse
+
+    wh = Warehouse.from_env()
+    if args.action == "import":
+        if not args.file:
+            raise ConfigError("industries import needs a CSV or YAML file")
+        allocations = load_industry_allocations(args.file)
+        counts = write_industry_tables(wh, allocations)
+        console.print(f"imported {args.file}: " + ", ".join(f"{k} {v} rows" for k, v in counts.items()))
+    elif args.action == "reset":
+        from options_v4_dagster.allocation.industries import default_industry_allocations
+
+        counts = write_industry_tables(wh, default_industry_allocations())
+        console.print("reset to the packaged defaults: " + ", ".join(f"{k} {v} rows" for k, v in counts.items()))
+    allocations = industry_allocations(wh)
+    frame = allocations.frame()
+    if args.json:
+        print(json.dumps({"source": allocations.source, "industries": frame.to_dicts()}, indent=2))
+        return 0
+    table = Table(title=f"industry allocations ({allocations.source})")
+    for col in ("industry", "weight", "view"):
+        table.add_column(col, justify="right" if col == "weight" else "left")
+    for r in frame.iter_rows(named=True):
+        table.add_row(r["industry"], f"{r['weight']:.1%}", r["position_type"])
+    console.print(table)
+    return 0
+
+
 def cmd_sessions(args) -> int:
     end = dt.date.fromisoformat(args.end) if args.end else calendar.latest_session()
     start = dt.date.fromisoformat(args.start) if args.start else end - dt.timedelta(days=14)
@@ -427,6 +532,22 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--top", type=int, default=3, help="candidates per symbol (default 3)")
     an.add_argument("--json", action="store_true")
     an.set_defaults(func=cmd_analyze)
+
+    al = sub.add_parser("allocate", help="allocate capital over a session's stored strategy candidates")
+    al.add_argument("capital", type=float, help="INR, e.g. 1500000")
+    al.add_argument("--date", help="session YYYY-MM-DD (default: the latest session with candidates)")
+    al.add_argument("--risk", choices=("conservative", "moderate", "aggressive"),
+                    help="which stored candidates (default: those of the session's run)")
+    al.add_argument("--rules", help="a market_conditions.yaml (default: the packaged one)")
+    al.add_argument("--save", action="store_true", help="also materialize portfolio_allocation with this capital")
+    al.add_argument("--json", action="store_true")
+    al.set_defaults(func=cmd_allocate)
+
+    ind = sub.add_parser("industries", help="show, import (CSV/YAML) or reset the industry weights and views")
+    ind.add_argument("action", nargs="?", default="show", choices=("show", "import", "reset"))
+    ind.add_argument("file", nargs="?")
+    ind.add_argument("--json", action="store_true")
+    ind.set_defaults(func=cmd_industries)
 
     s = sub.add_parser("sessions", help="list NSE trading sessions")
     s.add_argument("--start")

@@ -241,9 +241,13 @@ def test_kelly_fraction_from_pop_and_payoff():
     # EV-consistent average loss (0.7 x 10000 - 1000) / 0.3 = 20000 -> b = 0.5, f* = 0.7 - 0.3 / 0.5 = 0.1
     assert res.positions["kelly_fraction"][0] == pytest.approx(0.25 * 0.1)
     assert res.positions["payoff_ratio"][0] == pytest.approx(0.5)
-    neg = allocate(c.with_columns(expected_value=pl.lit(-10.0)), 1_000_000, rules, alloc)
+    # the packaged rules admit only a positive edge; without that filter a negative EV sizes at Kelly 0
+    with pytest.raises(NoCandidates, match="expected value below 0"):
+        allocate(c.with_columns(expected_value=pl.lit(-10.0)), 1_000_000, rules, alloc)
+    any_ev = rules.with_limits(min_expected_value=None)
+    neg = allocate(c.with_columns(expected_value=pl.lit(-10.0)), 1_000_000, any_ev, alloc)
     assert neg.positions["kelly_fraction"][0] == 0.0
-    no_ev = allocate(c.with_columns(expected_value=pl.lit(None, dtype=pl.Float64)), 1_000_000, rules, alloc)
+    no_ev = allocate(c.with_columns(expected_value=pl.lit(None, dtype=pl.Float64)), 1_000_000, any_ev, alloc)
     # b from the extremes: 10000 / 40000 = 0.25 -> f* = 0.7 - 0.3 / 0.25 < 0 -> 0
     assert no_ev.positions["kelly_fraction"][0] == 0.0
     huge = allocate(c.with_columns(expected_value=pl.lit(6_000.0)), 1_000_000, rules, alloc)

@@ -16,7 +16,8 @@ from options_v4_dagster.store import Warehouse
 ROOT = Path(__file__).resolve().parents[1]
 D = dt.date(2025, 7, 17)
 TABLES = ("fno_universe", "option_chain_data", "market_conditions", "option_greeks", "historical_iv_summary",
-          "technical_signals", "strategies", "strategy_details", "strategy_parameters", "strategy_exit_levels")
+          "technical_signals", "strategies", "strategy_details", "strategy_parameters", "strategy_exit_levels",
+          "portfolio_allocation", "portfolio_allocation_summary")
 
 pytestmark = pytest.mark.slow
 
@@ -67,10 +68,11 @@ def test_simulated_day_end_to_end_and_idempotent(dagster_home, tmp_path, monkeyp
     assert instance.get_run_by_id(result.run_id).tags["dagster/partition"] == "2025-07-17"
     mats = {e.asset_key.to_user_string() for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
     assert {"universe", "option_chains", "underlying_bars", "market_conditions", "option_greeks", "iv_history",
-            "iv_percentiles", "technical_signals", "strategy_candidates"} <= mats
+            "iv_percentiles", "technical_signals", "strategy_candidates", "portfolio_allocation"} <= mats
     checks = {e.event_specific_data.check_name: e.event_specific_data.passed
               for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
-    assert checks == {"chain_sanity": True, "legs_in_chain": True, "bounded_loss_unless_flagged": True}
+    assert checks == {"chain_sanity": True, "legs_in_chain": True, "bounded_loss_unless_flagged": True,
+                      "within_limits": True}
     # re-running leaves the same row counts
     result2, _ = run_pipeline(D, "simulated")
     assert result2.success

@@ -27,7 +27,9 @@ BEGIN
     FOREACH t IN ARRAY ARRAY['fno_universe', 'option_chain_data', 'underlying_bars', 'nifty_historical_data',
                              'india_vix_data', 'market_conditions', 'pipeline_failures', 'option_greeks',
                              'historical_iv_summary', 'iv_percentiles', 'technical_signals', 'strategies',
-                             'strategy_details', 'strategy_parameters', 'strategy_exit_levels']
+                             'strategy_details', 'strategy_parameters', 'strategy_exit_levels',
+                             'industry_allocations_current', 'sector_allocations_current',
+                             'stock_industry_mapping', 'portfolio_allocation', 'portfolio_allocation_summary']
     LOOP
       EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
       IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE tablename = t AND policyname = 'read_market_data') THEN

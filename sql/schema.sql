@@ -58,6 +58,17 @@ CREATE TABLE IF NOT EXISTS india_vix_data (
 
 COMMENT ON TABLE india_vix_data IS 'India VIX daily values';
 
+CREATE TABLE IF NOT EXISTS industry_allocations_current (
+	industry VARCHAR(96) NOT NULL, 
+	weight FLOAT NOT NULL, 
+	position_type VARCHAR(8) NOT NULL, 
+	source VARCHAR(256), 
+	updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (industry)
+);
+
+COMMENT ON TABLE industry_allocations_current IS 'Current industry weights and views used by the allocator';
+
 CREATE TABLE IF NOT EXISTS iv_percentiles (
 	trade_date DATE NOT NULL, 
 	symbol VARCHAR(32) NOT NULL, 
@@ -173,6 +184,84 @@ CREATE TABLE IF NOT EXISTS pipeline_failures (
 );
 
 COMMENT ON TABLE pipeline_failures IS 'Per-symbol failures of a partition (the partition itself succeeded)';
+
+CREATE TABLE IF NOT EXISTS portfolio_allocation (
+	allocation_id VARCHAR(128) NOT NULL, 
+	trade_date DATE NOT NULL, 
+	strategy_id VARCHAR(96) NOT NULL, 
+	symbol VARCHAR(32) NOT NULL, 
+	strategy_name VARCHAR(48) NOT NULL, 
+	tier VARCHAR(8) NOT NULL, 
+	industry VARCHAR(96), 
+	sector VARCHAR(64), 
+	position_type VARCHAR(8), 
+	category VARCHAR(24), 
+	outlook VARCHAR(16), 
+	conviction VARCHAR(12), 
+	total_score FLOAT, 
+	fallback_level INTEGER, 
+	lots INTEGER NOT NULL, 
+	lot_size INTEGER, 
+	quantity INTEGER, 
+	margin_per_lot FLOAT, 
+	capital_used FLOAT NOT NULL, 
+	weight FLOAT, 
+	kelly_fraction FLOAT, 
+	pop FLOAT, 
+	payoff_ratio FLOAT, 
+	expected_value FLOAT, 
+	expected_return FLOAT, 
+	max_loss FLOAT, 
+	unlimited_risk BOOLEAN, 
+	t_years FLOAT, 
+	delta FLOAT, 
+	gamma FLOAT, 
+	theta FLOAT, 
+	vega FLOAT, 
+	capital FLOAT NOT NULL, 
+	status VARCHAR(16) NOT NULL, 
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (allocation_id)
+);
+
+CREATE INDEX IF NOT EXISTS ix_portfolio_allocation_trade_date ON portfolio_allocation (trade_date);
+
+COMMENT ON TABLE portfolio_allocation IS 'Proposed positions of the session''s portfolio allocation';
+
+CREATE TABLE IF NOT EXISTS portfolio_allocation_summary (
+	trade_date DATE NOT NULL, 
+	capital FLOAT NOT NULL, 
+	capital_used FLOAT NOT NULL, 
+	deployment FLOAT NOT NULL, 
+	positions INTEGER NOT NULL, 
+	expected_monthly_return FLOAT, 
+	target_monthly_return FLOAT, 
+	market_state VARCHAR(32), 
+	summary TEXT, 
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (trade_date)
+);
+
+COMMENT ON TABLE portfolio_allocation_summary IS 'One row per session: the allocation''s totals';
+
+CREATE TABLE IF NOT EXISTS sector_allocations_current (
+	sector VARCHAR(64) NOT NULL, 
+	weight FLOAT NOT NULL, 
+	updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (sector)
+);
+
+COMMENT ON TABLE sector_allocations_current IS 'Current sector weights (sum of their industries'' weights)';
+
+CREATE TABLE IF NOT EXISTS stock_industry_mapping (
+	symbol VARCHAR(32) NOT NULL, 
+	industry VARCHAR(96) NOT NULL, 
+	sector VARCHAR(64) NOT NULL, 
+	updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (symbol)
+);
+
+COMMENT ON TABLE stock_industry_mapping IS 'Industry and sector of each F&O underlying';
 
 CREATE TABLE IF NOT EXISTS strategies (
 	strategy_id VARCHAR(96) NOT NULL, 

@@ -38,16 +38,19 @@ def payoff_figure(c: Candidate):
     sigma = a.pop_inputs.sigma * np.sqrt(max(a.pop_inputs.t_years, 1e-6))
     F = a.pop_inputs.forward
     lo, hi = F * np.exp(-3.2 * sigma), F * np.exp(3.2 * sigma)
-    S = np.linspace(lo, hi, 600)
+    # the grid holds every strike and breakeven, so kinks are exact and the profit and loss lines meet at zero
+    marks = [leg.strike for leg in c.legs if leg.strike is not None] + [float(b) for b in a.breakevens]
+    S = np.unique(np.concatenate([np.linspace(lo, hi, 600), [m for m in marks if lo < m < hi]]))
     expiry = pnl_at_front_expiry([c], S)[0]
+    expiry = np.where(np.isin(S, a.breakevens), 0.0, expiry)
     today = value_today(c, S)
     fig = go.Figure()
     for k, alpha in ((2, 0.06), (1, 0.10)):
         fig.add_vrect(x0=F * np.exp(-k * sigma), x1=F * np.exp(k * sigma), fillcolor="royalblue", opacity=alpha,
-                      line_width=0, annotation_text=f"±{k}σ", annotation_position="top left")
-    fig.add_trace(go.Scatter(x=S, y=np.where(expiry >= 0, expiry, np.nan), line={"color": "#2ca02c", "width": 2.5},
+                      line_width=0, annotation_text=f"±{k}σ", annotation_position="bottom left")
+    fig.add_trace(go.Scatter(x=S, y=np.where(expiry >= -1e-9, expiry, np.nan), line={"color": "#2ca02c", "width": 2.5},
                              name="at expiry (profit)"))
-    fig.add_trace(go.Scatter(x=S, y=np.where(expiry < 0, expiry, np.nan), line={"color": "#d62728", "width": 2.5},
+    fig.add_trace(go.Scatter(x=S, y=np.where(expiry <= 1e-9, expiry, np.nan), line={"color": "#d62728", "width": 2.5},
                              name="at expiry (loss)"))
     fig.add_trace(go.Scatter(x=S, y=today, line={"color": "#1f77b4", "dash": "dash"}, name="today (T+0)"))
     for b in a.breakevens:
@@ -71,7 +74,8 @@ def payoff_figure(c: Candidate):
     return fig
 
 
-def write_payoff_chart(c: Candidate, path: Path) -> Path:
+def write_payoff_chart(c: Candidate, path: Path | str) -> Path:
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payoff_figure(c).write_html(str(path), include_plotlyjs=True, full_html=True)
     return path

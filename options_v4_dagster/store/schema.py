@@ -336,3 +336,88 @@ strategy_exit_levels = sa.Table(
 PARTITIONED_TABLES.update({"technical_signals": "trade_date", "strategies": "trade_date",
                            "strategy_details": "trade_date", "strategy_parameters": "trade_date",
                            "strategy_exit_levels": "trade_date"})
+
+# -- allocation -----------------------------------------------------------------------------------------------
+
+industry_allocations_current = sa.Table(
+    "industry_allocations_current", metadata,
+    sa.Column("industry", sa.String(96), primary_key=True),
+    sa.Column("weight", sa.Float, nullable=False, comment="share of capital, the weights sum to 1"),
+    sa.Column("position_type", sa.String(8), nullable=False, comment="LONG / SHORT / NEUTRAL"),
+    sa.Column("source", sa.String(256), comment="default weighting or the imported file"),
+    sa.Column("updated_at", UTCDateTime, nullable=False, default=_now),
+    comment="Current industry weights and views used by the allocator",
+)
+
+sector_allocations_current = sa.Table(
+    "sector_allocations_current", metadata,
+    sa.Column("sector", sa.String(64), primary_key=True),
+    sa.Column("weight", sa.Float, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False, default=_now),
+    comment="Current sector weights (sum of their industries' weights)",
+)
+
+stock_industry_mapping = sa.Table(
+    "stock_industry_mapping", metadata,
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("industry", sa.String(96), nullable=False),
+    sa.Column("sector", sa.String(64), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False, default=_now),
+    comment="Industry and sector of each F&O underlying",
+)
+
+portfolio_allocation = sa.Table(
+    "portfolio_allocation", metadata,
+    sa.Column("allocation_id", sa.String(128), primary_key=True),
+    sa.Column("trade_date", sa.Date, nullable=False, index=True),
+    sa.Column("strategy_id", sa.String(96), nullable=False),
+    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("strategy_name", sa.String(48), nullable=False),
+    sa.Column("tier", sa.String(8), nullable=False),
+    sa.Column("industry", sa.String(96)),
+    sa.Column("sector", sa.String(64)),
+    sa.Column("position_type", sa.String(8)),
+    sa.Column("category", sa.String(24)),
+    sa.Column("outlook", sa.String(16)),
+    sa.Column("conviction", sa.String(12)),
+    sa.Column("total_score", sa.Float),
+    sa.Column("fallback_level", sa.Integer, comment="0 preferred strategy .. 3 any not opposing the view"),
+    sa.Column("lots", sa.Integer, nullable=False),
+    sa.Column("lot_size", sa.Integer),
+    sa.Column("quantity", sa.Integer, comment="shares per leg unit (lots x lot size)"),
+    sa.Column("margin_per_lot", sa.Float, comment="INR: margin for short premium, debit for long"),
+    sa.Column("capital_used", sa.Float, nullable=False, comment="INR"),
+    sa.Column("weight", sa.Float, comment="capital_used / capital"),
+    sa.Column("kelly_fraction", sa.Float),
+    sa.Column("pop", sa.Float),
+    sa.Column("payoff_ratio", sa.Float),
+    sa.Column("expected_value", sa.Float, comment="INR over the position's life"),
+    sa.Column("expected_return", sa.Float, comment="INR per month"),
+    sa.Column("max_loss", sa.Float, comment="INR; null = unbounded"),
+    sa.Column("unlimited_risk", sa.Boolean),
+    sa.Column("t_years", sa.Float),
+    sa.Column("delta", sa.Float),
+    sa.Column("gamma", sa.Float),
+    sa.Column("theta", sa.Float),
+    sa.Column("vega", sa.Float),
+    sa.Column("capital", sa.Float, nullable=False, comment="INR allocated over"),
+    sa.Column("status", sa.String(16), nullable=False, comment="proposed -> executed / rejected"),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=_now),
+    comment="Proposed positions of the session's portfolio allocation",
+)
+
+portfolio_allocation_summary = sa.Table(
+    "portfolio_allocation_summary", metadata,
+    sa.Column("trade_date", sa.Date, primary_key=True),
+    sa.Column("capital", sa.Float, nullable=False),
+    sa.Column("capital_used", sa.Float, nullable=False),
+    sa.Column("deployment", sa.Float, nullable=False),
+    sa.Column("positions", sa.Integer, nullable=False),
+    sa.Column("expected_monthly_return", sa.Float, comment="fraction of capital"),
+    sa.Column("target_monthly_return", sa.Float),
+    sa.Column("market_state", sa.String(32)),
+    sa.Column("summary", sa.Text, comment="JSON: tiers, industries, limits, greeks, notes"),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=_now),
+    comment="One row per session: the allocation's totals",
+)
+PARTITIONED_TABLES.update({"portfolio_allocation": "trade_date", "portfolio_allocation_summary": "trade_date"})

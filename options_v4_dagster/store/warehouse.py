@@ -85,6 +85,11 @@ class Warehouse:
             cond = cond & t.c[key_column].in_(keys)
         return self._delete_insert(t, sa.delete(t).where(cond), frame)
 
+    def replace_table(self, table: str, frame: pl.DataFrame) -> WriteResult:
+        """Replace every row of an unpartitioned ("current") table with ``frame``, in one transaction."""
+        t = self.table(table)
+        return self._delete_insert(t, sa.delete(t), frame)
+
     def _delete_insert(self, t: sa.Table, delete_stmt, frame: pl.DataFrame) -> WriteResult:
         start = time.perf_counter()
         sub = self._prepare(t, frame) if frame.height else frame.clear()

@@ -1,0 +1,123 @@
+"""One session's allocation from the warehouse: what the ``portfolio_allocation`` asset and
+``options-v4 allocate`` both run.
+
+Reads the session's stored strategy candidates (strategies + strategy_parameters), the session's
+market conditions (India VIX band, NIFTY trend, PCR sentiment -> the market_conditions.yaml rules)
+and the current industry tables (seeded from the packaged defaults when empty), then calls
+:func:`.engine.allocate`. No Dagster here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from ..store import Warehouse
+from .config import MarketRules, load_market_conditions
+from .engine import AllocationResult, NoCandidates, allocate, candidates_from_tables
+from .industries import IndustryAllocations, allocation_tables, default_industry_allocations
+
+INDUSTRY_TABLES = ("industry_allocations_current", "sector_allocations_current", "stock_industry_mapping")
+
+
+@dataclass
+class SessionAllocation:
+    session: dt.date
+    capital: float
+    rules: MarketRules
+    industries: IndustryAllocations
+    result: AllocationResult
+
+    def to_dict(self) -> dict:
+        out = self.result.to_dict()
+        return {"trade_date": self.session.isoformat(), **out, "rules": self.rules.to_dict(),
+                "industry_source": self.industries.source}
+
+
+def write_industry_tables(wh: Warehouse, allocations: IndustryAllocations,
+                          universe: pl.DataFrame | None = None) -> dict[str, int]:
+    """Replace the three industry tables with ``allocations`` (one transaction per table)."""
+    now = dt.datetime.now(dt.UTC)
+    frames = allocation_tables(allocations, universe)
+    counts = {}
+    for name in INDUSTRY_TABLES:
+        f = frames[name].with_columns(pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("updated_at"))
+        if name == "industry_allocations_current":
+            f = f.with_columns(pl.lit(allocations.source).alias("source"))
+        wh.replace_table(name, f)
+        counts[name] = f.height
+    return counts
+
+
+def industry_allocations(wh: Warehouse, *, seed: bool = True) -> IndustryAllocations:
+    """The current industry weights and views from the warehouse; when the tables are empty, the
+    packaged defaults (written to the tables when ``seed``)."""
+    ind = wh.read("select industry, weight, position_type, source from industry_allocations_current")
+    if ind.height == 0:
+        allocations = default_industry_allocations()
+        if seed:
+            write_industry_tables(wh, allocations)
+        return allocations
+    mapping = wh.read("select symbol, industry from stock_industry_mapping")
+    return IndustryAllocations.from_weights(
+        dict(zip(ind.get_column("industry"), ind.get_column("weight"), strict=True)),
+        dict(zip(ind.get_column("industry"), ind.get_column("position_type"), strict=True)),
+        symbol_industry=dict(zip(mapping.get_column("symbol"), mapping.get_column("industry"), strict=True)),
+        source=str(ind.get_column("source")[0] or "warehouse"))
+
+
+def session_rules(wh: Warehouse, session: dt.date, rules_path: str | Path | None = None) -> MarketRules:
+    """The market_conditions.yaml rules for the session's stored market conditions (DEFAULT when
+    the session has none)."""
+    mc = wh.read_partition("market_conditions", session, ["vix_band", "nifty_trend", "pcr_sentiment"])
+    cfg = load_market_conditions(rules_path)
+    if mc.height == 0:
+        return cfg.resolve(None, None, None)
+    r = mc.row(0, named=True)
+    return cfg.resolve(r["vix_band"], r["nifty_trend"], r["pcr_sentiment"])
+
+
+def allocate_session(wh: Warehouse, session: dt.date, capital: float, *, risk_tolerance: str | None = None,
+                     rules_path: str | Path | None = None) -> SessionAllocation:
+    """Allocate ``capital`` over the session's stored candidates. Raises :class:`NoCandidates` when
+    strategy creation has not stored any for the session."""
+    strategies = wh.read_partition("strategies", session)
+    if strategies.height == 0:
+        raise NoCandidates(f"no strategy candidates stored for {session}: run `options-v4 run --date {session}` "
+                           "(or materialize strategy_candidates for the session) first")
+    if risk_tolerance is None:  # the most common stored tolerance (the asset stores one per run)
+        risk_tolerance = strategies.group_by("risk_tolerance").len().sort(["len", "risk_tolerance"],
+                                                                         descending=[True, False])[0, 0]
+    params = wh.read_partition("strategy_parameters", session)
+    universe = wh.read_partition("fno_universe", session, ["symbol", "industry", "lot_size"])
+    industries = industry_allocations(wh)
+    if industries.symbol_industry:  # the stored mapping wins over the session's universe
+        universe = universe.with_columns(pl.col("symbol").replace(industries.symbol_industry).alias("industry"))
+    candidates = candidates_from_tables(strategies, params, universe, risk_tolerance=risk_tolerance)
+    if candidates.height == 0:
+        raise NoCandidates(f"no {risk_tolerance} strategy candidates stored for {session}")
+    rules = session_rules(wh, session, rules_path)
+    lot_sizes = {r["symbol"]: int(r["lot_size"]) for r in universe.iter_rows(named=True) if r["lot_size"]}
+    result = allocate(candidates, capital, rules, industries, lot_sizes=lot_sizes)
+    return SessionAllocation(session, float(capital), rules, industries, result)
+
+
+def allocation_frames(sa: SessionAllocation) -> dict[str, pl.DataFrame]:
+    """Rows of ``portfolio_allocation`` and ``portfolio_allocation_summary`` for the session."""
+    now = dt.datetime.now(dt.UTC)
+    pos = sa.result.positions.with_columns(
+        pl.lit(sa.session).alias("trade_date"), pl.lit(sa.capital).alias("capital"),
+        pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("created_at"))
+    s = sa.result.summary
+    summary = pl.DataFrame([{
+        "trade_date": sa.session, "capital": sa.capital, "capital_used": float(s["capital_used"]),
+        "deployment": float(s["deployment"]), "positions": int(s["positions"]),
+        "expected_monthly_return": float(s["expected_monthly_return"]),
+        "target_monthly_return": float(s["target_monthly_return"]), "market_state": sa.rules.state,
+        "summary": json.dumps(s, default=str), "created_at": now,
+    }], schema_overrides={"created_at": pl.Datetime("us", "UTC")})
+    return {"portfolio_allocation": pos, "portfolio_allocation_summary": summary}

@@ -1,0 +1,120 @@
+"""Allocation asset: portfolio_allocation (the session's proposed positions and their summary)."""
+
+import time
+
+import dagster as dg
+import polars as pl
+
+from options_v4_dagster.allocation import session as allocation_session
+from options_v4_dagster.allocation.engine import InsufficientCapital, NoCandidates
+from options_v4_dagster.defs.common import frame_markdown
+from options_v4_dagster.defs.market_data.assets import market_conditions
+from options_v4_dagster.defs.partitions import nse_sessions, session_of
+from options_v4_dagster.defs.resources import WarehouseResource
+from options_v4_dagster.defs.strategies.assets import strategy_candidates
+
+GROUP = "allocation"
+TABLES = ("portfolio_allocation", "portfolio_allocation_summary")
+
+
+class AllocationSettings(dg.Config):
+    capital: float = 1_500_000.0  # INR
+    risk_tolerance: str = ""  # the candidates' stored tolerance ("" = the one strategy_candidates stored)
+    market_conditions_file: str = ""  # a market_conditions.yaml ("" = the packaged one)
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1%}"
+
+
+@dg.asset(
+    partitions_def=nse_sessions,
+    group_name=GROUP,
+    deps=[strategy_candidates, market_conditions],
+    kinds={"python", "sql"},
+    check_specs=[dg.AssetCheckSpec("within_limits", asset="portfolio_allocation",
+                                   description="Whole lots; every position, symbol and industry within its "
+                                   "capital limit; capital used within the capital.")],
+    description="Capital (config, default INR 15 lakh) across 20-30 of the session's best strategy candidates: "
+    "tiers by conviction (60/30/10) x industry weights and LONG/SHORT views, market_conditions.yaml rules, "
+    "fractional Kelly, whole lots, margin for short premium and debit for long; expected monthly return from "
+    "the candidates' expected values against the 4% target. Tables portfolio_allocation (status proposed) and "
+    "portfolio_allocation_summary.",
+)
+def portfolio_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                         config: AllocationSettings):
+    session = session_of(context)
+    wh = warehouse.get()
+    t0 = time.perf_counter()
+    try:
+        sa = allocation_session.allocate_session(wh, session, config.capital,
+                                                 risk_tolerance=config.risk_tolerance or None,
+                                                 rules_path=config.market_conditions_file or None)
+    except NoCandidates as exc:
+        for name in TABLES:
+            wh.replace_partition(name, session, pl.DataFrame(schema={"trade_date": pl.Date}))
+        context.log.warning(f"portfolio_allocation {session}: {exc}")
+        yield dg.MaterializeResult(metadata={"dagster/row_count": 0, "no_candidates": str(exc)})
+        yield dg.AssetCheckResult(check_name="within_limits", passed=True, description="no positions")
+        return
+    except InsufficientCapital as exc:
+        raise dg.Failure(description=f"portfolio_allocation {session}: {exc}",
+                         metadata={"capital": config.capital}) from exc
+    frames = allocation_session.allocation_frames(sa)
+    for name in TABLES:
+        wh.replace_partition(name, session, frames[name])
+    s, pos = sa.result.summary, sa.result.positions
+    elapsed = time.perf_counter() - t0
+    context.log.info(f"portfolio_allocation {session}: {s['positions']} positions, deployment "
+                     f"{_pct(s['deployment'])} of INR {config.capital:,.0f}, expected monthly return "
+                     f"{s['expected_monthly_return']:.2%} (target {s['target_monthly_return']:.0%}), "
+                     f"rules {sa.rules.state}, in {elapsed:.2f}s")
+    for note in s["notes"]:
+        context.log.info(f"portfolio_allocation {session}: {note}")
+    table = pos.select("symbol", "strategy_name", "tier", "industry", "lots", "capital_used", "expected_return",
+                       "conviction")
+    yield dg.MaterializeResult(metadata={
+        "dagster/row_count": pos.height,
+        "capital": dg.MetadataValue.float(sa.capital),
+        "capital_used": dg.MetadataValue.float(float(s["capital_used"])),
+        "deployment": dg.MetadataValue.float(round(float(s["deployment"]), 4)),
+        "positions": pos.height,
+        "market_rules": sa.rules.state,
+        "tier_shares": dg.MetadataValue.json({k: round(v, 4) for k, v in s["tier_shares"].items()}),
+        "industry_shares": dg.MetadataValue.json({k: round(v, 4) for k, v in s["industry_shares"].items()}),
+        "expected_monthly_return": dg.MetadataValue.float(round(float(s["expected_monthly_return"]), 5)),
+        "target_monthly_return": dg.MetadataValue.float(float(s["target_monthly_return"])),
+        "greeks": dg.MetadataValue.json({k: round(v, 2) for k, v in s["greeks"].items()}),
+        "limits": dg.MetadataValue.json(s["limits"]),
+        "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in s["notes"]) or "_none_"),
+        "positions_table": dg.MetadataValue.md(frame_markdown(table, 30)),
+        "excluded_reasons": dg.MetadataValue.json(s["excluded_reasons"]),
+        "seconds": round(elapsed, 3),
+    })
+    problems = limit_breaches(pos, s["limits"], sa.capital)
+    yield dg.AssetCheckResult(check_name="within_limits", passed=not problems,
+                              metadata={"breaches": len(problems)},
+                              description="ok" if not problems else "; ".join(problems[:5]))
+
+
+def limit_breaches(pos: pl.DataFrame, limits: dict, capital: float) -> list[str]:
+    """Every limit a stored allocation breaks (whole lots, position / symbol / industry caps, capital)."""
+    out = []
+    tol = 1e-6 * capital
+    for r in pos.iter_rows(named=True):
+        if r["lots"] < 1 or int(r["lots"]) != r["lots"]:
+            out.append(f"{r['symbol']}: {r['lots']} lots")
+        if r["capital_used"] > limits["max_position_capital"] + tol:
+            out.append(f"{r['symbol']}: position {r['capital_used']:,.0f} > {limits['max_position_capital']:,.0f}")
+    for (sym,), g in pos.group_by(["symbol"]):
+        used = float(g.get_column("capital_used").sum())
+        if used > limits["max_symbol_capital"] + tol:
+            out.append(f"{sym}: symbol {used:,.0f} > {limits['max_symbol_capital']:,.0f}")
+    for (ind,), g in pos.group_by(["industry"]):
+        used = float(g.get_column("capital_used").sum())
+        if used > limits["max_industry_capital"] + tol:
+            out.append(f"{ind}: industry {used:,.0f} > {limits['max_industry_capital']:,.0f}")
+    total = float(pos.get_column("capital_used").sum()) if pos.height else 0.0
+    if total > capital + tol:
+        out.append(f"capital used {total:,.0f} > capital {capital:,.0f}")
+    return out

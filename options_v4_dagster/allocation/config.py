@@ -40,13 +40,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError
 from ..quant.regime import VIX_BANDS
 from ..strategies.catalogue import Category
 from ..strategies.catalogue import names as strategy_names
+from ..yaml_config import format_errors, read_yaml_mapping
 
 __all__ = [
     "CONVICTIONS", "DIRECTIONS", "TIERS", "MarketConditionsConfig", "MarketRules", "PositionLimits", "ReturnSettings",
@@ -262,7 +262,7 @@ class MarketRules:
             p = PositionLimits.model_validate({**self.position_limits.model_dump(), **pos})
             r = RiskLimits.model_validate({**self.risk_limits.model_dump(), **risk})
         except ValidationError as exc:
-            raise ConfigError(_format_errors(exc, "with_limits")) from None
+            raise ConfigError(format_errors(exc, "with_limits")) from None
         out = dataclasses.replace(self, position_limits=p, risk_limits=r, **top)
         _check_rules(out, f"with_limits({', '.join(changes)})")
         return out
@@ -334,7 +334,7 @@ class MarketConditionsConfig:
         try:
             sec = RulesSection.model_validate(d)
         except ValidationError as exc:  # pragma: no cover - parts were validated already
-            raise ConfigError(_format_errors(exc, where)) from None
+            raise ConfigError(format_errors(exc, where)) from None
         rules = MarketRules(
             state=name, vix_band=None, nifty_trend=None, pcr_sentiment=None,
             preferred_strategies=sec.preferred_strategies, preferred_categories=sec.preferred_categories,
@@ -386,19 +386,6 @@ def _label(value: str | None, known: tuple[str, ...], what: str) -> str | None:
     return s
 
 
-def _format_errors(exc: ValidationError, where: str) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "<top level>"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] not in ("missing", "value_error") and not isinstance(err.get("input"), dict):
-            msg += f" (got {err.get('input')!r})"
-        lines.append(f"{loc}: {msg}")
-    return f"{where}: " + "; ".join(lines)
-
-
 def default_market_conditions_path() -> Path:
     return Path(str(resources.files("options_v4_dagster").joinpath(DEFAULT_FILE)))
 
@@ -418,18 +405,7 @@ def _default() -> MarketConditionsConfig:
 
 
 def _load(p: Path) -> MarketConditionsConfig:
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the market conditions ({exc.strerror or exc})") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p.name}: not valid YAML: {exc}") from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p.name}: the top level must be a mapping (defaults, states), got {type(data).__name__}")
+    data = read_yaml_mapping(p, "the market conditions", "(defaults, states)")
     if isinstance(data.get("states"), dict):
         for name, st in data["states"].items():
             if st is None:
@@ -437,5 +413,5 @@ def _load(p: Path) -> MarketConditionsConfig:
     try:
         parsed = MarketConditionsFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, p.name)) from None
+        raise ConfigError(format_errors(exc, p.name)) from None
     return MarketConditionsConfig(parsed, p)

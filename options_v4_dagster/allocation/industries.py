@@ -59,6 +59,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import ConfigError
+from ..yaml_config import format_errors, parse_yaml_mapping
 
 __all__ = [
     "NEUTRAL_BEARISH", "NEUTRAL_BULLISH", "POSITION_TYPES", "SECTOR_OF_INDUSTRY", "IndustryAllocations",
@@ -352,26 +353,13 @@ def _default_path() -> Path:
 
 
 def _from_yaml(text: str, name: str, universe: pl.DataFrame) -> IndustryAllocations:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{name}: not valid YAML: {exc}") from exc
-    data = data or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{name}: the top level must be a mapping, got {type(data).__name__}")
+    data = parse_yaml_mapping(text, name, "keys")
     if isinstance(data.get("industries"), dict):
         data["industries"] = {str(k): ({} if v is None else v) for k, v in data["industries"].items()}
     try:
         f = _IndustryFile.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in err["loc"])
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-            if err["type"] not in ("extra_forbidden", "value_error", "missing") and not isinstance(err.get("input"), dict):
-                msg += f" (got {err.get('input')!r})"
-            lines.append(f"{loc}: {msg}")
-        raise ConfigError(f"{name}: " + "; ".join(lines)) from None
+        raise ConfigError(format_errors(exc, name)) from None
     entries = {k: (e.weight, e.position_type) for k, e in f.industries.items()}
     return _build(entries, weighting=f.weighting, default_pt=f.default_position_type,
                   include_unlisted=f.include_unlisted, universe=universe, source=name)

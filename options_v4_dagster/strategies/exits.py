@@ -68,15 +68,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from scipy.special import ndtri
 
 from .. import calendar
-from ..errors import ConfigError
+from ..yaml_config import StrictModel, read_yaml_mapping, validate_model
 from .analytics import analyze, pnl_at_front_expiry
 from .build import Candidate
 from .catalogue import Side
@@ -99,12 +97,6 @@ _DEBIT_LOSS_TOL = 1.5  # a debit position whose max loss is at most 1.5x the deb
 # --------------------------------------------------------------------------------------------
 # YAML loading shared with :mod:`.scoring`
 
-class StrictModel(BaseModel):
-    """Configuration models reject unknown keys and are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def default_config_path() -> Path:
     return Path(str(resources.files("options_v4_dagster").joinpath(DEFAULT_CONFIG)))
 
@@ -112,33 +104,7 @@ def default_config_path() -> Path:
 def read_yaml(path: str | Path | None) -> tuple[dict, Path]:
     """The YAML mapping at ``path`` (default: the packaged scoring.yaml); ConfigError when unreadable."""
     p = Path(path) if path is not None else default_config_path()
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the configuration ({exc.strerror or exc})") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(data).__name__}")
-    return data, p
-
-
-def validate_model(model: type[BaseModel], data: Any, path: Path, section: str | None = None):
-    """``model.model_validate(data)``; a ValidationError becomes a ConfigError naming every bad key
-    (dotted path from the top of the file, e.g. ``weights.probability``)."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in ((section,) if section else ()) + tuple(err["loc"])) or "<top level>"
-            lines.append(f"{loc}: {err['msg']}" + (f" (got {err['input']!r})" if err["type"] != "missing"
-                                                    and not isinstance(err["input"], dict) else ""))
-        raise ConfigError(f"{path}: invalid configuration: " + "; ".join(lines)) from None
+    return read_yaml_mapping(p), p
 
 
 # --------------------------------------------------------------------------------------------

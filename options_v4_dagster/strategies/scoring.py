@@ -77,10 +77,11 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ..errors import ConfigError
+from ..yaml_config import StrictModel, validate_model
 from .analytics import analyze
 from .build import Candidate
 from .catalogue import Category, IVPreference, Outlook
-from .exits import ExitConfig, StrictModel, near_extremes, payoff_profile, read_yaml, validate_model
+from .exits import ExitConfig, near_extremes, payoff_profile, read_yaml
 from .strikes import LEVELS
 
 __all__ = [

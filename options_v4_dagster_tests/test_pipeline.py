@@ -2,6 +2,7 @@
 
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,16 @@ def test_simulated_day_end_to_end_and_idempotent(dagster_home, tmp_path, monkeyp
               for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert checks == {"chain_sanity": True, "legs_in_chain": True, "bounded_loss_unless_flagged": True,
                       "within_limits": True}
+    # payoff charts of the best candidates, linked from strategy_candidates' metadata, open offline
+    mat = next(e.event_specific_data.materialization for e in result.all_events
+               if e.event_type_value == "ASSET_MATERIALIZATION"
+               and e.asset_key.to_user_string() == "strategy_candidates")
+    links = re.findall(r"file://(\S+?\.html)", mat.metadata["payoff_charts"].value)
+    assert len(links) == 5
+    for link in links:
+        html = Path(link).read_text()
+        assert "BE " in html and "max loss" in html and 'src="plotly.min.js"' in html
+        assert (Path(link).parent / "plotly.min.js").exists()
     # re-running leaves the same row counts
     result2, _ = run_pipeline(D, "simulated")
     assert result2.success
@@ -193,7 +204,9 @@ def test_cli_backfill_then_iv_show_writes_table_and_chart(dagster_home, tmp_path
     out = capsys.readouterr().out
     assert "NIFTY: 30-day ATM IV" in out and "2025-10-20" in out
     html = chart.read_text()
-    assert "30-day ATM implied volatility" in html and len(html) > 100_000  # plotly.js inlined: opens offline
+    assert "30-day ATM implied volatility" in html
+    # opens offline: plotly.js sits beside the chart (once per folder) and the page loads it from there
+    assert 'src="plotly.min.js"' in html and (tmp_path / "plotly.min.js").stat().st_size > 1_000_000
     assert cli_main(["iv", "show", "NOSUCH"]) == 2
 
 

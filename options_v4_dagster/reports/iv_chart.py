@@ -53,5 +53,5 @@ def write_iv_chart(symbol: str, hist: pl.DataFrame, out: str | None = None) -> P
     fig.update_xaxes(rangebreaks=[{"bounds": ["sat", "mon"]}])  # sessions only: no weekend gaps
     path = Path(out) if out else config.home_dir() / "charts" / f"iv_{symbol}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+    fig.write_html(str(path), include_plotlyjs="directory", full_html=True)  # plotly.min.js beside it, once
     return path

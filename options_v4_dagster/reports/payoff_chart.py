@@ -77,5 +77,6 @@ def payoff_figure(c: Candidate):
 def write_payoff_chart(c: Candidate, path: Path | str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payoff_figure(c).write_html(str(path), include_plotlyjs=True, full_html=True)
+    # one plotly.min.js per folder (offline, ~4.7 MB once instead of in every chart)
+    payoff_figure(c).write_html(str(path), include_plotlyjs="directory", full_html=True)
     return path

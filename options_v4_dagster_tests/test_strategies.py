@@ -560,3 +560,18 @@ def test_expiry_rules_skip_expiring_contracts(sim_iv):
     eligible = view.eligible(1 / 365)
     assert eligible[0].expiry > SESSION
     assert ExpiryRule.FRONT.index == ExpiryRule.NEAR.index == 0 and ExpiryRule.BACK.index == 1
+
+
+@pytest.mark.parametrize("em_over_step", [0.3, 0.8, 1.2, 1.6, 2.2, 3.0, 4.7, 9.5])
+def test_broken_wing_upper_wing_is_wider_whatever_the_expected_move(em_over_step):
+    """The lower wing is -0.5 expected moves (>= 1 step), the upper +1 (>= 2 steps): the upper is
+    always wider, also where the expected move is under two strike steps (low-priced stocks)."""
+    from options_v4_dagster.strategies.strikes import ExpiryInfo, relative_steps
+
+    d = by_name("broken_wing_butterfly")
+    lower, upper = d.legs[1].strike, d.legs[2].strike
+    e = ExpiryInfo(SESSION, 0.05, 1.0, 100.0, None, 0.2, 1.0, em_over_step, slice(0, 0), slice(0, 0))
+    lo, hi = relative_steps(e, lower), relative_steps(e, upper)
+    assert lo <= -1 and hi >= 2 and hi > -lo
+    with pytest.raises(ValueError, match="min_steps"):
+        rel(0, em=1.0, min_steps=0)

@@ -106,6 +106,7 @@ class StrikeRule:
     leg: int | None = None  # RELATIVE: index of the reference leg (an earlier option leg)
     unit: str = "steps"  # RELATIVE: "steps" or "em"
     exact: bool = False  # RELATIVE: only exactly the target strike is acceptable
+    min_steps: int = 1  # RELATIVE in "em": at least this many strike steps from the reference leg
 
     def describe(self) -> str:
         if self.kind is StrikeKind.ATM:
@@ -142,12 +143,15 @@ def moneyness(k_over_f: float) -> StrikeRule:
     return StrikeRule(StrikeKind.MONEYNESS, float(k_over_f))
 
 
-def rel(leg: int, *, steps: float | None = None, em: float | None = None, exact: bool = False) -> StrikeRule:  # noqa: F811
+def rel(leg: int, *, steps: float | None = None, em: float | None = None, exact: bool = False,  # noqa: F811
+        min_steps: int = 1) -> StrikeRule:
     if (steps is None) == (em is None):
         raise ValueError("rel() takes exactly one of steps= or em=")
+    if min_steps < 1:
+        raise ValueError("min_steps must be at least 1")
     if steps is not None:
         return StrikeRule(StrikeKind.RELATIVE, float(steps), leg=leg, unit="steps", exact=exact)
-    return StrikeRule(StrikeKind.RELATIVE, float(em), leg=leg, unit="em", exact=exact)
+    return StrikeRule(StrikeKind.RELATIVE, float(em), leg=leg, unit="em", exact=exact, min_steps=int(min_steps))
 
 
 def same(leg: int) -> StrikeRule:
@@ -357,7 +361,7 @@ CATALOGUE: tuple[StrategyDef, ...] = (
                 description="Buy 1-sell 2-buy 1 puts with equal wings: cheap bet on a pinned price."),
     StrategyDef("broken_wing_butterfly",
                 (LegDef(S, CE, em(0.25), ratio=2), LegDef(B, CE, rel(0, em=-0.5, exact=True)),
-                 LegDef(B, CE, rel(0, em=1.0, exact=True))),
+                 LegDef(B, CE, rel(0, em=1.0, exact=True, min_steps=2))),  # wider than the lower wing's >= 1
                 BULL, 0.4, HIGH, C.INCOME, 4, constraints=(increasing(1, 0, 2), wider_upper(1, 0, 2)),
                 description="Call butterfly with a wider upper wing, centred above the market: "
                             "little or no risk below, profit near the body."),

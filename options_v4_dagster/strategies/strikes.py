@@ -268,13 +268,14 @@ def target_strike(view: ChainView, e: ExpiryInfo, option_type: str, rule: Strike
 
 
 def relative_steps(e: ExpiryInfo, rule: StrikeRule) -> int:
-    """Whole strike steps of a relative rule (an expected-move fraction rounds to at least one step)."""
+    """Whole strike steps of a relative rule (an expected-move fraction rounds to at least
+    ``rule.min_steps`` steps)."""
     if rule.unit == "steps":
         return int(round(rule.value))
     if rule.value == 0:
         return 0
     n = int(round(rule.value * e.expected_move / e.step))
-    return n if n != 0 else int(np.sign(rule.value))
+    return int(np.sign(rule.value)) * max(abs(n), rule.min_steps)
 
 
 def _delta_strike(e: ExpiryInfo, option_type: str, d: float, symbol: str) -> float:

@@ -53,7 +53,7 @@ def test_simulated_day_end_to_end_and_idempotent(dagster_home, tmp_path, monkeyp
     # market data and volatility are complete; strategies that cannot be built are listed with reasons
     fails = wh.read_partition("pipeline_failures", D)
     assert fails.filter(~pl.col("asset").is_in(["strategy_candidates"])).height == 0, fails
-    assert fails.filter(pl.col("reason").str.len_chars() < 10).height == 0
+    assert fails.filter(pl.col("reason").cast(pl.Utf8).str.len_chars() < 10).height == 0
     assert first["pipeline_failures"] <= 10
     # every underlying with a chain gets strategy candidates, each with legs, metrics and exit levels
     strat = wh.read_partition("strategies", D)

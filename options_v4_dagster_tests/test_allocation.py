@@ -550,3 +550,25 @@ def test_candidates_from_tables_joins_the_warehouse_tables(rules):
     assert {"positions", "limits", "deployment", "expected_monthly_return"} <= set(as_dict)
     assert {"symbol", "strategy_name", "tier", "industry", "lots", "capital_used",
             "expected_return"} <= set(as_dict["positions"][0])
+
+
+def test_limit_breaches_finds_every_kind_of_breach(result):
+    """The asset check's verdict: nothing on the engine's own output, each breach when planted."""
+    from options_v4_dagster.allocation import limit_breaches
+
+    pos, lim = result.positions, result.summary["limits"]
+    assert limit_breaches(pos, lim, CAPITAL) == []
+    first = pos.row(0, named=True)
+    over = pos.with_columns(pl.when(pl.col("strategy_id") == first["strategy_id"])
+                            .then(lim["max_position_capital"] * 1.01).otherwise(pl.col("capital_used"))
+                            .alias("capital_used"))
+    assert any(f"{first['symbol']}: position" in b for b in limit_breaches(over, lim, CAPITAL))
+    half = pos.with_columns(pl.when(pl.col("strategy_id") == first["strategy_id"]).then(0)
+                            .otherwise(pl.col("lots")).alias("lots"))
+    assert any("0 lots" in b for b in limit_breaches(half, lim, CAPITAL))
+    one_industry = pos.with_columns(pl.lit("Everything").alias("industry"))
+    assert any(b.startswith("Everything: industry") for b in limit_breaches(one_industry, lim, CAPITAL))
+    twice = pl.concat([pos.head(1), pos.head(1).with_columns(pl.lit("X2").alias("strategy_id"))])
+    assert any(f"{first['symbol']}: symbol" in b for b in limit_breaches(twice, {**lim, "max_symbol_capital":
+                                                                                  first["capital_used"]}, CAPITAL))
+    assert any(b.startswith("capital used") for b in limit_breaches(pos, lim, 0.5 * CAPITAL))

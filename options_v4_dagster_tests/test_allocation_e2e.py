@@ -167,3 +167,22 @@ def test_industry_import_changes_the_allocation(env, capsys, tmp_path):
     assert cli_main(["industries", "reset"]) == 0
     capsys.readouterr()
     wh.dispose()
+
+
+def test_a_symbol_missing_from_the_stored_mapping_keeps_its_universe_industry(env, capsys):
+    """A stock added to F&O after the mapping was imported is not filed under its own name."""
+    import sqlalchemy as sa
+
+    before = _allocate_json(capsys)
+    p = before["positions"][0]
+    wh = Warehouse(env["DATABASE_URL"])
+    with wh.engine.begin() as c:
+        c.execute(sa.text("delete from stock_industry_mapping where symbol = :s"), {"s": p["symbol"]})
+    after = _allocate_json(capsys)
+    # the same allocation: the symbol is still held, under the same industry
+    assert [(q["symbol"], q["industry"], q["lots"]) for q in after["positions"]] == \
+        [(q["symbol"], q["industry"], q["lots"]) for q in before["positions"]]
+    assert p["industry"] != p["symbol"]
+    assert cli_main(["industries", "reset"]) == 0
+    capsys.readouterr()
+    wh.dispose()

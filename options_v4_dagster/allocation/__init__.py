@@ -14,6 +14,7 @@ from .engine import (
     NoCandidates,
     allocate,
     candidates_from_tables,
+    limit_breaches,
 )
 from .industries import (
     IndustryAllocations,
@@ -26,7 +27,7 @@ from .industries import (
 
 __all__ = [
     "AllocationError", "AllocationResult", "IndustryAllocations", "InsufficientCapital", "MarketConditionsConfig",
-    "MarketRules", "NoCandidates", "allocate", "allocation_tables", "candidates_from_tables",
+    "MarketRules", "NoCandidates", "allocate", "allocation_tables", "candidates_from_tables", "limit_breaches",
     "default_industry_allocations", "load_industry_allocations", "load_market_conditions", "matches_view",
     "opposes_view",
 ]

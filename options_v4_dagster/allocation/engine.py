@@ -67,7 +67,7 @@ from .industries import UNCLASSIFIED, IndustryAllocations, sector_of, view_match
 
 __all__ = [
     "AllocationError", "AllocationResult", "InsufficientCapital", "NoCandidates", "POSITION_COLUMNS", "allocate",
-    "candidates_from_tables",
+    "candidates_from_tables", "limit_breaches",
 ]
 
 TIER_TOLERANCE = 0.05
@@ -809,3 +809,29 @@ def _excluded(c: pl.DataFrame, rows: list[dict], used: set[str], skipped: dict[s
                 why += f" (+{sum(reasons.values()) - reasons.most_common(1)[0][1]} other candidate(s) excluded)"
         out.append({"symbol": s, "industry": ind, "reason": why})
     return pl.DataFrame(out, schema={"symbol": pl.Utf8, "industry": pl.Utf8, "reason": pl.Utf8}).sort("symbol")
+
+
+# --------------------------------------------------------------------------------------------
+# verification
+
+def limit_breaches(pos: pl.DataFrame, limits: dict, capital: float) -> list[str]:
+    """Every limit a stored allocation breaks (whole lots, position / symbol / industry caps, capital)."""
+    out = []
+    tol = 1e-6 * capital
+    for r in pos.iter_rows(named=True):
+        if r["lots"] < 1 or int(r["lots"]) != r["lots"]:
+            out.append(f"{r['symbol']}: {r['lots']} lots")
+        if r["capital_used"] > limits["max_position_capital"] + tol:
+            out.append(f"{r['symbol']}: position {r['capital_used']:,.0f} > {limits['max_position_capital']:,.0f}")
+    for (sym,), g in pos.group_by(["symbol"]):
+        used = float(g.get_column("capital_used").sum())
+        if used > limits["max_symbol_capital"] + tol:
+            out.append(f"{sym}: symbol {used:,.0f} > {limits['max_symbol_capital']:,.0f}")
+    for (ind,), g in pos.group_by(["industry"]):
+        used = float(g.get_column("capital_used").sum())
+        if used > limits["max_industry_capital"] + tol:
+            out.append(f"{ind}: industry {used:,.0f} > {limits['max_industry_capital']:,.0f}")
+    total = float(pos.get_column("capital_used").sum()) if pos.height else 0.0
+    if total > capital + tol:
+        out.append(f"capital used {total:,.0f} > capital {capital:,.0f}")
+    return out

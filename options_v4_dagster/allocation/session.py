@@ -96,7 +96,9 @@ def allocate_session(wh: Warehouse, session: dt.date, capital: float, *, risk_to
     universe = wh.read_partition("fno_universe", session, ["symbol", "industry", "lot_size"])
     industries = industry_allocations(wh)
     if industries.symbol_industry:  # the stored mapping wins over the session's universe
-        universe = universe.with_columns(pl.col("symbol").replace(industries.symbol_industry).alias("industry"))
+        universe = universe.with_columns(
+            pl.col("symbol").replace_strict(industries.symbol_industry, default=pl.col("industry"),
+                                            return_dtype=pl.Utf8).alias("industry"))
     candidates = candidates_from_tables(strategies, params, universe, risk_tolerance=risk_tolerance)
     if candidates.height == 0:
         raise NoCandidates(f"no {risk_tolerance} strategy candidates stored for {session}")

@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from options_v4_dagster.allocation import session as allocation_session
-from options_v4_dagster.allocation.engine import InsufficientCapital, NoCandidates
+from options_v4_dagster.allocation.engine import InsufficientCapital, NoCandidates, limit_breaches
 from options_v4_dagster.defs.common import frame_markdown
 from options_v4_dagster.defs.market_data.assets import market_conditions
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
@@ -95,26 +95,3 @@ def portfolio_allocation(context: dg.AssetExecutionContext, warehouse: Warehouse
     yield dg.AssetCheckResult(check_name="within_limits", passed=not problems,
                               metadata={"breaches": len(problems)},
                               description="ok" if not problems else "; ".join(problems[:5]))
-
-
-def limit_breaches(pos: pl.DataFrame, limits: dict, capital: float) -> list[str]:
-    """Every limit a stored allocation breaks (whole lots, position / symbol / industry caps, capital)."""
-    out = []
-    tol = 1e-6 * capital
-    for r in pos.iter_rows(named=True):
-        if r["lots"] < 1 or int(r["lots"]) != r["lots"]:
-            out.append(f"{r['symbol']}: {r['lots']} lots")
-        if r["capital_used"] > limits["max_position_capital"] + tol:
-            out.append(f"{r['symbol']}: position {r['capital_used']:,.0f} > {limits['max_position_capital']:,.0f}")
-    for (sym,), g in pos.group_by(["symbol"]):
-        used = float(g.get_column("capital_used").sum())
-        if used > limits["max_symbol_capital"] + tol:
-            out.append(f"{sym}: symbol {used:,.0f} > {limits['max_symbol_capital']:,.0f}")
-    for (ind,), g in pos.group_by(["industry"]):
-        used = float(g.get_column("capital_used").sum())
-        if used > limits["max_industry_capital"] + tol:
-            out.append(f"{ind}: industry {used:,.0f} > {limits['max_industry_capital']:,.0f}")
-    total = float(pos.get_column("capital_used").sum()) if pos.height else 0.0
-    if total > capital + tol:
-        out.append(f"capital used {total:,.0f} > capital {capital:,.0f}")
-    return out

@@ -409,3 +409,57 @@ def test_large_batch_matches_small_batches_across_blocks():
     np.testing.assert_allclose(big, small, rtol=1e-12, atol=0)
     fine = price > 1e-300
     assert np.all(np.abs(big[fine] / sig[fine] - 1.0) <= 1e-9)
+
+
+@pytest.mark.parametrize("call", [True, False])
+def test_theta_with_spot_held_is_the_time_derivative_at_fixed_spot(call):
+    """``S`` given: theta is dV/dt at fixed spot, the forward ``F = S exp(b T)`` drifting with T
+    (finite difference in time on Black-76 re-evaluated on the carried forward); it equals the
+    BSM theta with ``q = r - b``; without ``S`` it stays the fixed-forward theta."""
+    K, T, sig = _greek_cases()
+    S, r, b = 100.0, 0.08, np.array([0.06, -0.02, 0.075, 0.0, 0.12, 0.03])
+    df = np.exp(-r * T)
+    F = S * np.exp(b * T)
+    g = greeks_black76(F, K, T, sig, call, df, S=S)
+
+    def V(t):
+        return black76_price(S * np.exp(b * t), K, t, sig, call, np.exp(-r * t))
+
+    h = 1e-6
+    fd = (V(T - h) - V(T + h)) / (2 * h) / 365.0
+    np.testing.assert_allclose(g["theta"], fd, rtol=2e-5, atol=1e-8)
+    np.testing.assert_allclose(g["theta"], greeks_bsm(S, K, T, r, sig, call, r - b)["theta"], rtol=1e-10)
+    fixed_f = greeks_black76(F, K, T, sig, call, df)["theta"]
+    moved = np.abs(b) > 0
+    assert np.all(np.abs(g["theta"] - fixed_f)[moved] > 1e-6)  # the two conventions differ with carry
+    np.testing.assert_allclose(g["theta"][~moved], fixed_f[~moved], rtol=1e-12)
+    for k in ("delta", "gamma", "vega", "rho"):  # only theta depends on S
+        np.testing.assert_array_equal(g[k], greeks_black76(F, K, T, sig, call, df)[k])
+    assert np.isnan(greeks_black76(100.0, 100.0, 0.5, 0.2, call, 0.96, S=-1.0)["theta"])
+
+
+def test_theta_of_the_real_nifty_leg_with_spot_held(nse_data_dir):
+    """NIFTY 2025-07-24 25150 CE on 2025-07-17 (real NSE chain, IV 9.55%): the fixed-forward theta
+    was -9.44 INR/day; with the spot held it is -12.02, the figure a broker shows."""
+    import datetime as dt
+
+    import polars as pl
+
+    from options_v4_dagster.market.nse_files import NseFilesProvider
+    from options_v4_dagster.quant import surface
+
+    chain, _ = NseFilesProvider(nse_data_dir).option_chains(["NIFTY"], dt.date(2025, 7, 17))
+    row = surface.chain_iv(chain).filter(
+        (pl.col("expiry") == dt.date(2025, 7, 24)) & (pl.col("strike") == 25150) & (pl.col("option_type") == "CE")
+    ).row(0, named=True)
+    assert row["iv"] == pytest.approx(0.0955, abs=5e-4)
+    assert row["theta"] == pytest.approx(-12.02, abs=0.01)
+    fixed_f = greeks_black76(row["forward"], 25150.0, row["t_years"], row["iv"], True, row["df"])["theta"]
+    assert fixed_f == pytest.approx(-9.44, abs=0.01)
+    S, F, T, df, sig = row["underlying_price"], row["forward"], row["t_years"], row["df"], row["iv"]
+    h = 1e-6  # one day's decay at fixed spot, by finite difference in time
+
+    def V(t):
+        return black76_price(S * (F / S) ** (t / T), 25150.0, t, sig, True, df ** (t / T))
+
+    assert row["theta"] == pytest.approx((V(T - h) - V(T + h)) / (2 * h) / 365.0, rel=1e-5)

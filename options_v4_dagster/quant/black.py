@@ -553,7 +553,7 @@ def _nan_where(bad, arr):
     return arr[()] if arr.ndim == 0 else arr
 
 
-def greeks_black76(F, K, T, sigma, is_call, df=1.0):
+def greeks_black76(F, K, T, sigma, is_call, df=1.0, S=None):
     """Black-76 greeks of the discounted option on forward ``F``. Returns a dict of arrays:
 
     * ``delta``: dV/dF, the delta to the forward/futures (``df * N(d1)`` for a call,
@@ -561,11 +561,18 @@ def greeks_black76(F, K, T, sigma, is_call, df=1.0):
     * ``gamma``: d2V/dF2;
     * ``vega``: dV/dsigma per 1.00 of volatility (divide by 100 for one vol point);
     * ``theta``: dV/dt per calendar day (annual theta / 365) as the expiry approaches with
-      ``F`` and the continuously compounded rate ``r = -ln(df)/T`` held fixed;
+      the continuously compounded rate ``r = -ln(df)/T`` held fixed and
+
+      - ``S`` given (the spot of an underlying whose forward is ``F = S exp(b T)``, so the
+        carry is ``b = ln(F/S)/T``): the **spot** held fixed -- the convention of traders and
+        brokers, and the one that goes with a spot delta. The forward then drifts towards the
+        spot as time passes, which adds ``-b F delta`` (``delta`` the forward delta above):
+        ``theta_S = theta_F - b F delta``;
+      - ``S`` omitted: the forward ``F`` held fixed (an option on a futures contract);
     * ``rho``: dV/dr per 1.00 of rate with ``F`` held fixed (option on a futures): ``-T V``.
 
-    NaN where ``T <= 0``, ``sigma <= 0``, ``F <= 0``, ``K <= 0``, ``df <= 0`` or an input is
-    not finite.
+    NaN where ``T <= 0``, ``sigma <= 0``, ``F <= 0``, ``K <= 0``, ``df <= 0``, ``S <= 0`` or an
+    input is not finite.
     """
     F, K, T, sigma, df = _as_float(F, K, T, sigma, df)
     is_call = np.asarray(is_call, dtype=bool)
@@ -573,7 +580,13 @@ def greeks_black76(F, K, T, sigma, is_call, df=1.0):
     with np.errstate(all="ignore"):
         r = -np.log(df) / T
         vega_u = F * pdf * sqt  # undiscounted
-        theta = (r * price - df * vega_u * sigma / (2.0 * T)) / DAYS_PER_YEAR
+        theta = r * price - df * vega_u * sigma / (2.0 * T)
+        if S is not None:  # spot held: the forward F = S exp(b T) shortens with T
+            S = np.asarray(S, dtype=float)
+            carry = np.log(F / S) / T
+            theta = theta - carry * F * df * nd1
+            bad = bad | ~((S > 0) & (S < np.inf))
+        theta = theta / DAYS_PER_YEAR
         out = {
             "delta": df * nd1,
             "gamma": df * pdf / (F * sigma * sqt),

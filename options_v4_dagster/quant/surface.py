@@ -119,7 +119,7 @@ def chain_iv(chain: pl.DataFrame, cfg: IVConfig = IVConfig()) -> pl.DataFrame:
         # NSE convention: a contract expiring today (15:30 close, T <= 0 but not past the day) counts one day
         t_nse = np.where(T > 0, np.maximum(T, NSE_MIN_T), np.where(T > -0.5 / 365.0, NSE_MIN_T, np.nan))
         iv_nse = implied_vol_bsm(np.where(ltp > 0, ltp, np.nan), S, K, t_nse, cfg.nse_rate, is_call)
-        g = greeks_black76(F, K, T, np.where(np.isfinite(iv), iv, np.nan), is_call, df)
+        g = greeks_black76(F, K, T, np.where(np.isfinite(iv), iv, np.nan), is_call, df, S=S)  # theta: spot held
         sq = iv * np.sqrt(np.maximum(T, 0.0))
         d1 = (np.log(F / K) + 0.5 * sq * sq) / sq
         fwd_delta = np.where(is_call, ndtr(d1), ndtr(d1) - 1.0)

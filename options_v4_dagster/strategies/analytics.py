@@ -35,7 +35,7 @@ calendars add a 96-node Gauss-Hermite quadrature of the back legs' Black-76 valu
 
 Greeks: the sum over legs of signed quantity x per-share greek (spot convention, see
 :mod:`.build`): delta in shares of the underlying, gamma per INR, vega INR per vol point, theta INR
-per calendar day.
+per calendar day with the spot held fixed (the forward drifts to the spot as expiry nears).
 
 Margin (SPAN-like estimate, :class:`MarginParams`)
 --------------------------------------------------
@@ -96,7 +96,7 @@ class Greeks:
     delta: float  # shares of the underlying
     gamma: float  # delta change per INR
     vega: float  # INR per vol point
-    theta: float  # INR per calendar day
+    theta: float  # INR per calendar day, spot held fixed
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ Leg conventions (:class:`Leg`):
   engine used (``mid`` / ``ltp``). EQ legs trade at the spot (``spot``), FUT legs at the futures
   price (``futures``) or, where the chain has none, the expiry's forward (``forward``);
 * greeks per share, spot convention: ``delta`` = dV/dS (Black-76 delta to the forward x F/S),
-  ``gamma`` = d2V/dS2, ``vega`` INR per 1 vol point, ``theta`` INR per calendar day; EQ delta 1,
+  ``gamma`` = d2V/dS2, ``vega`` INR per 1 vol point, ``theta`` INR per calendar day with the spot held
+  (Black-76 on ``F = S exp(b T)``: includes the drift of the forward); EQ delta 1,
   FUT delta F/S;
 * ``level`` / ``level_name``: the liquidity level at which the strike was found (0 = strict).
 
@@ -171,7 +172,7 @@ def _option_leg(view: ChainView, e: ExpiryInfo, ldef, sel, lots: int) -> Leg:
     if np.isfinite(a["iv"][i]) and np.isfinite(a["delta"][i]):
         d_f, g_f, vg, th = a["delta"][i], a["gamma"][i], a["vega"][i], a["theta"][i]
     else:  # contract without its own IV: greeks at the smile's IV
-        g = greeks_black76(F, K, T, iv, is_call, df)
+        g = greeks_black76(F, K, T, iv, is_call, df, S=view.spot)  # theta with the spot held
         d_f, g_f, vg, th = g["delta"], g["gamma"], g["vega"], g["theta"]
     carry = F / view.spot
     lot = int(a["lot_size"][i])

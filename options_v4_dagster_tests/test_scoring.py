@@ -28,6 +28,7 @@ from options_v4_dagster.strategies.catalogue import Instrument, IVPreference, Ou
 from options_v4_dagster.strategies.exits import ExitConfig, ExitLevels, exit_levels, exit_levels_all
 from options_v4_dagster.strategies.scoring import (
     COMPONENTS,
+    CONVICTIONS,
     RISK_TOLERANCES,
     MarketView,
     Scored,
@@ -171,6 +172,73 @@ def test_conviction_follows_configured_thresholds(tmp_path):
         "VERY_HIGH", "HIGH", "HIGH", "MEDIUM", "LOW", "LOW", "VERY_LOW"]
 
 
+def test_negative_expected_value_caps_conviction():
+    cfg = ScoringConfig()
+    assert cfg.conviction.negative_ev_cap == "MEDIUM"
+    assert [conviction(s, cfg, ev) for s, ev in ((90, -1.0), (70, -0.01), (70, 0.0), (90, None), (50, -5.0),
+                                                 (20, -5.0))] == ["MEDIUM", "MEDIUM", "HIGH", "VERY_HIGH", "MEDIUM",
+                                                                  "VERY_LOW"]
+
+
+def test_negative_ev_cap_is_configurable_and_validated(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("conviction: {negative_ev_cap: LOW}\n")
+    assert conviction(90, ScoringConfig.load(p), -1.0) == "LOW"
+    p.write_text("conviction: {negative_ev_cap: SUPER}\n")
+    with pytest.raises(ConfigError, match="negative_ev_cap"):
+        ScoringConfig.load(p)
+
+
+@pytest.mark.parametrize("risk", RISK_TOLERANCES)
+@pytest.mark.parametrize("view", VIEW_SET_EV := [
+    MarketView("BULLISH", 0.6, "LOW", None, 0.4), MarketView("BULLISH", 0.9, "LOW", None, 0.8),
+    MarketView("NEUTRAL", 0.1, "HIGH", None, 0.1), MarketView("BEARISH", 0.5, "HIGH", None, -0.6)],
+    ids=lambda v: f"{v.direction}-{v.iv_environment}")
+def test_a_candidate_losing_on_average_is_never_high_conviction(cands, risk, view):
+    scored = score_candidates(cands, {"NIFTY": view, "RELIANCE": view}, risk=risk)
+    neg = [s for s in scored if s.candidate.analytics.expected_value < 0]
+    assert neg, "the simulated session has negative-EV candidates"
+    for s in neg:
+        assert s.conviction not in ("HIGH", "VERY_HIGH"), (s.symbol, s.strategy_name, s.total_score)
+        if conviction(s.total_score) in ("HIGH", "VERY_HIGH"):
+            assert any("conviction capped" in n for n in s.notes)
+    for s in scored:  # a non-negative EV keeps the level of its score
+        if s.candidate.analytics.expected_value >= 0:
+            assert s.conviction == conviction(s.total_score)
+
+
+def test_reliance_long_call_with_negative_ev_is_not_high(cands):
+    """The case seen: RELIANCE long_call on simulated 2025-07-17, EV about -433, scored HIGH."""
+    c = by(cands, "RELIANCE", "long_call")
+    assert c.analytics.expected_value < 0
+    (s,) = score_candidates([c], {"RELIANCE": MarketView("BULLISH", 0.6, "LOW", None, 0.4)})
+    assert conviction(s.total_score) == "HIGH"  # what the score alone says
+    assert s.conviction == "MEDIUM"
+
+
+@pytest.mark.parametrize("view", [MarketView("BULLISH", 0.6, "LOW", None, 0.4),
+                                  MarketView("BULLISH", 0.9, "NORMAL", None, 0.8),
+                                  MarketView("NEUTRAL", 0.1, "HIGH", None, 0.1)],
+                         ids=lambda v: f"{v.direction}-{v.iv_environment}")
+def test_moderate_top_pick_is_never_a_loss_many_times_its_margin(cands, view):
+    """NIFTY risk_reversal (max loss INR 16.4 lakh, ~10x its margin) ranked first under moderate;
+    the moderate profile now takes at most 3x the margin at risk, the aggressive one keeps it."""
+    lim = ScoringConfig().filters("moderate").max_loss_to_margin
+    assert lim == 3.0
+    views = {"NIFTY": view, "RELIANCE": view}
+    ranked = rank(score_candidates(cands, views, risk="moderate"))
+    for sym in SYMBOLS:
+        top = next(s for s in ranked if s.symbol == sym and s.rank == 1)
+        a = top.candidate.analytics
+        assert top.passed and a.max_loss is not None and a.max_loss <= lim * a.margin, (sym, top.strategy_name)
+    rr = next(s for s in ranked if s.symbol == "NIFTY" and s.strategy_name == "risk_reversal")
+    assert rr.candidate.analytics.max_loss > 5 * rr.candidate.analytics.margin
+    assert not rr.passed and any("x the margin" in r for r in rr.rejections)
+    (agg,) = [s for s in score_candidates(cands, views, risk="aggressive") if s.symbol == "NIFTY"
+              and s.strategy_name == "risk_reversal"]
+    assert agg.passed
+
+
 # --- components -----------------------------------------------------------------------------------
 
 VIEW_SET = [
@@ -195,7 +263,7 @@ def test_every_component_is_in_0_1_and_the_total_in_0_100(cands, risk, view):
             assert 0.0 <= v <= 1.0 and math.isfinite(v), (c.symbol, c.name, k, v)
         assert 0.0 <= s.total_score <= 100.0
         assert s.total_score == pytest.approx(100 * sum(w[k] * s.components[k] for k in w) / sum(w.values()))
-        assert s.conviction == conviction(s.total_score)
+        assert s.conviction == conviction(s.total_score, None, s.candidate.analytics.expected_value)
         assert s.passed == (not s.rejections)
         assert s.risk_tolerance == risk
         json.dumps(s.components), json.dumps(s.details)  # storable as JSON
@@ -399,7 +467,7 @@ def test_fallback_complexity_category_and_inr_filters(tmp_path, cands, views):
     assert any("INR" in r and "limit INR 10,000" in r for r in res["NIFTY", "long_call"].rejections)
 
 
-def test_rank_orders_each_symbol_passed_first_then_by_score(cands, views):
+def test_rank_orders_each_symbol_passed_first_then_by_conviction_then_score(cands, views):
     scored = score_candidates(list(reversed(cands)), views, risk="conservative")
     ranked = rank(scored)
     assert len(ranked) == len(scored) and {id(s) for s in ranked} == {id(s) for s in scored}
@@ -410,9 +478,11 @@ def test_rank_orders_each_symbol_passed_first_then_by_score(cands, views):
         passed = [s.passed for s in group]
         assert passed == sorted(passed, reverse=True) and any(passed) and not all(passed)
         for block in ([s for s in group if s.passed], [s for s in group if not s.passed]):
-            scores = [s.total_score for s in block]
-            assert scores == sorted(scores, reverse=True)
-        assert group[0].passed and group[0].total_score == max(s.total_score for s in group if s.passed)
+            keys = [(CONVICTIONS.index(s.conviction), -s.total_score) for s in block]
+            assert keys == sorted(keys)
+        best = min(CONVICTIONS.index(s.conviction) for s in group if s.passed)
+        assert group[0].passed and group[0].total_score == max(
+            s.total_score for s in group if s.passed and CONVICTIONS.index(s.conviction) == best)
     assert rank([]) == []
 
 

@@ -50,7 +50,8 @@ in [0, 1], and a **total score** ``100 x sum(w_i c_i) / sum(w_i)`` in [0, 100] w
     ``0.25 + 0.75 |m|`` for volatile; 0.5 when unknown.
 
 **Conviction** (:func:`conviction`): VERY_HIGH >= 80, HIGH >= 65, MEDIUM >= 45, LOW >= 30, else
-VERY_LOW (thresholds in the YAML).
+VERY_LOW (thresholds in the YAML); a candidate with a negative expected value is capped at
+``negative_ev_cap`` (MEDIUM), so it never reaches the allocation's first tier.
 
 **Risk tolerance** (conservative / moderate / aggressive) selects a :class:`RiskFilter`: minimum
 POP, whether unlimited-risk strategies are allowed (a strategy flagged ``unlimited_risk`` or an
@@ -60,7 +61,7 @@ minimum effective reward/risk ``r``, the loosest strike-selection fallback level
 complexity and excluded categories. A candidate failing any is kept with ``passed = False`` and
 the reasons in ``rejections``; the score does not depend on the tolerance.
 
-:func:`rank` orders each symbol's candidates, passed first, then by score (ties by strategy name),
+:func:`rank` orders each symbol's candidates, passed first, then by conviction, then by score (ties by strategy name),
 and sets ``Scored.rank`` (1 = best).
 """
 
@@ -125,11 +126,15 @@ class ConvictionThresholds(StrictModel):
     HIGH: float = Field(65.0, ge=0, le=100)
     MEDIUM: float = Field(45.0, ge=0, le=100)
     LOW: float = Field(30.0, ge=0, le=100)
+    #: the highest conviction a candidate with a negative expected value can get
+    negative_ev_cap: str = "MEDIUM"
 
     @model_validator(mode="after")
     def _descending(self) -> ConvictionThresholds:
         if not self.VERY_HIGH > self.HIGH > self.MEDIUM > self.LOW:
             raise ValueError("thresholds must decrease: VERY_HIGH > HIGH > MEDIUM > LOW")
+        if self.negative_ev_cap not in CONVICTIONS:
+            raise ValueError(f"negative_ev_cap {self.negative_ev_cap!r} is not one of {', '.join(CONVICTIONS)}")
         return self
 
 
@@ -193,7 +198,7 @@ class RiskFilter(StrictModel):
 class RiskFilters(StrictModel):
     conservative: RiskFilter = RiskFilter(min_pop=0.5, allow_unlimited_risk=False, max_loss_to_margin=1.5,
                                           min_reward_risk=0.2, max_fallback_level=1, max_complexity=4)
-    moderate: RiskFilter = RiskFilter(min_pop=0.25, allow_unlimited_risk=False, max_loss_to_margin=12.0,
+    moderate: RiskFilter = RiskFilter(min_pop=0.25, allow_unlimited_risk=False, max_loss_to_margin=3.0,
                                       min_reward_risk=0.1, max_fallback_level=2, max_complexity=5)
     aggressive: RiskFilter = RiskFilter(min_pop=0.15, allow_unlimited_risk=True, max_loss_to_margin=None,
                                         min_reward_risk=0.0, max_fallback_level=3, max_complexity=5)
@@ -377,18 +382,26 @@ class Scored:
         }
 
 
-def conviction(score: float, config: ScoringConfig | ConvictionThresholds | None = None) -> str:
-    """VERY_HIGH / HIGH / MEDIUM / LOW / VERY_LOW for a 0-100 score (thresholds inclusive)."""
+def conviction(score: float, config: ScoringConfig | ConvictionThresholds | None = None,
+               expected_value: float | None = None) -> str:
+    """VERY_HIGH / HIGH / MEDIUM / LOW / VERY_LOW for a 0-100 score (thresholds inclusive). A
+    negative ``expected_value`` caps the level at ``negative_ev_cap`` (MEDIUM): a position that
+    loses money on average is never a high-conviction trade, however well it scores otherwise."""
     if config is None:
         config = ScoringConfig.load()
     t = config.conviction if isinstance(config, ScoringConfig) else config
     s = float(score)
     if not math.isfinite(s):
         return "VERY_LOW"
+    level = "VERY_LOW"
     for name in CONVICTIONS[:-1]:
         if s >= getattr(t, name):
-            return name
-    return "VERY_LOW"
+            level = name
+            break
+    if expected_value is not None and float(expected_value) < 0:
+        cap = CONVICTIONS.index(t.negative_ev_cap)
+        level = CONVICTIONS[max(CONVICTIONS.index(level), cap)]
+    return level
 
 
 # --------------------------------------------------------------------------------------------
@@ -558,8 +571,11 @@ def score_candidates(candidates: list[Candidate], views: Mapping[str, MarketView
             why = "unbounded" if (np.isnan(mp[i]) or np.isnan(ml[i])) else "reached only beyond the band"
             notes.append(f"reward/risk: max profit or loss {why}; expected payoff ratio used")
         sc = float(total[i])
+        level = conviction(sc, cfg, x.expected_value)
+        if level != conviction(sc, cfg):
+            notes.append(f"expected value INR {x.expected_value:,.0f} < 0: conviction capped at {level}")
         out.append(Scored(
-            candidate=c, total_score=sc, conviction=conviction(sc, cfg),
+            candidate=c, total_score=sc, conviction=level,
             components={k: float(comps[k][i]) for k in COMPONENTS}, passed=not rej, rejections=rej,
             risk_tolerance=risk, notes=notes,
             details={
@@ -610,15 +626,16 @@ def _rejections(c: Candidate, ratio: float, f: RiskFilter, risk: str) -> list[st
 
 
 def rank(scored: list[Scored]) -> list[Scored]:
-    """Rank each symbol's candidates: passed first, then by total score (descending; ties by
-    strategy name). Sets ``Scored.rank`` (1 = best for the symbol) on every item and returns them
+    """Rank each symbol's candidates: passed first, then by conviction (so a candidate capped for a
+    negative expected value ranks below the higher-conviction ones), then by total score
+    (descending; ties by strategy name). Sets ``Scored.rank`` (1 = best for the symbol) on every item and returns them
     grouped by symbol (symbols in order of first appearance), best first."""
     groups: dict[str, list[Scored]] = {}
     for s in scored:
         groups.setdefault(s.symbol, []).append(s)
     out: list[Scored] = []
     for items in groups.values():
-        items.sort(key=lambda s: (not s.passed, -s.total_score, s.strategy_name))
+        items.sort(key=lambda s: (not s.passed, CONVICTIONS.index(s.conviction), -s.total_score, s.strategy_name))
         for i, s in enumerate(items, start=1):
             s.rank = i
         out.extend(items)

@@ -268,8 +268,11 @@ def _expected_level(row, rules) -> int:
 
 
 def test_fallback_level_recorded_matches_the_strategy(result, rules):
+    prefix = {0: "market-state preference", 1: "category fallback", 2: "view match", 3: "any-strategy fallback"}
     for row in result.positions.iter_rows(named=True):
         assert row["fallback_level"] == _expected_level(row, rules)
+        assert row["selection_reason"].startswith(prefix[row["fallback_level"]])
+        assert row["strategy_name"] in row["selection_reason"]
     assert result.summary["fallback_levels"]["0"] > 0
 
 
@@ -307,10 +310,18 @@ def test_fallback_order_for_one_symbol(rules):
          "outlook": "BEARISH", "total_score": 99.0},   # opposes the LONG view: never
     ]
     c = pl.DataFrame(rows)
+    why = {0: ("market-state preference", "bull_put_spread is a preferred strategy of"),
+           1: ("category fallback", "preferred category income"),
+           2: ("view match", "bull_call_spread (BULLISH) matches the A view LONG"),
+           3: ("any-strategy fallback", "long_straddle (VOLATILE) does not oppose")}
     for expected_id, level in (("x0", 0), ("x1", 1), ("x2", 2), ("x3", 3)):
         res = allocate(c, 1_000_000, rules, alloc)
         assert res.positions["strategy_id"].to_list() == [expected_id]
         assert res.positions["fallback_level"][0] == level
+        reason = res.positions["selection_reason"][0]
+        assert reason.startswith(why[level][0]) and why[level][1] in reason, reason
+        if level == 0:
+            assert rules.state in reason
         c = c.filter(pl.col("strategy_id") != expected_id)
     with pytest.raises(NoCandidates, match="opposes the LONG view"):
         allocate(c, 1_000_000, rules, alloc)

@@ -200,6 +200,7 @@ CREATE TABLE IF NOT EXISTS portfolio_allocation (
 	conviction VARCHAR(12), 
 	total_score FLOAT, 
 	fallback_level INTEGER, 
+	selection_reason TEXT, 
 	lots INTEGER NOT NULL, 
 	lot_size INTEGER, 
 	quantity INTEGER, 

@@ -85,7 +85,7 @@ POSITION_COLUMNS: dict[str, pl.DataType] = {
     "allocation_id": pl.Utf8, "strategy_id": pl.Utf8, "symbol": pl.Utf8, "strategy_name": pl.Utf8,
     "tier": pl.Utf8, "industry": pl.Utf8, "lots": pl.Int64, "capital_used": pl.Float64,
     "expected_return": pl.Float64, "weight": pl.Float64, "kelly_fraction": pl.Float64,
-    "fallback_level": pl.Int64, "status": pl.Utf8,
+    "fallback_level": pl.Int64, "selection_reason": pl.Utf8, "status": pl.Utf8,
     # context
     "sector": pl.Utf8, "position_type": pl.Utf8, "category": pl.Utf8, "outlook": pl.Utf8,
     "conviction": pl.Utf8, "total_score": pl.Float64, "demoted_from": pl.Utf8, "lot_size": pl.Int64,
@@ -93,6 +93,7 @@ POSITION_COLUMNS: dict[str, pl.DataType] = {
     "expected_value": pl.Float64, "max_loss": pl.Float64, "unlimited_risk": pl.Boolean, "t_years": pl.Float64,
     "delta": pl.Float64, "gamma": pl.Float64, "theta": pl.Float64, "vega": pl.Float64,
 }
+#: ``selection_reason`` of a position starts with the label of its fallback level (see :func:`selection_reason`)
 FALLBACK_LEVELS = {0: "preferred strategy", 1: "preferred category", 2: "matches the industry view",
                    3: "any strategy not opposing the view"}
 
@@ -652,6 +653,28 @@ def _shortfall_reason(book: _Book, rules: MarketRules, rows: list[dict], used: s
     return "; ".join(parts)
 
 
+def selection_reason(r: dict, rules: MarketRules) -> str:
+    """Why the position's strategy was chosen for its symbol, by fallback level: the market state's
+    preferred strategy (0), its preferred category (1), a match of the industry view (2), or the
+    last resort of a strategy that does not oppose the view (3). One line for the allocation table."""
+    level = int(r["fallback_level"])
+    name, view = r["strategy_name"], f"{r.get('industry') or 'its industry'} view {r.get('position_type')}"
+    state = rules.state or "unknown"
+    if level == 0:
+        prefs = list(rules.preferred_strategies)
+        rank = prefs.index(name) + 1 if name in prefs else None
+        where = f" (#{rank} of {len(prefs)})" if rank else ""
+        return f"market-state preference: {name} is a preferred strategy of {state}{where}, matching the {view}"
+    if level == 1:
+        return (f"category fallback: no preferred strategy of {state} qualified; {name} is in its preferred "
+                f"category {r.get('category')}, matching the {view}")
+    if level == 2:
+        return (f"view match: no preferred strategy or category of {state} qualified; {name} "
+                f"({r.get('outlook')}) matches the {view}")
+    return (f"any-strategy fallback: nothing matching the {view} qualified; {name} ({r.get('outlook')}) "
+            f"does not oppose it")
+
+
 def _positions_frame(book: _Book, rules: MarketRules) -> pl.DataFrame:
     cap = book.capital
     mdays = rules.returns.month_days
@@ -672,7 +695,8 @@ def _positions_frame(book: _Book, rules: MarketRules) -> pl.DataFrame:
             "capital_used": round(lots * p.m, 2),
             "expected_return": round(ev * lots * factor, 2) if ev_ok else 0.0,
             "weight": lots * p.m / cap, "kelly_fraction": float(r["kelly_fraction"]),
-            "fallback_level": int(r["fallback_level"]), "status": "proposed",
+            "fallback_level": int(r["fallback_level"]), "selection_reason": selection_reason(r, rules),
+            "status": "proposed",
             "sector": sector_of(r["industry"]), "position_type": r["position_type"], "category": r.get("category"),
             "outlook": r.get("outlook"), "conviction": r["conviction"], "total_score": float(r["total_score"]),
             "demoted_from": p.demoted_from, "lot_size": lot_size,

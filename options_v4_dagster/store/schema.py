@@ -382,6 +382,8 @@ portfolio_allocation = sa.Table(
     sa.Column("conviction", sa.String(12)),
     sa.Column("total_score", sa.Float),
     sa.Column("fallback_level", sa.Integer, comment="0 preferred strategy .. 3 any not opposing the view"),
+    sa.Column("selection_reason", sa.Text,
+              comment="why this strategy: market-state preference, category fallback, view match or any-strategy"),
     sa.Column("lots", sa.Integer, nullable=False),
     sa.Column("lot_size", sa.Integer),
     sa.Column("quantity", sa.Integer, comment="shares per leg unit (lots x lot size)"),

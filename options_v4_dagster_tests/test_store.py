@@ -88,9 +88,10 @@ def test_sql_schema_file_is_generated_from_the_schema():
 def test_sql_files_apply_to_postgres(pg_url):
     eng = sa.create_engine(pg_url)
     with eng.begin() as c:
-        # Supabase's role, so the row-level-security branch of the extras runs too (roles are per cluster)
-        c.exec_driver_sql("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') "
-                          "THEN CREATE ROLE authenticated NOLOGIN; END IF; END $$")
+        # Supabase's roles: the extras' row-level security requires them (roles are per cluster)
+        from options_v4_dagster_tests.test_rls import ensure_supabase_roles
+
+        ensure_supabase_roles(c)
         for name in ("schema.sql", "postgres_extras.sql", "postgres_extras.sql"):  # extras twice: idempotent
             c.connection.driver_connection.execute((ROOT / "sql" / name).read_text())
         tables = set(sa.inspect(c).get_table_names())
@@ -98,7 +99,7 @@ def test_sql_files_apply_to_postgres(pg_url):
     eng.dispose()
     import re
 
-    listed = re.findall(r"'(\w+)'", (ROOT / "sql" / "postgres_extras.sql").read_text().split("FOREACH t IN ARRAY")[1]
+    listed = re.findall(r"'(\w+)'", (ROOT / "sql" / "postgres_extras.sql").read_text().split("tables text[] := ARRAY[")[1]
                         .split("]")[0])
     assert policies == len(listed) and set(listed) <= tables
     assert {"option_chain_data", "nifty_historical_data", "india_vix_data", "market_conditions"} <= tables

@@ -7,7 +7,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import polars as pl
@@ -269,14 +268,11 @@ def test_errors(mkt):
 def test_full_universe_one_session(mkt):
     syms = universe.symbols()
     mkt.warm()
-    t0 = time.perf_counter()
-    chains, failures = mkt.option_chains([*syms, "NOTASYMBOL"], D_THU)
-    elapsed = time.perf_counter() - t0
+    chains, failures = mkt.option_chains([*syms, "NOTASYMBOL"], D_THU)  # speed: benchmarks/bench_strategies.py
     assert [f.symbol for f in failures] == ["NOTASYMBOL"]
     assert chains["symbol"].n_unique() >= 200 and chains["symbol"].n_unique() == len(syms)
     assert chains.schema == pl.Schema(CHAIN_SCHEMA)
     assert chains.select(["symbol", "expiry", "strike", "option_type"]).is_duplicated().sum() == 0
-    assert elapsed < 6.0, elapsed  # measured ~0.25 s; generous for slow CI machines
     # the batch path gives the same rows as the single-symbol path
     assert chains.filter(pl.col("symbol") == BANK).equals(mkt.option_chain(BANK, D_THU))
 

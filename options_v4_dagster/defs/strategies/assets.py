@@ -13,6 +13,7 @@ from options_v4_dagster.defs.resources import WarehouseResource
 from options_v4_dagster.defs.volatility.assets import iv_history, iv_percentiles, option_greeks
 from options_v4_dagster.market import Failure
 from options_v4_dagster.quant import surface
+from options_v4_dagster.reports import payoff_chart
 from options_v4_dagster.strategies import pipeline as strategy_pipeline
 
 GROUP = "strategies"
@@ -124,8 +125,8 @@ def strategy_candidates(context: dg.AssetExecutionContext, warehouse: WarehouseR
         "timings": dg.MetadataValue.json({k: round(v, 3) for k, v in result.timings.items()}),
         "best_per_symbol": dg.MetadataValue.md(frame_markdown(
             top.select("symbol", "strategy_name", "total_score", "conviction"), 20)),
-        **({"payoff_charts": dg.MetadataValue.md("\n".join(f"- [{p.stem}](file://{p})" for p in charts))}
-           if charts else {}),
+        **({"payoff_charts": dg.MetadataValue.md(payoff_chart.charts_markdown(result.ranked, config.charts)),
+            "payoff_charts_html": dg.MetadataValue.text("\n".join(str(p) for p in charts))} if charts else {}),
     })
     legs_missing = strategy_pipeline.legs_not_in_chain(tables["strategy_details"],
                                                        wh.read_partition("option_chain_data", session,

@@ -78,7 +78,8 @@ def test_simulated_day_end_to_end_and_idempotent(dagster_home, tmp_path, monkeyp
     mat = next(e.event_specific_data.materialization for e in result.all_events
                if e.event_type_value == "ASSET_MATERIALIZATION"
                and e.asset_key.to_user_string() == "strategy_candidates")
-    links = re.findall(r"file://(\S+?\.html)", mat.metadata["payoff_charts"].value)
+    assert len(re.findall(r"!\[[^\]]*\]\(data:image/png;base64,", mat.metadata["payoff_charts"].value)) == 5
+    links = mat.metadata["payoff_charts_html"].value.splitlines()
     assert len(links) == 5
     for link in links:
         html = Path(link).read_text()

@@ -141,7 +141,7 @@ def test_killed_between_writes_then_rerun_equals_a_clean_run(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_two_concurrent_runs_of_one_session_on_postgres(tmp_path, pg_url):
-    Warehouse(pg_url).dispose()  # the schema exists before both runs start (as after `make install`)
+    # the database is empty: both runs also create the schema at once
     runs = [_run(tmp_path, pg_url, f"run{i}", start=True)[0] for i in range(2)]
     outs = [p.communicate(timeout=900)[0] for p in runs]
     for p, out in zip(runs, outs, strict=True):

@@ -115,7 +115,12 @@ class Warehouse:
         return self.engine.url.render_as_string(hide_password=True)
 
     def create_all(self) -> None:
-        metadata.create_all(self.engine)
+        """Create the missing tables. On PostgreSQL under an advisory lock, so that two processes
+        starting at once on an empty database do not both try to create the same table."""
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key("create_all")})
+            metadata.create_all(conn)
 
     def table(self, name: str) -> sa.Table:
         return metadata.tables[name]

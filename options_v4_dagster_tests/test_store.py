@@ -1,13 +1,14 @@
 import datetime as dt
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from options_v4_dagster.store import Warehouse
+from options_v4_dagster.store import Replace, Warehouse
 from options_v4_dagster.store.ddl import postgres_ddl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +78,108 @@ def test_naive_timestamp_is_refused(wh):
     frame = _chain(D, 1).with_columns(pl.col("snapshot_ts").dt.replace_time_zone(None))
     with pytest.raises(ValueError, match="naive timestamp"):
         wh.replace_partition("option_chain_data", D, frame)
+
+
+def _failures(session, asset, n):
+    return pl.DataFrame({"trade_date": [session] * n, "asset": [asset] * n, "symbol": [f"S{i}" for i in range(n)],
+                         "stage": ["x"] * n, "kind": ["error"] * n, "reason": ["because"] * n})
+
+
+def test_replace_together_writes_every_table_in_one_transaction(wh):
+    res = wh.replace_together([Replace.partition("option_chain_data", D, _chain(D, 3)),
+                               Replace.partition("pipeline_failures", D, _failures(D, "option_chains", 2),
+                                                 where={"asset": "option_chains"})])
+    assert [(r.table, r.inserted) for r in res] == [("option_chain_data", 3), ("pipeline_failures", 2)]
+    # a database error in the second table (duplicate key) rolls back the first table's replace too
+    bad = pl.concat([_failures(D, "option_chains", 1)] * 2)
+    with pytest.raises(sa.exc.IntegrityError):
+        wh.replace_together([Replace.partition("option_chain_data", D, _chain(D, 5, price=99.0)),
+                             Replace.partition("pipeline_failures", D, bad, where={"asset": "option_chains"})])
+    assert wh.count("option_chain_data", D) == 3
+    assert wh.read("select max(bid) b from option_chain_data").item() == 10.0
+    assert wh.count("pipeline_failures", D) == 2
+
+
+def test_replace_together_validates_every_frame_before_writing(wh):
+    wh.replace_partition("option_chain_data", D, _chain(D, 3))
+    with pytest.raises(ValueError, match="strategies: frame lacks required columns"):
+        wh.replace_together([Replace.partition("option_chain_data", D, _chain(D, 5)),
+                             Replace.partition("strategies", D, pl.DataFrame({"trade_date": [D]}))])
+    assert wh.count("option_chain_data", D) == 3
+
+
+def test_replace_together_mixes_partition_window_and_whole_table(wh):
+    bars = pl.DataFrame({"symbol": ["NIFTY"] * 2, "date": [D - dt.timedelta(days=1), D], "close": [1.0, 2.0],
+                         "source": ["t"] * 2})
+    ind = pl.DataFrame({"industry": ["Banks"], "weight": [1.0], "position_type": ["LONG"], "source": ["t"],
+                        "updated_at": [dt.datetime(2025, 7, 17, tzinfo=dt.UTC)]})
+    wh.replace_together([Replace.window("underlying_bars", bars), Replace.whole_table("industry_allocations_current", ind),
+                         Replace.partition("option_chain_data", D, _chain(D, 2))])
+    wh.replace_together([Replace.window("underlying_bars", bars.tail(1)),
+                         Replace.whole_table("industry_allocations_current", ind)])
+    assert wh.count("underlying_bars") == 2 and wh.count("industry_allocations_current") == 1
+    assert wh.count("option_chain_data", D) == 2
+
+
+@pytest.mark.postgres
+def test_concurrent_replaces_of_one_session_wait_for_each_other_on_postgres(pg_url):
+    """Two writers replacing the same session at once (delete+insert under READ COMMITTED) used to
+    fail with UniqueViolation; the advisory lock on (table, session) makes the second wait."""
+    writers = [Warehouse(pg_url), Warehouse(pg_url)]
+    frame = _chain(D, 400)
+    errors: list[BaseException] = []
+    for _ in range(6):
+        barrier = threading.Barrier(2)
+
+        def write(w, barrier=barrier):
+            barrier.wait()
+            try:
+                w.replace_together([Replace.partition("option_chain_data", D, frame),
+                                    Replace.partition("pipeline_failures", D, _failures(D, "option_chains", 3),
+                                                      where={"asset": "option_chains"})])
+            except sa.exc.DBAPIError as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in writers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert writers[0].count("option_chain_data", D) == 400 and writers[0].count("pipeline_failures", D) == 3
+    for w in writers:
+        w.dispose()
+
+
+def test_sqlite_writer_waits_for_another_writer(tmp_path):
+    """A second SQLite writer waits for the first one's transaction (busy timeout) instead of
+    failing with 'database is locked'."""
+    import sqlite3
+
+    path = tmp_path / "w.db"
+    wh = Warehouse(f"sqlite:///{path}")
+    wh.replace_partition("option_chain_data", D, _chain(D, 3))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("DELETE FROM option_chain_data")
+    outcome: list = []
+
+    def write():
+        try:
+            outcome.append(wh.replace_together([Replace.partition("option_chain_data", D, _chain(D, 4))]))
+        except sa.exc.OperationalError as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=write)
+    t.start()
+    t.join(1.0)
+    assert t.is_alive() and outcome == []  # waiting for the lock, not failed
+    holder.execute("COMMIT")
+    holder.close()
+    t.join()
+    assert not isinstance(outcome[0], Exception), outcome
+    assert wh.count("option_chain_data", D) == 4
+    wh.dispose()
 
 
 def test_sql_schema_file_is_generated_from_the_schema():

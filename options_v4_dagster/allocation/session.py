@@ -16,9 +16,9 @@ from pathlib import Path
 
 import polars as pl
 
-from ..store import Warehouse
+from ..store import Replace, Warehouse
 from .config import MarketRules, load_market_conditions
-from .engine import AllocationResult, NoCandidates, allocate, candidates_from_tables
+from .engine import AllocationError, AllocationResult, NoCandidates, allocate, candidates_from_tables
 from .industries import IndustryAllocations, allocation_tables, default_industry_allocations
 
 INDUSTRY_TABLES = ("industry_allocations_current", "sector_allocations_current", "stock_industry_mapping")
@@ -40,17 +40,17 @@ class SessionAllocation:
 
 def write_industry_tables(wh: Warehouse, allocations: IndustryAllocations,
                           universe: pl.DataFrame | None = None) -> dict[str, int]:
-    """Replace the three industry tables with ``allocations`` (one transaction per table)."""
+    """Replace the three industry tables with ``allocations`` (in one transaction)."""
     now = dt.datetime.now(dt.UTC)
     frames = allocation_tables(allocations, universe)
-    counts = {}
+    writes = []
     for name in INDUSTRY_TABLES:
         f = frames[name].with_columns(pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("updated_at"))
         if name == "industry_allocations_current":
             f = f.with_columns(pl.lit(allocations.source).alias("source"))
-        wh.replace_table(name, f)
-        counts[name] = f.height
-    return counts
+        writes.append(Replace.whole_table(name, f))
+    wh.replace_together(writes)
+    return {r.table: r.frame.height for r in writes}
 
 
 def industry_allocations(wh: Warehouse, *, seed: bool = True) -> IndustryAllocations:
@@ -93,6 +93,7 @@ def allocate_session(wh: Warehouse, session: dt.date, capital: float, *, risk_to
         risk_tolerance = strategies.group_by("risk_tolerance").len().sort(["len", "risk_tolerance"],
                                                                          descending=[True, False])[0, 0]
     params = wh.read_partition("strategy_parameters", session)
+    _require_parameters(strategies, params, session)
     universe = wh.read_partition("fno_universe", session, ["symbol", "industry", "lot_size"])
     industries = industry_allocations(wh)
     if industries.symbol_industry:  # the stored mapping wins over the session's universe
@@ -106,6 +107,21 @@ def allocate_session(wh: Warehouse, session: dt.date, capital: float, *, risk_to
     lot_sizes = {r["symbol"]: int(r["lot_size"]) for r in universe.iter_rows(named=True) if r["lot_size"]}
     result = allocate(candidates, capital, rules, industries, lot_sizes=lot_sizes)
     return SessionAllocation(session, float(capital), rules, industries, result)
+
+
+class IncompleteSession(AllocationError):
+    """The session's strategy tables were written only in part (a warehouse written before the
+    strategy tables were replaced in one transaction, or edited by hand)."""
+
+
+def _require_parameters(strategies: pl.DataFrame, params: pl.DataFrame, session: dt.date) -> None:
+    have = set(params.get_column("strategy_id").to_list()) if params.height else set()
+    lacking = strategies.filter(~pl.col("strategy_id").is_in(list(have))).height
+    if lacking:
+        raise IncompleteSession(
+            f"{lacking} of {strategies.height} stored strategies for {session} have no strategy_parameters rows "
+            f"(the session's strategy tables were written only in part): run `options-v4 run --date {session}` "
+            "to rebuild them")
 
 
 def allocation_frames(sa: SessionAllocation) -> dict[str, pl.DataFrame]:

@@ -9,11 +9,20 @@ import dagster as dg
 import polars as pl
 
 from options_v4_dagster.market import Failure
-from options_v4_dagster.store import Warehouse
+from options_v4_dagster.store import Replace, Warehouse, WriteResult
 
 
-def record_failures(wh: Warehouse, session: dt.date, asset: str, failures: Sequence[Failure]) -> None:
-    """Replace this asset's failure rows for the session (idempotent)."""
+def record_failures(wh: Warehouse, session: dt.date, asset: str, failures: Sequence[Failure],
+                    *data: Replace) -> list[WriteResult]:
+    """Replace this asset's failure rows for the session together with the asset's own table
+    replaces ``data``, in one transaction (idempotent): a run killed mid-write leaves the session's
+    previous rows and failures, never a mix. Results: ``data``'s in order, then the failures'."""
+    return wh.replace_together([*data, failures_replace(session, asset, failures)])
+
+
+def failures_replace(session: dt.date, asset: str, failures: Sequence[Failure]) -> Replace:
+    """The replace of this asset's pipeline_failures rows for the session (for a
+    :meth:`Warehouse.replace_together` with the asset's data)."""
     now = dt.datetime.now(dt.UTC)
     frame = pl.DataFrame(
         [{"trade_date": session, "asset": asset, "symbol": f.symbol, "stage": f.stage, "kind": f.kind,
@@ -21,7 +30,7 @@ def record_failures(wh: Warehouse, session: dt.date, asset: str, failures: Seque
         schema={"trade_date": pl.Date, "asset": pl.Utf8, "symbol": pl.Utf8, "stage": pl.Utf8, "kind": pl.Utf8,
                 "reason": pl.Utf8, "recorded_at": pl.Datetime("us", "UTC")},
     )
-    wh.replace_partition("pipeline_failures", session, frame, where={"asset": asset})
+    return Replace.partition("pipeline_failures", session, frame, where={"asset": asset})
 
 
 def _dedupe(failures: Sequence[Failure]) -> list[Failure]:

@@ -1,6 +1,6 @@
 """Warehouse adapter: one SQLAlchemy Core schema, SQLite by default, PostgreSQL via DATABASE_URL."""
 
 from .schema import metadata
-from .warehouse import Warehouse
+from .warehouse import Replace, Warehouse, WriteResult
 
-__all__ = ["Warehouse", "metadata"]
+__all__ = ["Replace", "Warehouse", "WriteResult", "metadata"]

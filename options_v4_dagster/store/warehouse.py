@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import polars as pl
 import sqlalchemy as sa
@@ -22,6 +24,66 @@ class WriteResult:
     deleted: int
     inserted: int
     seconds: float
+
+
+
+@dataclass(frozen=True, eq=False)
+class Replace:
+    """What one table of a :meth:`Warehouse.replace_together` transaction replaces with ``frame``.
+
+    Build with :meth:`partition` (a session's rows, optionally narrowed by ``where``),
+    :meth:`window` (the frame's date range, per key: daily bars) or :meth:`whole_table`.
+    """
+
+    table: str
+    frame: pl.DataFrame
+    scope: Literal["partition", "window", "table"]
+    session: dt.date | None = None
+    date_column: str = "trade_date"
+    where: dict = field(default_factory=dict)
+    key_column: str | None = None
+
+    @classmethod
+    def partition(cls, table: str, session: dt.date, frame: pl.DataFrame, *, date_column: str = "trade_date",
+                  where: dict | None = None) -> Replace:
+        return cls(table, frame, "partition", session, date_column, dict(where or {}))
+
+    @classmethod
+    def window(cls, table: str, frame: pl.DataFrame, *, date_column: str = "date",
+               key_column: str | None = "symbol") -> Replace:
+        return cls(table, frame, "window", None, date_column, {}, key_column)
+
+    @classmethod
+    def whole_table(cls, table: str, frame: pl.DataFrame) -> Replace:
+        return cls(table, frame, "table")
+
+    def delete_statement(self, t: sa.Table):
+        if self.scope == "table":
+            return sa.delete(t)
+        if self.scope == "window":
+            if self.frame.height == 0:
+                return sa.delete(t).where(sa.false())
+            col = self.frame.get_column(self.date_column)
+            cond = t.c[self.date_column].between(col.min(), col.max())
+            if self.key_column:
+                cond = cond & t.c[self.key_column].in_(self.frame.get_column(self.key_column).unique().to_list())
+            return sa.delete(t).where(cond)
+        cond = t.c[self.date_column] == self.session
+        for col, val in self.where.items():
+            cond = cond & (t.c[col] == val)
+        return sa.delete(t).where(cond)
+
+    def lock_keys(self) -> list[tuple[int, bool]]:
+        """Advisory-lock keys (64-bit) and whether each is taken exclusively."""
+        if self.scope == "partition":
+            return [(_lock_key(self.table), False), (_lock_key(self.table, self.session.isoformat()), True)]
+        return [(_lock_key(self.table), True)]
+
+
+def _lock_key(*parts: str) -> int:
+    """A stable signed 64-bit key for pg_advisory_xact_lock (the same in every process)."""
+    digest = hashlib.blake2b("|".join(("options_v4", *parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 class Warehouse:
@@ -53,55 +115,84 @@ class Warehouse:
         return self.engine.url.render_as_string(hide_password=True)
 
     def create_all(self) -> None:
-        metadata.create_all(self.engine)
+        """Create the missing tables. On PostgreSQL under an advisory lock, so that two processes
+        starting at once on an empty database do not both try to create the same table."""
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key("create_all")})
+            metadata.create_all(conn)
 
     def table(self, name: str) -> sa.Table:
         return metadata.tables[name]
 
     # -- writes ---------------------------------------------------------------------------
+    def replace_together(self, replaces: Iterable[Replace]) -> list[WriteResult]:
+        """Apply several replaces (partition, window or whole table; see :class:`Replace`) in ONE
+        transaction: either every table shows its new rows or none does. Every frame is validated
+        before the transaction opens, so a bad frame changes nothing. On PostgreSQL the transaction
+        first takes advisory locks on what it replaces (see :meth:`_lock`), so two runs replacing
+        the same session wait for each other instead of racing. Results come in ``replaces`` order."""
+        plans = [(r, self.table(r.table), r.delete_statement(self.table(r.table)), self._prepare_frame(r))
+                 for r in replaces]
+        results = []
+        with self.engine.begin() as conn:
+            self._lock(conn, [r for r, *_ in plans])
+            for _r, t, delete_stmt, sub in plans:
+                start = time.perf_counter()
+                deleted = conn.execute(delete_stmt).rowcount or 0
+                if sub.height:
+                    try:
+                        self._bulk_insert(conn, t, sub)
+                    except conn.dialect.loaded_dbapi.Error as exc:  # same exception types as Core would raise
+                        raise sa.exc.DBAPIError.instance(f"bulk insert into {t.name}", None, exc,
+                                                         conn.dialect.loaded_dbapi.Error) from exc
+                results.append(WriteResult(t.name, deleted, sub.height, time.perf_counter() - start))
+        return results
+
     def replace_partition(self, table: str, trade_date: dt.date, frame: pl.DataFrame,
                           date_column: str = "trade_date", where: dict | None = None) -> WriteResult:
         """Delete the session's rows (optionally narrowed by ``where`` column=value pairs) and
         insert ``frame``, in one transaction. Re-running with the same frame changes nothing."""
-        t = self.table(table)
-        if frame.height and frame.get_column(date_column).cast(pl.Date).ne(trade_date).any():
-            raise ValueError(f"{table}: frame holds rows outside session {trade_date}")
-        cond = t.c[date_column] == trade_date
-        for col, val in (where or {}).items():
-            cond = cond & (t.c[col] == val)
-        return self._delete_insert(t, sa.delete(t).where(cond), frame)
+        return self.replace_together([Replace.partition(table, trade_date, frame, date_column=date_column,
+                                                        where=where)])[0]
 
     def replace_window(self, table: str, frame: pl.DataFrame, *, date_column: str = "date",
                        key_column: str | None = "symbol") -> WriteResult:
         """Replace the rows of the frame's date window (per key) with the frame: idempotent
         upsert of a range of daily bars."""
-        t = self.table(table)
         if frame.height == 0:
             return WriteResult(table, 0, 0, 0.0)
-        lo, hi = frame.get_column(date_column).min(), frame.get_column(date_column).max()
-        cond = t.c[date_column].between(lo, hi)
-        if key_column:
-            keys = frame.get_column(key_column).unique().to_list()
-            cond = cond & t.c[key_column].in_(keys)
-        return self._delete_insert(t, sa.delete(t).where(cond), frame)
+        return self.replace_together([Replace.window(table, frame, date_column=date_column,
+                                                     key_column=key_column)])[0]
 
     def replace_table(self, table: str, frame: pl.DataFrame) -> WriteResult:
         """Replace every row of an unpartitioned ("current") table with ``frame``, in one transaction."""
-        t = self.table(table)
-        return self._delete_insert(t, sa.delete(t), frame)
+        return self.replace_together([Replace.whole_table(table, frame)])[0]
 
-    def _delete_insert(self, t: sa.Table, delete_stmt, frame: pl.DataFrame) -> WriteResult:
-        start = time.perf_counter()
-        sub = self._prepare(t, frame) if frame.height else frame.clear()
-        with self.engine.begin() as conn:
-            deleted = conn.execute(delete_stmt).rowcount or 0
-            if sub.height:
-                try:
-                    self._bulk_insert(conn, t, sub)
-                except conn.dialect.loaded_dbapi.Error as exc:  # same exception types as Core would raise
-                    raise sa.exc.DBAPIError.instance(f"bulk insert into {t.name}", None, exc,
-                                                     conn.dialect.loaded_dbapi.Error) from exc
-        return WriteResult(t.name, deleted, sub.height, time.perf_counter() - start)
+    def _prepare_frame(self, r: Replace) -> pl.DataFrame:
+        t = self.table(r.table)
+        if r.scope == "partition" and r.frame.height and \
+                r.frame.get_column(r.date_column).cast(pl.Date).ne(r.session).any():
+            raise ValueError(f"{r.table}: frame holds rows outside session {r.session}")
+        return self._prepare(t, r.frame) if r.frame.height else r.frame.clear()
+
+    def _lock(self, conn: sa.Connection, replaces: Sequence[Replace]) -> None:
+        """PostgreSQL: transaction-scoped advisory locks, so that concurrent replaces of the same
+        scope run one after the other (under READ COMMITTED two delete+insert of one session would
+        both insert and one would fail with a unique violation). A partition replace takes the
+        (table, session) lock exclusively and the table's lock shared; a window or whole-table
+        replace takes the table's lock exclusively. All locks of one transaction are taken in
+        ascending key order, so two transactions never wait for each other in a cycle. SQLite
+        needs none: its writers are serialized by the database lock (busy timeout 60 s)."""
+        if self.dialect != "postgresql":
+            return
+        modes: dict[int, bool] = {}  # key -> exclusive
+        for r in replaces:
+            for key, exclusive in r.lock_keys():
+                modes[key] = modes.get(key, False) or exclusive
+        for key in sorted(modes):
+            fn = "pg_advisory_xact_lock" if modes[key] else "pg_advisory_xact_lock_shared"
+            conn.execute(sa.text(f"SELECT {fn}(:k)"), {"k": key})
 
     @staticmethod
     def _prepare(t: sa.Table, frame: pl.DataFrame) -> pl.DataFrame:

@@ -12,6 +12,7 @@ from options_v4_dagster.defs.market_data.assets import market_conditions
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import WarehouseResource
 from options_v4_dagster.defs.strategies.assets import strategy_candidates
+from options_v4_dagster.store import Replace
 
 GROUP = "allocation"
 TABLES = ("portfolio_allocation", "portfolio_allocation_summary")
@@ -51,8 +52,8 @@ def portfolio_allocation(context: dg.AssetExecutionContext, warehouse: Warehouse
                                                  risk_tolerance=config.risk_tolerance or None,
                                                  rules_path=config.market_conditions_file or None)
     except NoCandidates as exc:
-        for name in TABLES:
-            wh.replace_partition(name, session, pl.DataFrame(schema={"trade_date": pl.Date}))
+        wh.replace_together([Replace.partition(name, session, pl.DataFrame(schema={"trade_date": pl.Date}))
+                             for name in TABLES])
         context.log.warning(f"portfolio_allocation {session}: {exc}")
         yield dg.MaterializeResult(metadata={"dagster/row_count": 0, "no_candidates": str(exc)})
         yield dg.AssetCheckResult(check_name="within_limits", passed=True, description="no positions")
@@ -61,8 +62,7 @@ def portfolio_allocation(context: dg.AssetExecutionContext, warehouse: Warehouse
         raise dg.Failure(description=f"portfolio_allocation {session}: {exc}",
                          metadata={"capital": config.capital}) from exc
     frames = allocation_session.allocation_frames(sa)
-    for name in TABLES:
-        wh.replace_partition(name, session, frames[name])
+    wh.replace_together([Replace.partition(name, session, frames[name]) for name in TABLES])  # one transaction
     s, pos = sa.result.summary, sa.result.positions
     elapsed = time.perf_counter() - t0
     context.log.info(f"portfolio_allocation {session}: {s['positions']} positions, deployment "

@@ -14,6 +14,7 @@ from options_v4_dagster.defs.resources import MarketDataResource, WarehouseResou
 from options_v4_dagster.market import Failure
 from options_v4_dagster.market.sanity import chain_sanity
 from options_v4_dagster.quant import regime
+from options_v4_dagster.store import Replace
 
 GROUP = "market_data"
 BARS_LOOKBACK_DAYS = 365
@@ -56,10 +57,9 @@ def universe(context: dg.AssetExecutionContext, market_data: MarketDataResource,
     lots_fn = getattr(provider, "lot_sizes", None)
     lots = dict(lots_fn(session)) if lots_fn else {}
     frame = _universe_rows(symbols, session, provider.name, lots)
-    res = wh.replace_partition("fno_universe", session, frame)
     missing = [] if frame.height else [Failure("*", "universe", f"{provider.name} holds no data for {session}",
                                                kind="missing")]
-    record_failures(wh, session, "universe", missing)
+    res = record_failures(wh, session, "universe", missing, Replace.partition("fno_universe", session, frame))[0]
     if missing:
         context.log.warning(f"universe {session}: {missing[0].reason}; the session is recorded as missing")
     n_idx = frame.filter(pl.col("instrument") == "INDEX").height
@@ -96,8 +96,8 @@ def option_chains(context: dg.AssetExecutionContext, market_data: MarketDataReso
     t0 = time.perf_counter()
     chain, failures = provider.option_chains(symbols, session, horizon_days=market_data.horizon_days)
     fetch_s = time.perf_counter() - t0
-    res = wh.replace_partition("option_chain_data", session, chain)
-    record_failures(wh, session, "option_chains", failures)
+    res = record_failures(wh, session, "option_chains", failures,
+                          Replace.partition("option_chain_data", session, chain))[0]
     sanity = chain_sanity(chain, symbols_requested=len(symbols))
     served = chain.get_column("symbol").n_unique() if chain.height else 0
     context.log.info(
@@ -155,15 +155,15 @@ def underlying_bars(context: dg.AssetExecutionContext, market_data: MarketDataRe
         except Exception as exc:  # noqa: BLE001 - recorded per symbol
             failures.append(Failure.from_exception(sym, "daily_bars", exc))
     fetch_s = time.perf_counter() - t0
-    written = 0
+    writes = []  # the three tables and the failures in one transaction
     stock_frames = [f for s, f in frames if s != fno.VIX_SYMBOL and f.height]
     if stock_frames:
-        written += wh.replace_window("underlying_bars", pl.concat(stock_frames)).inserted
+        writes.append(Replace.window("underlying_bars", pl.concat(stock_frames)))
     for sym, table in (("NIFTY", "nifty_historical_data"), (fno.VIX_SYMBOL, "india_vix_data")):
         f = next((f for s, f in frames if s == sym), None)
         if f is not None and f.height:
-            written += wh.replace_window(table, f.drop("symbol"), key_column=None).inserted
-    record_failures(wh, session, "underlying_bars", failures)
+            writes.append(Replace.window(table, f.drop("symbol"), key_column=None))
+    written = sum(r.inserted for r in record_failures(wh, session, "underlying_bars", failures, *writes)[:-1])
     for f in failures:
         context.log.warning(f"underlying_bars {session} {f.symbol}: {f.kind}: {f.reason}")
     context.log.info(f"underlying_bars {session}: {len(frames)} series, {written} bars in {time.perf_counter() - t0:.2f}s")

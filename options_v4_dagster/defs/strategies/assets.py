@@ -14,6 +14,7 @@ from options_v4_dagster.defs.volatility.assets import iv_history, iv_percentiles
 from options_v4_dagster.market import Failure
 from options_v4_dagster.quant import surface
 from options_v4_dagster.reports import payoff_chart
+from options_v4_dagster.store import Replace
 from options_v4_dagster.strategies import pipeline as strategy_pipeline
 
 GROUP = "strategies"
@@ -48,8 +49,7 @@ def technical_signals(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     out = strategy_pipeline.technical_frame(session, symbols, bars, chain, ivs)
     failures = [Failure(r["symbol"], "technical_signals", r["notes"] or "no bars", kind="missing")
                 for r in out.filter(pl.col("direction").is_null()).iter_rows(named=True)]
-    wh.replace_partition("technical_signals", session, out)
-    record_failures(wh, session, "technical_signals", failures)
+    record_failures(wh, session, "technical_signals", failures, Replace.partition("technical_signals", session, out))
     states = out.group_by("market_state").len().sort("len", descending=True)
     context.log.info(f"technical_signals {session}: {out.height} symbols in {time.perf_counter() - t0:.2f}s; "
                      f"{len(failures)} without a direction")
@@ -92,8 +92,9 @@ def strategy_candidates(context: dg.AssetExecutionContext, warehouse: WarehouseR
     t0 = time.perf_counter()
     chain = wh.read_partition("option_chain_data", session)
     if chain.height == 0:
-        for name in ("strategies", "strategy_details", "strategy_parameters", "strategy_exit_levels"):
-            wh.replace_partition(name, session, pl.DataFrame(schema={"trade_date": pl.Date}))
+        record_failures(wh, session, "strategy_candidates", [],
+                        *(Replace.partition(name, session, pl.DataFrame(schema={"trade_date": pl.Date}))
+                          for name in ("strategies", "strategy_details", "strategy_parameters", "strategy_exit_levels")))
         context.log.warning(f"strategy_candidates {session}: no option chains for the session")
         yield dg.MaterializeResult(metadata={"dagster/row_count": 0, "missing_session": True})
         for check in ("legs_in_chain", "bounded_loss_unless_flagged"):
@@ -105,9 +106,9 @@ def strategy_candidates(context: dg.AssetExecutionContext, warehouse: WarehouseR
     result = strategy_pipeline.create_candidates(iv, signals, session, risk=config.risk_tolerance,
                                                  lots=config.lots, top_per_symbol=config.top_per_symbol)
     tables = strategy_pipeline.to_tables(result.ranked, session, config.risk_tolerance)
-    for name in ("strategies", "strategy_details", "strategy_parameters", "strategy_exit_levels"):
-        wh.replace_partition(name, session, tables[name])
-    record_failures(wh, session, "strategy_candidates", result.failures)
+    record_failures(wh, session, "strategy_candidates", result.failures,  # the four tables in one transaction
+                    *(Replace.partition(name, session, tables[name])
+                      for name in ("strategies", "strategy_details", "strategy_parameters", "strategy_exit_levels")))
     charts = strategy_pipeline.write_payoff_charts(result.ranked, session, config.charts)
     elapsed = time.perf_counter() - t0
     top = tables["strategies"].filter(pl.col("rank") == 1).sort("total_score", descending=True)

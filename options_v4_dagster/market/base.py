@@ -93,7 +93,7 @@ def _conform(df: pl.DataFrame, schema: dict[str, pl.DataType], what: str, symbol
                 raise DataError(f"{what}: column cannot be read as {dtype} ({exc.__class__.__name__})",
                                 symbol=symbol, session=session, field=name) from exc
         else:
-            cols.append(pl.lit(None, dtype=dtype).alias(name))
+            cols.append(pl.Series(name, [None] * df.height, dtype=dtype))
     return pl.DataFrame(cols)
 
 

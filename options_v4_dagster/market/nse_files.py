@@ -581,8 +581,9 @@ class NseFilesProvider(MarketDataProvider):
                 rest.append(sym)
         try:
             chain = normalize_chain(pl.concat(frames, how="vertical"), session=session) if frames else empty_chain()
-        except DataError:
-            return super().option_chains(symbols, session, horizon_days=horizon_days)
+        except DataError:  # some symbol's data is bad: per symbol, so that only its own chain is refused
+            chain, failures = super().option_chains(symbols, session, horizon_days=horizon_days)
+            return chain.sort(["symbol", "expiry", "strike", "option_type"]), failures
         failures = []
         for sym in rest:  # raises the symbol's own reason (missing, unreadable file, nothing in horizon)
             try:
@@ -710,6 +711,9 @@ class NseFilesProvider(MarketDataProvider):
         if isinstance(spot, int | float) and not math.isfinite(spot):
             raise _bad(f"{rel}: records.underlyingValue is {spot}", rel, "underlying_price", symbol=f.symbol,
                        session=f.session)
+        if isinstance(spot, int | float) and spot < 0:
+            raise _bad(f"{rel}: records.underlyingValue is {spot}, not a positive price", rel, "underlying_price",
+                       symbol=f.symbol, session=f.session)
         if not isinstance(spot, int | float) or spot <= 0:
             leg_spots = legs.get_column("underlyingValue").drop_nulls()
             if leg_spots.is_nan().any():
@@ -717,7 +721,8 @@ class NseFilesProvider(MarketDataProvider):
                            session=f.session)
             spot = leg_spots.max()
         if spot is None or spot <= 0:
-            raise _bad(f"{rel}: no underlyingValue", rel, "underlyingValue", symbol=f.symbol, session=f.session)
+            raise _bad(f"{rel}: no positive underlyingValue", rel, "underlying_price", symbol=f.symbol,
+                       session=f.session)
 
         def quote(col: str) -> pl.Expr:  # NSE writes 0 for "no quote"; negative or NaN stays and is rejected
             return pl.when(pl.col(col) == 0).then(None).otherwise(pl.col(col))

@@ -209,3 +209,85 @@ def test_json_written_with_nan_is_still_read_as_nan(tmp_path):
     path = tmp_path / "x.json"
     path.write_text(json.dumps({"v": float("nan")}))
     assert math.isnan(json.loads(path.read_text())["v"])
+
+
+# --- through the daily job --------------------------------------------------------------------------
+
+PIPE_TABLES = ("fno_universe", "option_chain_data", "option_greeks", "strategies", "portfolio_allocation")
+
+
+def _run(session, root, monkeypatch):
+    from options_v4_dagster.cli import run_pipeline
+    from options_v4_dagster.defs import resources
+
+    monkeypatch.setattr(resources, "_providers", {})  # a new process would scan the folder afresh
+    return run_pipeline(session, "nse_files", str(root))[0]
+
+
+def _counts(url, session):
+    from options_v4_dagster.store import Warehouse
+
+    wh = Warehouse(url)
+    try:
+        return {t: wh.count(t, session) for t in PIPE_TABLES}
+    finally:
+        wh.dispose()
+
+
+@pytest.fixture()
+def pipe_env(tmp_path, monkeypatch):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url
+
+
+@pytest.mark.slow
+def test_a_broken_bhavcopy_fails_the_run_and_keeps_the_session(nse_data_dir, tmp_path, monkeypatch, pipe_env):
+    from options_v4_dagster.store import Warehouse
+
+    root = nse_copy(nse_data_dir, tmp_path / "nse", only=[UDIFF_2025_09_11, NIFTY_HISTORY, VIX_HISTORY])
+    assert _run(D_UDIFF, root, monkeypatch).success
+    before = _counts(pipe_env, D_UDIFF)
+    assert before["fno_universe"] > 200 and before["option_chain_data"] > 20_000
+    faults.damage_garbage(root / UDIFF_2025_09_11)
+    result = _run(D_UDIFF, root, monkeypatch)
+    assert not result.success
+    assert _counts(pipe_env, D_UDIFF) == before  # nothing replaced by less
+    failed = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert [e.step_key for e in failed] == ["universe"]
+    text = str(failed[0].event_specific_data.error)
+    assert "BadZipFile" in text and "BhavCopy_NSE_FO_0_0_0_20250911_F_0000.csv.zip" in text, text
+    wh = Warehouse(pipe_env)
+    rec = wh.read("select symbol, kind, reason from pipeline_failures where trade_date = :d and asset = 'universe'",
+                  {"d": D_UDIFF})
+    wh.dispose()
+    assert rec.get_column("kind").to_list() == ["error"] and "BadZipFile" in rec.get_column("reason")[0]
+
+
+@pytest.mark.slow
+def test_nan_spot_of_one_symbol_is_recorded_and_the_rest_is_stored_as_clean(nse_data_dir, tmp_path, monkeypatch,
+                                                                          pipe_env, clean_oc):
+    from options_v4_dagster.store import Warehouse
+
+    root = _oc_copy(nse_data_dir, tmp_path)
+    faults.damage_oc_spot(root / REL, float("nan"))
+    result = _run(D_OC, root, monkeypatch)
+    assert result.success
+    wh = Warehouse(pipe_env)
+    stored = wh.read_partition("option_chain_data", D_OC)
+    rec = wh.read("select symbol, kind, reason from pipeline_failures where trade_date = :d "
+                  "and asset = 'option_chains'", {"d": D_OC})
+    wh.dispose()
+    assert rec.select("symbol", "kind").rows() == [("RELIANCE", "error")]
+    assert "underlying_price" in rec.get_column("reason")[0]
+    key = ["symbol", "expiry", "strike", "option_type"]
+    cols = [*key, "bid", "ask", "ltp", "oi", "underlying_price", "lot_size"]
+    want = clean_oc.filter(pl.col("symbol") != "RELIANCE").select(cols).sort(key)
+    got = stored.filter(pl.col("symbol") != "RELIANCE").select(cols).sort(key)
+    assert got.equals(want)
+    mat = next(e.event_specific_data.materialization for e in result.all_events
+               if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key.to_user_string() == "option_chains")
+    assert mat.metadata["failed_symbols"].value >= 1

@@ -291,3 +291,22 @@ def test_nan_spot_of_one_symbol_is_recorded_and_the_rest_is_stored_as_clean(nse_
     mat = next(e.event_specific_data.materialization for e in result.all_events
                if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key.to_user_string() == "option_chains")
     assert mat.metadata["failed_symbols"].value >= 1
+
+
+def test_technical_signals_without_any_bars_degrade_instead_of_failing():
+    """No requested symbol has daily bars (nse_files sessions before 2025): every row is there, with no
+    direction and a note saying why, instead of ColumnNotFoundError: rv_20."""
+    from options_v4_dagster.strategies import pipeline as strategy_pipeline
+
+    symbols = pl.DataFrame({"symbol": ["NIFTY", "RELIANCE"], "instrument": ["INDEX", "STOCK"]})
+    ivs = pl.DataFrame({"symbol": ["NIFTY"], "atm_iv_30d": [0.2], "h_rv_20": [None], "iv_environment": [None]},
+                       schema={"symbol": pl.Utf8, "atm_iv_30d": pl.Float64, "h_rv_20": pl.Float64,
+                               "iv_environment": pl.Utf8})
+    chain = pl.DataFrame({"symbol": ["NIFTY"], "oi": [10.0], "volume": [5.0], "lot_size": [75]})
+    for bars in (pl.DataFrame(), pl.DataFrame(schema={"symbol": pl.Utf8, "date": pl.Date, "open": pl.Float64,
+                                                      "high": pl.Float64, "low": pl.Float64, "close": pl.Float64,
+                                                      "volume": pl.Float64})):
+        out = strategy_pipeline.technical_frame(dt.date(2020, 4, 17), symbols, bars, chain, ivs)
+        assert out.get_column("symbol").to_list() == ["NIFTY", "RELIANCE"]
+        assert out.get_column("direction").null_count() == 2 and out.get_column("rv_20").null_count() == 2
+        assert all("no daily bars" in n for n in out.get_column("notes"))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ..errors import DataError, DataUnavailable
+from ..errors import DataError, DataUnavailable, ProviderError
 
 CHAIN_SCHEMA: dict[str, pl.DataType] = {
     "trade_date": pl.Date,
@@ -70,7 +70,7 @@ class Failure:
     @classmethod
     def from_exception(cls, symbol: str, stage: str, exc: BaseException) -> Failure:
         kind = "missing" if isinstance(exc, DataUnavailable) else "error"
-        reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+        reason = str(exc) or type(exc).__name__  # a DataError's text names file, symbol, session and field
         return cls(symbol=symbol, stage=stage, reason=f"{type(exc).__name__}: {reason}", kind=kind)
 
 
@@ -93,7 +93,7 @@ def _conform(df: pl.DataFrame, schema: dict[str, pl.DataType], what: str, symbol
                 raise DataError(f"{what}: column cannot be read as {dtype} ({exc.__class__.__name__})",
                                 symbol=symbol, session=session, field=name) from exc
         else:
-            cols.append(pl.lit(None, dtype=dtype).alias(name))
+            cols.append(pl.Series(name, [None] * df.height, dtype=dtype))
     return pl.DataFrame(cols)
 
 
@@ -116,12 +116,28 @@ def normalize_chain(df: pl.DataFrame, *, symbol: str | None = None, session: dt.
     if bad_type.height:
         raise DataError(f"option_type must be CE or PE, got {bad_type['option_type'][0]!r}", symbol=symbol,
                         session=session, field="option_type")
+    # NaN is not null in polars and compares as the largest value: reject it (and infinities) first
+    for name, dtype in CHAIN_SCHEMA.items():
+        if dtype == pl.Float64:
+            col = out.get_column(name)
+            bad = out.filter(col.is_nan() | col.is_infinite())
+            if bad.height:
+                raise DataError(f"{name} is {bad[name][0]} on {bad.height} rows (first {bad['expiry'][0]} "
+                                f"{bad['strike'][0]} {bad['option_type'][0]})", symbol=symbol or bad["symbol"][0],
+                                session=session, field=name)
     for name in ("strike", "underlying_price"):
         if (out.get_column(name) <= 0).any():
             raise DataError(f"{name} must be positive", symbol=symbol, session=session, field=name)
     for name in ("bid", "ask", "ltp", "close", "volume", "oi"):
-        if (out.get_column(name).fill_null(0) < 0).any():
-            raise DataError(f"{name} is negative", symbol=symbol, session=session, field=name)
+        neg = out.filter(pl.col(name) < 0)
+        if neg.height:
+            raise DataError(f"{name} is negative ({neg[name][0]}) on {neg.height} rows", symbol=symbol or
+                            neg["symbol"][0], session=session, field=name)
+    unpriced = (out.group_by("symbol").agg(pl.all_horizontal(pl.col(c).is_null() for c in ("bid", "ask", "ltp", "close"))
+                                           .all().alias("none")).filter(pl.col("none")))
+    if unpriced.height:
+        raise DataError("no contract has a bid, ask, last or close price", symbol=symbol or unpriced["symbol"][0],
+                        session=session, field="bid")
     if (out.get_column("lot_size") <= 0).any():
         raise DataError("lot_size must be positive", symbol=symbol, session=session, field="lot_size")
     dup = out.select(CHAIN_KEY).is_duplicated()
@@ -137,6 +153,10 @@ def normalize_bars(df: pl.DataFrame, *, symbol: str | None = None) -> pl.DataFra
     for name in ("date", "symbol", "close"):
         if out.get_column(name).null_count():
             raise DataError(f"daily bars have rows without {name}", symbol=symbol, field=name)
+    for name in ("open", "high", "low", "close"):
+        col = out.get_column(name)
+        if (col.is_nan() | col.is_infinite()).any():
+            raise DataError(f"{name} is NaN or infinite", symbol=symbol, field=name)
     if (out.get_column("close") <= 0).any():
         raise DataError("close must be positive", symbol=symbol, field="close")
     return out.unique(subset=["symbol", "date"], keep="last").sort(["symbol", "date"])
@@ -169,7 +189,7 @@ class MarketDataProvider(ABC):
         for sym in symbols:
             try:
                 frames.append(self.option_chain(sym, session, horizon_days=horizon_days))
-            except (DataError, Exception) as exc:  # noqa: BLE001 - recorded per symbol by design
+            except (DataError, ProviderError) as exc:  # recorded per symbol by design; a bug fails loudly
                 failures.append(Failure.from_exception(sym, "option_chain", exc))
         return (pl.concat(frames, how="vertical") if frames else empty_chain()), failures
 

@@ -217,6 +217,32 @@ def _date_hints(name: str) -> set[dt.date]:
     return out
 
 
+_CHAIN_KINDS = ("oc_json", "fo_bhav", "fo_udiff")
+
+
+def _guess_kind(low_name: str) -> str | None:
+    """The kind a file that cannot be read was meant to be, from its name (None: unknown)."""
+    if low_name.endswith(".json"):
+        return "oc_json"
+    if re.search(r"bhavcopy_nse_fo|^fo\d\d[a-z]{3}\d{4}bhav", low_name):
+        return "fo_udiff" if "bhavcopy_nse_fo" in low_name else "fo_bhav"
+    if "mktlots" in low_name:
+        return "fo_mktlots"
+    if re.search(r"cm_bhav|_eq_|^cm\d\d", low_name):
+        return "eq_bhav"
+    if _index_symbol(low_name):
+        return "index_history"
+    return None
+
+
+def _name_symbol(filename: str) -> str | None:
+    """The one F&O underlying a file name names (``reliance_option_chain.json`` -> RELIANCE), else None."""
+    known = set(fno.symbols())
+    tokens = {t for t in re.split(r"[^A-Z0-9&-]+", Path(filename).stem.upper()) if t}
+    hits = sorted(tokens & known)
+    return hits[0] if len(hits) == 1 else None
+
+
 def _index_symbol(filename: str) -> str | None:
     compact = re.sub(r"[^a-z0-9]", "", filename.lower())
     for token, sym in (("vix", "INDIAVIX"), ("niftybank", "BANKNIFTY"), ("banknifty", "BANKNIFTY"),
@@ -264,6 +290,8 @@ class NseFilesProvider(MarketDataProvider):
         self._files: list[NseFile] | None = None
         self.unrecognized: list[str] = []
         self.file_errors: dict[str, DataError] = {}  # files that should have been readable but are not
+        # per broken file: (kind it should have been or None, sessions it concerns, symbol it concerns or None)
+        self.file_error_scope: dict[str, tuple[str | None, frozenset[dt.date], str | None]] = {}
         self._oc_cache: dict[str, tuple[pl.DataFrame, dict[dt.date, int]]] = {}
         self._oc_prev_close: dict[str, float] = {}  # index snapshots: records.index.previousClose
         self._fo_cache: dict[str, pl.DataFrame] = {}
@@ -316,18 +344,31 @@ class NseFilesProvider(MarketDataProvider):
                 else:
                     self._ignore(rel, "not a csv, zip or json file")
             except DataError as exc:
-                self.file_errors[rel] = exc
-                log.warning("nse_files: %s", exc)
-            except (OSError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
-                err = _bad(f"{rel}: cannot be read ({type(exc).__name__}: {exc})", rel, "file")
-                self.file_errors[rel] = err
-                log.warning("nse_files: %s", err)
+                self._broken(path, rel, exc)
+            except (OSError, zipfile.BadZipFile, UnicodeDecodeError, EOFError) as exc:
+                self._broken(path, rel, _bad(f"{rel}: cannot be read ({type(exc).__name__}: {exc})", rel, "file"))
         kinds: dict[str, int] = {}
         for f in out:
             kinds[f.kind] = kinds.get(f.kind, 0) + 1
         log.info("nse_files: %s recognised %s; %d ignored, %d unreadable", self.data_dir, kinds,
                  len(self.unrecognized), len(self.file_errors))
         return out
+
+    def _broken(self, path: Path, rel: str, exc: DataError) -> None:
+        """Record a file that should be readable but is not, with the sessions and symbol it concerns
+        (from the error itself, else from the path's dates and the file name), so that a session or
+        symbol it would have served reports this error instead of "missing"."""
+        low = path.name.lower()
+        kind = getattr(exc, "kind", None) or _guess_kind(low)
+        sessions = frozenset([exc.session] if exc.session else _date_hints(rel))
+        symbol = exc.symbol
+        if symbol is None and kind == "index_history":
+            symbol = _index_symbol(path.name)
+        if symbol is None and kind == "oc_json":
+            symbol = _name_symbol(path.name)
+        self.file_errors[rel] = exc
+        self.file_error_scope[rel] = (kind, sessions, symbol)
+        log.warning("nse_files: %s", exc)
 
     def _ignore(self, rel: str, why: str) -> None:
         self.unrecognized.append(rel)
@@ -336,26 +377,38 @@ class NseFilesProvider(MarketDataProvider):
     def _scan_json(self, path: Path, rel: str) -> NseFile | None:
         raw = path.read_bytes()
         m_ts, m_und = _TS_RE.search(raw), _UNDERLYING_RE.search(raw)
+        named = _name_symbol(path.name)
+        hints = _date_hints(rel)
+        content_sym = m_und.group(1).decode("utf-8", "replace").strip().upper() if m_und else None
+        sym = named or content_sym
+        one_day = next(iter(hints)) if len(hints) == 1 else None
         if m_ts and m_und and b'"records"' in raw:
-            ts = self._parse_ts(m_ts.group(1).decode("utf-8", "replace"), rel)
-            return NseFile(path, rel, "oc_json", session=ts.date(), symbol=m_und.group(1).decode().strip().upper(),
-                           snapshot_ts=ts)
+            ts = self._parse_ts(m_ts.group(1).decode("utf-8", "replace"), rel, symbol=sym, session=one_day)
+            if named and content_sym != named:
+                raise _bad(f"{rel}: the file name says {named} but its legs are of {content_sym}", rel, "underlying",
+                           symbol=named, session=one_day or ts.date())
+            if hints and ts.date() not in hints:
+                raise _bad(f"{rel}: records.timestamp {ts:%d-%b-%Y %H:%M} is not the session "
+                           f"{'/'.join(str(d) for d in sorted(hints))} its path names", rel, "records.timestamp",
+                           symbol=sym, session=one_day)
+            return NseFile(path, rel, "oc_json", session=ts.date(), symbol=content_sym, snapshot_ts=ts)
         try:
             doc = json.loads(raw)
         except ValueError as exc:
-            raise _bad(f"{rel}: not valid JSON ({exc})", rel, "json") from None
+            what = "empty" if not raw.strip() else f"not valid JSON ({exc})"
+            raise _bad(f"{rel}: {what}", rel, "json", symbol=sym, session=one_day) from None
         rec = doc.get("records") if isinstance(doc, dict) else None
         if isinstance(rec, dict) and "data" in rec:
             if not rec.get("data"):
                 self._ignore(rel, "option-chain snapshot without legs")
                 return None
             raise _bad(f"{rel}: option-chain snapshot without records.timestamp or legs' underlying", rel,
-                       "records.timestamp")
+                       "records.timestamp", symbol=sym, session=one_day)
         self._ignore(rel, "JSON that is not an NSE option-chain snapshot")
         return None
 
     @staticmethod
-    def _parse_ts(text: str, rel: str) -> dt.datetime:
+    def _parse_ts(text: str, rel: str, *, symbol: str | None = None, session: dt.date | None = None) -> dt.datetime:
         for fmt in ("%d-%b-%Y %H:%M:%S", "%d-%b-%Y %H:%M", "%d-%b-%Y"):
             try:
                 t = dt.datetime.strptime(text.strip().title(), fmt)
@@ -365,7 +418,7 @@ class NseFilesProvider(MarketDataProvider):
             except ValueError:
                 continue
         raise _bad(f"{rel}: records.timestamp {text!r} is not a date like 17-Jul-2025 15:30:00", rel,
-                   "records.timestamp")
+                   "records.timestamp", symbol=symbol, session=session)
 
     def _head(self, path: Path, member: str | None) -> tuple[list[str], list[str]]:
         if member is None:
@@ -384,10 +437,16 @@ class NseFilesProvider(MarketDataProvider):
         cols = set(header)
         upper = [c.upper() for c in header]
 
+        hints = _date_hints(Path(member or rel).name) | _date_hints(Path(rel.split("!")[0]).name)
+
         def first_date(col: str) -> dt.date:
             d = _parse_day(first[header.index(col)]) if first and len(first) > header.index(col) else None
             if d is None:
-                raise _bad(f"{rel}: no readable {col} in the first row", rel, col)
+                raise _bad(f"{rel}: no readable {col} in the first row", rel, col,
+                           session=next(iter(hints)) if len(hints) == 1 else None)
+            if hints and d not in hints:
+                raise _bad(f"{rel}: {col} {d} is not the session {'/'.join(str(h) for h in sorted(hints))} its name "
+                           "says", rel, col, session=next(iter(hints)) if len(hints) == 1 else None)
             return d
 
         if set(_LEGACY_COLS) <= cols:
@@ -405,6 +464,19 @@ class NseFilesProvider(MarketDataProvider):
                 return NseFile(path, rel, "index_history", member, symbol=sym)
             self._ignore(rel, "index export whose file name does not say which index")
             return None
+        # a header that lacks only a few columns of a known kind is that kind, damaged: an error, not "ignored"
+        near = []
+        for kind, need in (("fo_bhav", _LEGACY_COLS), ("fo_udiff", _UDIFF_COLS), ("eq_bhav", _EQ_COLS),
+                           ("index_history", _INDEX_COLS)):
+            missing = [c for c in need if c not in cols]
+            if 1 <= len(missing) <= max(2, len(need) // 3) and len(need) - len(missing) >= 3:
+                near.append((len(missing) / len(need), kind, missing))
+        if near:
+            _frac, kind, missing = min(near)
+            err = _bad(f"{rel}: looks like {kind} but has no column {', '.join(missing)}", rel, missing[0],
+                       session=next(iter(hints)) if len(hints) == 1 else None)
+            err.kind = kind  # type: ignore[attr-defined]
+            raise err
         self._ignore(rel, "unrecognised csv header")
         return None
 
@@ -435,11 +507,17 @@ class NseFilesProvider(MarketDataProvider):
 
     def sessions_available(self) -> list[dt.date]:
         """Sessions the folder holds option data for (snapshots or F&O bhavcopies), sorted."""
-        return sorted({f.session for f in self._of_kind("oc_json", "fo_bhav", "fo_udiff") if f.session})
+        days = {f.session for f in self._of_kind("oc_json", "fo_bhav", "fo_udiff") if f.session}
+        days |= {d for kind, ds, _s in self.file_error_scope.values() if kind in _CHAIN_KINDS for d in ds}
+        return sorted(days)
 
     def available_symbols(self, session: dt.date) -> list[str]:
-        """Every underlying with options in the folder's files for ``session`` (sorted)."""
+        """Every underlying with options in the folder's files for ``session`` (sorted), including those
+        whose file is broken. Raises the :class:`DataError` of a broken F&O bhavcopy of the session: the
+        session's symbols cannot be known, so the answer is never "nothing"."""
         day = self._day(session)
+        if day.day_error is not None:
+            raise day.day_error
         return sorted(set(day.by_symbol) | set(day.errors))
 
     def symbols_for(self, session: dt.date, universe_symbols: Iterable[str]) -> list[str]:
@@ -503,13 +581,14 @@ class NseFilesProvider(MarketDataProvider):
                 rest.append(sym)
         try:
             chain = normalize_chain(pl.concat(frames, how="vertical"), session=session) if frames else empty_chain()
-        except DataError:
-            return super().option_chains(symbols, session, horizon_days=horizon_days)
+        except DataError:  # some symbol's data is bad: per symbol, so that only its own chain is refused
+            chain, failures = super().option_chains(symbols, session, horizon_days=horizon_days)
+            return chain.sort(["symbol", "expiry", "strike", "option_type"]), failures
         failures = []
         for sym in rest:  # raises the symbol's own reason (missing, unreadable file, nothing in horizon)
             try:
                 self.option_chain(sym, session, horizon_days=horizon_days)
-            except Exception as exc:  # noqa: BLE001 - recorded per symbol by design
+            except DataError as exc:  # recorded per symbol by design
                 failures.append(Failure.from_exception(sym, "option_chain", exc))
         return chain, failures
 
@@ -521,7 +600,8 @@ class NseFilesProvider(MarketDataProvider):
         if part is not None:
             return part
         if day.day_error is not None:
-            raise day.day_error
+            raise DataError(day.day_error.reason, symbol=symbol, session=session, source=day.day_error.source,
+                            field=day.day_error.field)
         broken = self._broken_files_for(session, symbol)
         if broken:
             raise DataError(f"no readable option data, and {broken[0]} could hold it: "
@@ -529,12 +609,16 @@ class NseFilesProvider(MarketDataProvider):
                             source=broken[0], field=self.file_errors[broken[0]].field)
         raise DataUnavailable("the NSE files hold no option chain", symbol=symbol, session=session)
 
-    def _broken_files_for(self, session: dt.date, symbol: str) -> list[str]:
+    def _broken_files_for(self, session: dt.date, symbol: str | None, kinds: Iterable[str | None] = (
+            *_CHAIN_KINDS, None)) -> list[str]:
+        """Broken files that would have served ``symbol`` (any symbol when None) on ``session``."""
+        self.files()
+        kinds = set(kinds)
         out = []
-        for rel in self.file_errors:
-            hints = _date_hints(Path(rel).name)
-            tokens = set(re.split(r"[^A-Z0-9&]+", Path(rel).name.upper()))
-            if session in hints or (not hints and symbol in tokens):
+        for rel, (kind, sessions, sym) in self.file_error_scope.items():
+            if kind not in kinds:
+                continue
+            if (session in sessions or not sessions) and (sym is None or symbol is None or sym == symbol):
                 out.append(rel)
         return out
 
@@ -564,8 +648,19 @@ class NseFilesProvider(MarketDataProvider):
             except DataError as exc:
                 day_error = DataError(exc.reason, source=exc.source, field=exc.field, session=session)
         errors: dict[str, DataError] = {}
+        for rel in self._broken_files_for(session, None):
+            kind, sessions, sym = self.file_error_scope[rel]
+            exc = self.file_errors[rel]
+            if session not in sessions:
+                continue
+            if sym is not None:  # one underlying's snapshot
+                errors.setdefault(sym, DataError(exc.reason, source=rel, field=exc.field, symbol=sym, session=session))
+            elif day_error is None and fo_file is None:  # the session's bhavcopy (all its symbols)
+                day_error = DataError(exc.reason, source=rel, field=exc.field, session=session)
         parts: list[pl.DataFrame] = []
         for sym, f in sorted(snaps.items()):
+            if sym in errors:  # another file for this symbol and session is broken: no silent substitute
+                continue
             try:
                 parts.append(self._json_chain(f, session, fo, fo_file))
             except DataError as exc:
@@ -613,13 +708,24 @@ class NseFilesProvider(MarketDataProvider):
         if len(unds) > 1:
             raise _bad(f"{rel}: legs of several underlyings {sorted(unds)[:3]}", rel, "underlying")
         expiry = _dates(legs, "expiryDate", rel, "expiry")
+        if isinstance(spot, int | float) and not math.isfinite(spot):
+            raise _bad(f"{rel}: records.underlyingValue is {spot}", rel, "underlying_price", symbol=f.symbol,
+                       session=f.session)
+        if isinstance(spot, int | float) and spot < 0:
+            raise _bad(f"{rel}: records.underlyingValue is {spot}, not a positive price", rel, "underlying_price",
+                       symbol=f.symbol, session=f.session)
         if not isinstance(spot, int | float) or spot <= 0:
-            spot = legs.get_column("underlyingValue").drop_nulls().max()
+            leg_spots = legs.get_column("underlyingValue").drop_nulls()
+            if leg_spots.is_nan().any():
+                raise _bad(f"{rel}: legs' underlyingValue is NaN", rel, "underlying_price", symbol=f.symbol,
+                           session=f.session)
+            spot = leg_spots.max()
         if spot is None or spot <= 0:
-            raise _bad(f"{rel}: no underlyingValue", rel, "underlyingValue", symbol=f.symbol, session=f.session)
+            raise _bad(f"{rel}: no positive underlyingValue", rel, "underlying_price", symbol=f.symbol,
+                       session=f.session)
 
-        def quote(col: str) -> pl.Expr:
-            return pl.when(pl.col(col) > 0).then(pl.col(col)).otherwise(None)
+        def quote(col: str) -> pl.Expr:  # NSE writes 0 for "no quote"; negative or NaN stays and is rejected
+            return pl.when(pl.col(col) == 0).then(None).otherwise(pl.col(col))
 
         out = legs.with_columns(expiry).select(
             pl.lit(f.symbol).alias("symbol"),
@@ -628,13 +734,13 @@ class NseFilesProvider(MarketDataProvider):
             "option_type",
             quote("bidprice").alias("bid"),
             quote("askPrice").alias("ask"),
-            pl.when(pl.col("bidprice") > 0).then(pl.col("bidQty")).alias("bid_qty"),
-            pl.when(pl.col("askPrice") > 0).then(pl.col("askQty")).alias("ask_qty"),
+            pl.when(pl.col("bidprice") != 0).then(pl.col("bidQty")).alias("bid_qty"),
+            pl.when(pl.col("askPrice") != 0).then(pl.col("askQty")).alias("ask_qty"),
             quote("lastPrice").alias("ltp"),
             pl.col("totalTradedVolume").alias("volume"),
             pl.col("openInterest").alias("oi"),
             pl.col("changeinOpenInterest").alias("oi_change"),
-            (quote("impliedVolatility") / 100.0).alias("exchange_iv"),
+            (pl.when(pl.col("impliedVolatility") > 0).then(pl.col("impliedVolatility")) / 100.0).alias("exchange_iv"),
             pl.lit(float(spot)).alias("underlying_price"),
             pl.lit(ts.astimezone(dt.UTC), dtype=pl.Datetime("us", "UTC")).alias("snapshot_ts"),
         )
@@ -794,7 +900,7 @@ class NseFilesProvider(MarketDataProvider):
             if out.get_column(col).null_count():
                 raise _bad(f"{n}: rows without {col}", n, col)
         return out.with_columns(
-            pl.when(pl.col(c) > 0).then(pl.col(c)).otherwise(None).alias(c) for c in ("close", "ltp")
+            pl.when(pl.col(c) == 0).then(None).otherwise(pl.col(c)).alias(c) for c in ("close", "ltp")
         )
 
     def _fo_lots(self, f: NseFile) -> pl.DataFrame:
@@ -1026,15 +1132,39 @@ class NseFilesProvider(MarketDataProvider):
         sym = symbol.upper().replace(" ", "")
         frame = self._bars_for(sym)
         out = frame.filter((pl.col("date") >= start) & (pl.col("date") <= end))
+        bad = out.filter(pl.any_horizontal(pl.col(c).is_nan() for c in ("open", "high", "low", "close"))
+                         | (pl.col("close") <= 0))
+        if bad.height:
+            row = bad.row(0, named=True)
+            col = "Close" if row["source"] == SRC_INDEX else "CLOSE"
+            raise DataError(f"{row['file']}: column {col!r} holds {row['close']} on {row['date']} "
+                            f"({bad.height} bad bars; NaN open/high/low counted too)", symbol=sym,
+                            source=row["file"], field=col)
         if out.height == 0:
+            broken = self._broken_bars_files(sym)
+            if broken:
+                raise DataError(f"no readable daily bars, and {broken[0]} could hold them: "
+                                f"{self.file_errors[broken[0]].reason}", symbol=sym, source=broken[0],
+                                field=self.file_errors[broken[0]].field)
             raise DataUnavailable(f"no daily bars in the NSE files between {start} and {end}", symbol=sym)
         return normalize_bars(out, symbol=sym)
+
+    def _broken_bars_files(self, sym: str) -> list[str]:
+        """Broken index exports of ``sym`` or broken equity files (for a stock) that could hold its bars."""
+        self.files()
+        is_index = fno.is_index(sym) or sym == fno.VIX_SYMBOL
+        return [rel for rel, (kind, _d, s) in self.file_error_scope.items()
+                if (kind == "index_history" and s == sym) or (kind == "eq_bhav" and not is_index)]
 
     def _bars_for(self, sym: str) -> pl.DataFrame:
         with self._lock:
             if sym in self._bars_cache:
                 return self._bars_cache[sym]
         index_files = [f for f in self._of_kind("index_history") if f.symbol == sym]
+        broken = [rel for rel, (kind, _d, s) in self.file_error_scope.items() if kind == "index_history" and s == sym]
+        if broken:  # an export of this index cannot be read: its bars would be incomplete
+            exc = self.file_errors[broken[0]]
+            raise DataError(exc.reason, symbol=sym, source=broken[0], field=exc.field)
         if index_files:
             frames = [self._bars_file(f) for f in index_files]
         else:
@@ -1066,6 +1196,7 @@ class NseFilesProvider(MarketDataProvider):
                 _num(df, "Open", n, "open"), _num(df, "High", n, "high"), _num(df, "Low", n, "low"),
                 _num(df, "Close", n, "close"), volume,
                 pl.Series("source", [SRC_INDEX] * df.height, dtype=pl.Utf8),
+                pl.Series("file", [n] * df.height, dtype=pl.Utf8),
             ])
         else:
             series = df.get_column("SERIES").str.strip_chars().str.to_uppercase()
@@ -1077,6 +1208,7 @@ class NseFilesProvider(MarketDataProvider):
                 _num(df, "OPEN", n, "open"), _num(df, "HIGH", n, "high"), _num(df, "LOW", n, "low"),
                 _num(df, "CLOSE", n, "close"), _num(df, "TOTTRDQTY", n, "volume"),
                 pl.Series("source", [SRC_EQUITY] * df.height, dtype=pl.Utf8),
+                pl.Series("file", [n] * df.height, dtype=pl.Utf8),
             ])
         out = out.filter(pl.col("date").is_not_null() & pl.col("close").is_not_null())
         with self._lock:
@@ -1089,7 +1221,11 @@ class NseFilesProvider(MarketDataProvider):
         idx = {f.symbol for f in self._of_kind("index_history")}
         for sym in symbols:
             if sym in idx:
-                hit = self._bars_for(sym).filter(pl.col("date") == session)
+                try:
+                    hit = self._bars_for(sym).filter(pl.col("date") == session)
+                except DataError as exc:  # a broken export: the next source of a spot is used (and recorded)
+                    log.warning("nse_files: %s close of %s not taken from its export: %s", session, sym, exc)
+                    continue
                 if hit.height:
                     out[sym] = (hit.get_column("close")[0], "index_history")
         rest = [s for s in symbols if s not in out and s not in idx]
@@ -1111,5 +1247,5 @@ _DAY_SCHEMA: dict[str, pl.DataType] = {
 }
 _BARS_RAW: dict[str, pl.DataType] = {
     "date": pl.Date, "symbol": pl.Utf8, "open": pl.Float64, "high": pl.Float64, "low": pl.Float64,
-    "close": pl.Float64, "volume": pl.Float64, "source": pl.Utf8,
+    "close": pl.Float64, "volume": pl.Float64, "source": pl.Utf8, "file": pl.Utf8,
 }

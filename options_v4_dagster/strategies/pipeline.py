@@ -25,6 +25,12 @@ from .scoring import Scored, ScoringConfig, rank, score_candidates, views_from_s
 IV_RV_LOW, IV_RV_HIGH = 0.9, 1.25
 
 
+_BARS_INPUT: dict[str, pl.DataType] = {
+    "symbol": pl.Utf8, "date": pl.Date, "open": pl.Float64, "high": pl.Float64, "low": pl.Float64,
+    "close": pl.Float64, "volume": pl.Float64,
+}
+
+
 def technical_frame(session: dt.date, symbols: pl.DataFrame, bars: pl.DataFrame, chain: pl.DataFrame,
                     ivs: pl.DataFrame) -> pl.DataFrame:
     """Rows of ``technical_signals`` for the session.
@@ -34,10 +40,14 @@ def technical_frame(session: dt.date, symbols: pl.DataFrame, bars: pl.DataFrame,
     Where the IV percentile is not yet defined (under 20 sessions of history) the environment comes
     from the ratio of 30-day IV to 20-session realized vol, and ``notes`` says so.
     """
-    sig = indicators.analyze(bars, as_of=session) if bars.height else pl.DataFrame(
-        schema={"symbol": pl.Utf8, "direction": pl.Utf8})
+    if bars.height == 0:  # no requested symbol has bars: every indicator column, all null (degraded, not fatal)
+        bars = pl.DataFrame(schema=_BARS_INPUT)
+    sig = indicators.analyze(bars, as_of=session)
     base = symbols.select("symbol", (pl.col("instrument") == "INDEX").alias("is_index"))
-    sig = base.join(sig, on="symbol", how="left")
+    sig = base.join(sig, on="symbol", how="left").with_columns(
+        pl.when(pl.col("date").is_null() & pl.col("reason").is_null())
+        .then(pl.lit(f"no daily bars up to {session}: direction unknown"))
+        .otherwise(pl.col("reason")).alias("reason"))
     env = ivs.with_columns(
         pl.when(pl.col("iv_environment").is_not_null()).then(pl.col("iv_environment"))
         .when((pl.col("atm_iv_30d") / pl.col("h_rv_20")) >= IV_RV_HIGH).then(pl.lit("HIGH"))

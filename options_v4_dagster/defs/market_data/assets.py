@@ -11,6 +11,7 @@ from options_v4_dagster import universe as fno
 from options_v4_dagster.defs.common import failures_metadata, frame_markdown, record_failures
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import MarketDataResource, WarehouseResource
+from options_v4_dagster.errors import DataError, ProviderError
 from options_v4_dagster.market import Failure
 from options_v4_dagster.market.sanity import chain_sanity
 from options_v4_dagster.quant import regime
@@ -53,9 +54,17 @@ def universe(context: dg.AssetExecutionContext, market_data: MarketDataResource,
     session = session_of(context)
     provider, wh = market_data.get(), warehouse.get()
     available = getattr(provider, "available_symbols", None)
-    symbols = list(available(session)) if available else provider.symbols_for(session, fno.symbols())
     lots_fn = getattr(provider, "lot_sizes", None)
-    lots = dict(lots_fn(session)) if lots_fn else {}
+    try:
+        symbols = list(available(session)) if available else provider.symbols_for(session, fno.symbols())
+        lots = dict(lots_fn(session)) if lots_fn else {}
+    except DataError as exc:
+        # the session's files exist but cannot be read: fail the step and keep the session's stored rows
+        record_failures(wh, session, "universe", [Failure.from_exception("*", "universe", exc)])
+        context.log.error(f"universe {session}: {exc}; the session's stored rows are kept")
+        raise dg.Failure(description=f"universe {session}: the source's files for the session cannot be read: {exc}",
+                         metadata={"file": str(exc.source), "field": str(exc.field), "cause": exc.reason,
+                                   "kept_rows": wh.count("fno_universe", session)}) from exc
     frame = _universe_rows(symbols, session, provider.name, lots)
     missing = [] if frame.height else [Failure("*", "universe", f"{provider.name} holds no data for {session}",
                                                kind="missing")]
@@ -152,7 +161,7 @@ def underlying_bars(context: dg.AssetExecutionContext, market_data: MarketDataRe
     for sym in dict.fromkeys([*symbols, "NIFTY", fno.VIX_SYMBOL]):
         try:
             frames.append((sym, provider.daily_bars(sym, start, session)))
-        except Exception as exc:  # noqa: BLE001 - recorded per symbol
+        except (DataError, ProviderError) as exc:  # recorded per symbol; anything else is a bug and fails loudly
             failures.append(Failure.from_exception(sym, "daily_bars", exc))
     fetch_s = time.perf_counter() - t0
     writes = []  # the three tables and the failures in one transaction

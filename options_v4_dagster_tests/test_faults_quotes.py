@@ -69,14 +69,16 @@ def _assert_sane_downstream(url: str) -> None:
     wh.dispose()
 
 
-@pytest.mark.parametrize("damage", [
-    pytest.param(lambda p: damage_oc_quote(p, **LEG, bid=242.0), id="bid_242"),
-    pytest.param(lambda p: damage_oc_quote(p, **LEG, bid=999_999_999.0), id="bid_huge"),
-    pytest.param(lambda p: damage_oc_all_prices(p, factor=10.0), id="all_prices_x10"),
-    pytest.param(lambda p: damage_oc_quote(p, **LEG, bid=30.0, ask=20.0), id="crossed"),
-    pytest.param(lambda p: damage_oc_quote(p, **LEG, bid=0.0, ask=0.0, ltp=0.0), id="zero_price"),
+@pytest.mark.parametrize(("damage", "rule"), [
+    pytest.param(lambda p: damage_oc_quote(p, **LEG, bid=242.0), "crossed: 2025-07-31 1480 CE bid 242", id="bid_242"),
+    pytest.param(lambda p: damage_oc_quote(p, **LEG, bid=999_999_999.0), "upper: 2025-07-31 1480 CE bid", id="bid_huge"),
+    pytest.param(lambda p: damage_oc_all_prices(p, factor=10.0), "upper: ", id="all_prices_x10"),
+    pytest.param(lambda p: damage_oc_quote(p, **LEG, bid=30.0, ask=20.0), "crossed: 2025-07-31 1480 CE bid 30",
+                 id="crossed"),
+    pytest.param(lambda p: damage_oc_quote(p, **LEG, bid=0.0, ask=0.0, ltp=0.0), "traded_unpriced: 2025-07-31 1480 CE",
+                 id="zero_price"),
 ])
-def test_bad_reliance_quotes_exclude_reliance_only(damage, clean, tmp_path, monkeypatch, nse_data_dir):
+def test_bad_reliance_quotes_exclude_reliance_only(damage, rule, clean, tmp_path, monkeypatch, nse_data_dir):
     root = nse_copy(nse_data_dir, tmp_path / "nse", only=ONLY)
     damage(root / REL)
     result, url = _run(tmp_path, monkeypatch, root)
@@ -90,5 +92,51 @@ def test_bad_reliance_quotes_exclude_reliance_only(damage, clean, tmp_path, monk
         (pl.col("asset") == "option_chains") & (pl.col("symbol") == "RELIANCE"))
     wh.dispose()
     assert fails.height == 1 and fails.item(0, "kind") == "error", fails
-    assert "2025-07-31" in fails.item(0, "reason") or "x10" in fails.item(0, "reason") or fails.item(0, "reason")
+    assert fails.item(0, "stage") == "chain_sanity" and rule in fails.item(0, "reason"), fails.item(0, "reason")
     _assert_sane_downstream(url)
+
+
+def test_bad_symbol_keeps_its_stored_rows(clean, tmp_path, monkeypatch, nse_data_dir):
+    """A session stored from good files, re-run with RELIANCE damaged: RELIANCE keeps its stored rows."""
+    good = nse_copy(nse_data_dir, tmp_path / "good", only=ONLY)
+    assert _run(tmp_path, monkeypatch, good)[0].success
+    bad = nse_copy(nse_data_dir, tmp_path / "bad", only=ONLY)
+    damage_oc_quote(bad / REL, **LEG, bid=242.0)
+    result, url = _run(tmp_path, monkeypatch, bad)
+    assert result.success
+    assert _chain_rows(url).equals(clean)
+    wh = Warehouse(url)
+    fails = wh.read_partition("pipeline_failures", D).filter(pl.col("asset") == "option_chains")
+    wh.dispose()
+    assert fails.height == 1 and "kept the" in fails.item(0, "reason"), fails
+    _assert_rel_params_sane(url)
+
+
+def _assert_rel_params_sane(url: str) -> None:
+    wh = Warehouse(url)
+    p = wh.read("select p.max_loss, p.pop from strategies s join strategy_parameters p using (strategy_id) "
+                "where s.trade_date = :d and s.symbol = 'RELIANCE'", {"d": D})
+    wh.dispose()
+    assert p.height > 0 and p.filter((pl.col("max_loss") < 0) | (pl.col("pop") >= 1.0)).height == 0, p
+
+
+def test_broken_feed_fails_option_chains_and_keeps_the_session(clean, tmp_path, monkeypatch, nse_data_dir):
+    good = nse_copy(nse_data_dir, tmp_path / "good", only=ONLY)
+    result, url = _run(tmp_path, monkeypatch, good)
+    assert result.success
+    wh = Warehouse(url)
+    tables = ("option_chain_data", "option_greeks", "strategies", "strategy_parameters", "portfolio_allocation")
+    before = {t: wh.count(t, D) for t in tables}
+    bad = nse_copy(nse_data_dir, tmp_path / "bad", only=ONLY)
+    for f in sorted((bad / OC_2025_07_17).glob("*.json"))[:6]:  # 6 of 10 symbols: every price x10
+        damage_oc_all_prices(f, factor=10.0)
+    result, _ = _run(tmp_path, monkeypatch, bad)
+    assert not result.success
+    failed = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert [e.step_key for e in failed] == ["option_chains"]
+    assert "broken feed" in failed[0].event_specific_data.error.message
+    assert {t: wh.count(t, D) for t in tables} == before
+    assert _chain_rows(url).equals(clean)
+    fails = wh.read_partition("pipeline_failures", D).filter(pl.col("asset") == "option_chains")
+    wh.dispose()
+    assert fails.height == 6 and set(fails.get_column("kind")) == {"error"}

@@ -296,7 +296,8 @@ def screen_chain(chain: pl.DataFrame, cfg: SanityConfig = SanityConfig(),
     for (sym,), g in excl.group_by(["symbol"], maintain_order=True):
         rules = g.group_by("rule").len().sort("len", descending=True)
         summary = ", ".join(f"{r['rule']} x{r['len']}" for r in rules.iter_rows(named=True))
-        first = "; ".join(_describe(r) for r in g.head(3).iter_rows(named=True))
+        first = "; ".join(_describe(r) for r in g.unique("rule", keep="first", maintain_order=True).head(5)
+                          .iter_rows(named=True))  # one example per rule
         when = f" on {session}" if session else ""
         failures.append(Failure(sym, STAGE, f"chain excluded{when} ({summary}): {first}", kind="error"))
     bad = [f.symbol for f in failures]

@@ -7,6 +7,7 @@ import polars as pl
 
 from options_v4_dagster.allocation import session as allocation_session
 from options_v4_dagster.allocation.engine import InsufficientCapital, NoCandidates, limit_breaches
+from options_v4_dagster.allocation.invariants import MAX_ABS_MONTHLY_RETURN, allocation_violations
 from options_v4_dagster.defs.common import frame_markdown
 from options_v4_dagster.defs.market_data.assets import market_conditions
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
@@ -22,6 +23,7 @@ class AllocationSettings(dg.Config):
     capital: float = 1_500_000.0  # INR
     risk_tolerance: str = ""  # the candidates' stored tolerance ("" = the one strategy_candidates stored)
     market_conditions_file: str = ""  # a market_conditions.yaml ("" = the packaged one)
+    max_abs_monthly_return: float = MAX_ABS_MONTHLY_RETURN  # |expected monthly return| above this fails the step
 
 
 def _pct(x: float) -> str:
@@ -35,7 +37,11 @@ def _pct(x: float) -> str:
     kinds={"python", "sql"},
     check_specs=[dg.AssetCheckSpec("within_limits", asset="portfolio_allocation",
                                    description="Whole lots; every position, symbol and industry within its "
-                                   "capital limit; capital used within the capital.")],
+                                   "capital limit; capital used within the capital."),
+                 dg.AssetCheckSpec("allocation_invariants", asset="portfolio_allocation", blocking=True,
+                                   description="|expected monthly return| <= max_abs_monthly_return (50%), capital "
+                                   "used <= capital, lots whole and > 0; checked before writing: a violation fails "
+                                   "the step and the stored allocation stays.")],
     description="Capital (config, default INR 15 lakh) across 20-30 of the session's best strategy candidates: "
     "tiers by conviction (60/30/10) x industry weights and LONG/SHORT views, market_conditions.yaml rules, "
     "fractional Kelly, whole lots, margin for short premium and debit for long; expected monthly return from "
@@ -57,13 +63,20 @@ def portfolio_allocation(context: dg.AssetExecutionContext, warehouse: Warehouse
         context.log.warning(f"portfolio_allocation {session}: {exc}")
         yield dg.MaterializeResult(metadata={"dagster/row_count": 0, "no_candidates": str(exc)})
         yield dg.AssetCheckResult(check_name="within_limits", passed=True, description="no positions")
+        yield dg.AssetCheckResult(check_name="allocation_invariants", passed=True, description="no positions")
         return
     except InsufficientCapital as exc:
         raise dg.Failure(description=f"portfolio_allocation {session}: {exc}",
                          metadata={"capital": config.capital}) from exc
+    s, pos = sa.result.summary, sa.result.positions
+    broken = allocation_violations(pos, sa.capital, float(s["capital_used"]), float(s["expected_monthly_return"]),
+                                   config.max_abs_monthly_return)
+    if broken:
+        raise dg.Failure(description=f"portfolio_allocation {session}: " + "; ".join(broken[:5])
+                         + "; nothing written, the stored allocation stays",
+                         metadata={"violations": dg.MetadataValue.json(broken[:25])})
     frames = allocation_session.allocation_frames(sa)
     wh.replace_together([Replace.partition(name, session, frames[name]) for name in TABLES])  # one transaction
-    s, pos = sa.result.summary, sa.result.positions
     elapsed = time.perf_counter() - t0
     context.log.info(f"portfolio_allocation {session}: {s['positions']} positions, deployment "
                      f"{_pct(s['deployment'])} of INR {config.capital:,.0f}, expected monthly return "
@@ -91,6 +104,8 @@ def portfolio_allocation(context: dg.AssetExecutionContext, warehouse: Warehouse
         "excluded_reasons": dg.MetadataValue.json(s["excluded_reasons"]),
         "seconds": round(elapsed, 3),
     })
+    yield dg.AssetCheckResult(check_name="allocation_invariants", passed=True, description="ok",
+                              metadata={"expected_monthly_return": float(s["expected_monthly_return"])})
     problems = limit_breaches(pos, s["limits"], sa.capital)
     yield dg.AssetCheckResult(check_name="within_limits", passed=not problems,
                               metadata={"breaches": len(problems)},

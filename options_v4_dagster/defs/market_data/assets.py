@@ -13,7 +13,7 @@ from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import MarketDataResource, WarehouseResource
 from options_v4_dagster.errors import DataError, ProviderError
 from options_v4_dagster.market import Failure
-from options_v4_dagster.market.sanity import chain_sanity
+from options_v4_dagster.market.sanity import SanityConfig, screen_chain
 from options_v4_dagster.quant import regime
 from options_v4_dagster.store import Replace
 
@@ -84,34 +84,65 @@ def universe(context: dg.AssetExecutionContext, market_data: MarketDataResource,
     })
 
 
+class ChainSettings(dg.Config):
+    max_failed_share: float = SanityConfig.max_failed_share  # of requested symbols failing with kind "error"
+
+
 @dg.asset(
     partitions_def=nse_sessions,
     group_name=GROUP,
     deps=[universe],
     kinds={"python", "sql"},
     check_specs=[dg.AssetCheckSpec("chain_sanity", asset="option_chains", blocking=True,
-                                   description="No negative prices, lot size known, strikes straddle spot; "
-                                   "crossed quotes are counted as a warning.")],
+                                   description="The share of requested symbols whose chain failed (provider error or "
+                                   "the per-symbol sanity screen of market/sanity.py) is within max_failed_share; "
+                                   "above it the step fails before writing and the stored session stays.")],
     description="Every listed option contract within ~90 days for each underlying of the session "
     "(bid/ask/LTP, volume and OI in contracts, underlying and futures price, lot size). "
-    "Table option_chain_data; one symbol's bad data is recorded in pipeline_failures, never fatal.",
+    "Table option_chain_data. Each symbol's chain is screened (no-arbitrage bounds, crossed quotes, strike shape, "
+    "jumps, IV outliers, spot) before writing: a failing symbol is excluded, recorded in pipeline_failures and keeps "
+    "its previously stored rows; a broken feed (too many failing symbols) fails the step and writes nothing.",
 )
 def option_chains(context: dg.AssetExecutionContext, market_data: MarketDataResource,
-                  warehouse: WarehouseResource):
+                  warehouse: WarehouseResource, config: ChainSettings):
     session = session_of(context)
     provider, wh = market_data.get(), warehouse.get()
     symbols = wh.read_partition("fno_universe", session, ["symbol"]).get_column("symbol").to_list() \
         if wh.count("fno_universe", session) else []
     t0 = time.perf_counter()
-    chain, failures = provider.option_chains(symbols, session, horizon_days=market_data.horizon_days)
+    fetched, fetch_failures = provider.option_chains(symbols, session, horizon_days=market_data.horizon_days)
     fetch_s = time.perf_counter() - t0
+    screen = screen_chain(fetched, SanityConfig(max_failed_share=config.max_failed_share), session=session)
+    failures = list(fetch_failures) + screen.failures
+    errors = {f.symbol: f for f in failures if f.kind == "error"}
+    share = len(errors) / len(symbols) if symbols else 0.0
+    failed_md = dg.MetadataValue.md("\n".join(f"- {s}: {f.reason[:300]}" for s, f in errors.items()) or "_none_")
+    if share > config.max_failed_share:
+        record_failures(wh, session, "option_chains", failures)
+        raise dg.Failure(
+            description=f"option_chains {session}: {len(errors)} of {len(symbols)} requested symbols failed "
+            f"({share:.0%} > max_failed_share {config.max_failed_share:.0%}): a broken feed; nothing written, "
+            f"the session's stored chains stay. First: " + "; ".join(f"{s}: {f.reason[:160]}"
+                                                                    for s, f in list(errors.items())[:3]),
+            metadata={"failed_symbols": dg.MetadataValue.json(sorted(errors)), "failed_share": round(share, 4),
+                      "symbols_requested": len(symbols), "reasons": failed_md},
+        )
+    # a symbol that failed with an error keeps what was stored for it (nothing lost); the rest is replaced
+    kept = wh.read_partition("option_chain_data", session, symbols=list(errors)) if errors else fetched.clear()
+    if kept.height:
+        kept = kept.select(fetched.columns).cast(fetched.schema)
+        n_kept = dict(kept.group_by("symbol").len().iter_rows())
+        failures = [Failure(f.symbol, f.stage, f"{f.reason}; kept the {n_kept[f.symbol]} rows stored earlier "
+                            f"for {session}", f.kind) if f.symbol in n_kept and f.kind == "error" else f
+                    for f in failures]
+    chain = pl.concat([screen.clean.filter(~pl.col("symbol").is_in(list(errors))), kept])
     res = record_failures(wh, session, "option_chains", failures,
                           Replace.partition("option_chain_data", session, chain))[0]
-    sanity = chain_sanity(chain, symbols_requested=len(symbols))
     served = chain.get_column("symbol").n_unique() if chain.height else 0
     context.log.info(
         f"option_chains {session}: {served}/{len(symbols)} symbols, {chain.height} contracts from {provider.name} "
-        f"(fetch {fetch_s:.2f}s, write {res.seconds:.2f}s); {len(failures)} failures"
+        f"(fetch {fetch_s:.2f}s, write {res.seconds:.2f}s); {len(failures)} failures, {len(screen.failures)} "
+        f"excluded by the sanity screen, {screen.dropped_quotes} immaterial quotes dropped"
     )
     for f in failures:
         context.log.warning(f"option_chains {session} {f.symbol}: {f.kind}: {f.reason}")
@@ -127,18 +158,21 @@ def option_chains(context: dg.AssetExecutionContext, market_data: MarketDataReso
         "source": provider.name,
         "fetch_seconds": round(fetch_s, 3),
         "write_seconds": round(res.seconds, 3),
-        "crossed_quotes": sanity.crossed_quotes,
+        "sanity_excluded": dg.MetadataValue.json(screen.failed_symbols),
+        "sanity_violations": dg.MetadataValue.json(screen.counts),
+        "sanity_dropped_quotes": screen.dropped_quotes,
+        "kept_stored_rows": kept.height,
         "top_symbols_by_oi": dg.MetadataValue.md(frame_markdown(per_symbol, 15)),
         **failures_metadata(failures),
     })
     yield dg.AssetCheckResult(
         check_name="chain_sanity",
-        passed=sanity.passed,
+        passed=True,
         severity=dg.AssetCheckSeverity.ERROR,
-        description="; ".join(sanity.errors) or "ok",
-        metadata={"rows": sanity.rows, "symbols": sanity.symbols, "negative_prices": sanity.negative_prices,
-                  "crossed_quotes": sanity.crossed_quotes, "unknown_lot_size": sanity.unknown_lot_size,
-                  "symbols_not_around_spot": len(sanity.symbols_not_around_spot)},
+        description=f"{len(errors)} of {len(symbols)} symbols failed ({share:.0%} <= {config.max_failed_share:.0%})",
+        metadata={"failed_share": round(share, 4), "failed_symbols": dg.MetadataValue.json(sorted(errors)),
+                  "sanity_violations": dg.MetadataValue.json(screen.counts),
+                  "dropped_quotes": screen.dropped_quotes, "reasons": failed_md},
     )
 
 

@@ -16,6 +16,7 @@ from options_v4_dagster.quant import surface
 from options_v4_dagster.reports import payoff_chart
 from options_v4_dagster.store import Replace
 from options_v4_dagster.strategies import pipeline as strategy_pipeline
+from options_v4_dagster.strategies.invariants import candidate_violations
 
 GROUP = "strategies"
 BARS_LOOKBACK_DAYS = 400  # EMA200 needs 200 sessions
@@ -80,6 +81,10 @@ class CandidateSettings(dg.Config):
                           description="Every option leg exists in the session's option_chain_data."),
         dg.AssetCheckSpec("bounded_loss_unless_flagged", asset="strategy_candidates", blocking=True,
                           description="A candidate has a finite max loss unless its strategy is flagged unlimited."),
+        dg.AssetCheckSpec("candidate_invariants", asset="strategy_candidates", blocking=True,
+                          description="Max loss is a loss (>= 0, null only when flagged unlimited), max profit >= 0, "
+                          "POP in [0, 1], expected value finite, margin > 0; checked before writing: a violation "
+                          "fails the step and the session's stored candidates stay."),
     ],
     description="Every catalogue strategy that can be built per underlying, at executable prices, with payoff "
     "analytics, POP and its inputs, expected value, greeks, margin, score, conviction and exit levels; the best "
@@ -97,7 +102,7 @@ def strategy_candidates(context: dg.AssetExecutionContext, warehouse: WarehouseR
                           for name in ("strategies", "strategy_details", "strategy_parameters", "strategy_exit_levels")))
         context.log.warning(f"strategy_candidates {session}: no option chains for the session")
         yield dg.MaterializeResult(metadata={"dagster/row_count": 0, "missing_session": True})
-        for check in ("legs_in_chain", "bounded_loss_unless_flagged"):
+        for check in ("legs_in_chain", "bounded_loss_unless_flagged", "candidate_invariants"):
             yield dg.AssetCheckResult(check_name=check, passed=True, description="no candidates: no chains")
         return
     # the same IVs option_greeks stored (deterministic from the chain), with the quote columns builds need
@@ -106,6 +111,16 @@ def strategy_candidates(context: dg.AssetExecutionContext, warehouse: WarehouseR
     result = strategy_pipeline.create_candidates(iv, signals, session, risk=config.risk_tolerance,
                                                  lots=config.lots, top_per_symbol=config.top_per_symbol)
     tables = strategy_pipeline.to_tables(result.ranked, session, config.risk_tolerance)
+    broken = candidate_violations(tables["strategies"], tables["strategy_parameters"])
+    if broken.height:
+        lines = [f"{r['symbol']} {r['strategy_name']}: {r['problem']}" for r in broken.head(10).iter_rows(named=True)]
+        raise dg.Failure(
+            description=f"strategy_candidates {session}: {broken.height} candidate invariant violations "
+            f"({broken.get_column('symbol').n_unique()} symbols); nothing written, the stored candidates stay. "
+            + "; ".join(lines[:3]),
+            metadata={"violations": broken.height, "symbols": dg.MetadataValue.json(
+                sorted(broken.get_column("symbol").unique().to_list())),
+                "first": dg.MetadataValue.md("\n".join(f"- {x}" for x in lines))})
     record_failures(wh, session, "strategy_candidates", result.failures,  # the four tables in one transaction
                     *(Replace.partition(name, session, tables[name])
                       for name in ("strategies", "strategy_details", "strategy_parameters", "strategy_exit_levels")))
@@ -138,6 +153,8 @@ def strategy_candidates(context: dg.AssetExecutionContext, warehouse: WarehouseR
                               description="ok" if not legs_missing else f"{legs_missing[:5]}")
     unbounded = tables["strategies"].join(tables["strategy_parameters"], on="strategy_id").filter(
         pl.col("max_loss").is_null() & ~pl.col("unlimited_risk"))
+    yield dg.AssetCheckResult(check_name="candidate_invariants", passed=True, description="ok",
+                              metadata={"candidates": tables["strategies"].height})
     yield dg.AssetCheckResult(check_name="bounded_loss_unless_flagged", passed=unbounded.height == 0,
                               metadata={"unflagged_unbounded": unbounded.height},
                               description="ok" if unbounded.height == 0 else

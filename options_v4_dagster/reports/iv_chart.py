@@ -30,9 +30,10 @@ def rolling_bands(iv: np.ndarray, window: int = WINDOW, min_history: int = 20) -
 def write_iv_chart(symbol: str, hist: pl.DataFrame, out: str | None = None) -> Path:
     import plotly.graph_objects as go
 
-    dates = hist.get_column("trade_date").to_list()
-    iv = hist.get_column("atm_iv_30d").cast(pl.Float64).to_numpy() * 100
-    bands = rolling_bands(iv)
+    iv = _col(hist, "atm_iv_30d", 100.0)
+    x, bands = break_gaps(hist.get_column("trade_date").cast(pl.Date).to_numpy().astype("datetime64[D]"),
+                          {**rolling_bands(iv), "iv": iv, "rv": _col(hist, "rv_20", 100.0)})
+    dates, iv = x.astype(object).tolist(), bands["iv"]  # NaN rows at gaps: plotly breaks the lines there
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=dates, y=bands["max"], line={"width": 0}, name="252-session max", showlegend=False))
     fig.add_trace(go.Scatter(x=dates, y=bands["min"], fill="tonexty", fillcolor="rgba(99,110,250,0.10)",
@@ -43,7 +44,7 @@ def write_iv_chart(symbol: str, hist: pl.DataFrame, out: str | None = None) -> P
     fig.add_trace(go.Scatter(x=dates, y=bands["p50"], line={"dash": "dot", "color": "gray"}, name="median"))
     fig.add_trace(go.Scatter(x=dates, y=iv, line={"color": "#d62728", "width": 2}, name="30-day ATM IV"))
     if "rv_20" in hist.columns:
-        fig.add_trace(go.Scatter(x=dates, y=hist.get_column("rv_20").cast(pl.Float64).to_numpy() * 100,
+        fig.add_trace(go.Scatter(x=dates, y=bands["rv"],
                                  line={"color": "#2ca02c", "width": 1}, name="realized vol 20d"))
     last = hist.tail(1).row(0, named=True)
     subtitle = ""

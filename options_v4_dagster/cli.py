@@ -197,6 +197,10 @@ def _iv_show(args) -> int:
     console.print(table)
     path = iv_chart.write_iv_chart(sym, hist.with_columns(pl.col("trade_date").cast(pl.Date)), args.out)
     console.print(f"chart: {path}")
+    if hist.get_column("atm_iv_30d").is_not_null().sum() >= 2:  # static PNG beside the HTML
+        png_path = path.with_suffix(".png")
+        png_path.write_bytes(iv_chart.iv_png(sym, hist.with_columns(pl.col("trade_date").cast(pl.Date))))
+        console.print(f"chart: {png_path}")
     return 0
 
 

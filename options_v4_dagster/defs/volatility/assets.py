@@ -12,6 +12,7 @@ from options_v4_dagster.defs.market_data.assets import option_chains, underlying
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import WarehouseResource
 from options_v4_dagster.quant import iv_stats, surface
+from options_v4_dagster.reports import iv_chart
 
 GROUP = "volatility"
 HISTORY_WINDOW = iv_stats.DEFAULT_WINDOW
@@ -23,6 +24,7 @@ class IVSettings(dg.Config):
     low_percentile: float = 30.0
     high_percentile: float = 70.0
     min_history: int = iv_stats.DEFAULT_MIN_HISTORY
+    iv_charts: int = 3  # metadata IV charts: NIFTY, BANKNIFTY + this many top-IV-percentile symbols
 
 
 @dg.asset(
@@ -194,6 +196,7 @@ def iv_percentiles(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                                      "window_min": pl.Float64, "window_max": pl.Float64,
                                      "iv_environment": pl.Utf8, "reason": pl.Utf8})
     wh.replace_partition("iv_percentiles", session, out)
+    charts = iv_chart.iv_charts_markdown(wh, session, out, config.iv_charts)
     env = out.group_by("iv_environment").len()
     with_pct = int(out.get_column("iv_percentile").is_not_null().sum())
     context.log.info(f"iv_percentiles {session}: {with_pct}/{out.height} symbols with a percentile; "
@@ -206,6 +209,7 @@ def iv_percentiles(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         "table": dg.MetadataValue.md(frame_markdown(out.select(
             "symbol", (pl.col("atm_iv_30d") * 100).round(2).alias("iv30_%"), pl.col("iv_percentile").round(1),
             pl.col("iv_rank").round(1), "history_days", "iv_environment").sort("symbol"), 15)),
+        "iv_charts": dg.MetadataValue.md(charts),
     })
 
 

@@ -45,6 +45,10 @@ class DataUnavailable(DataError):
     """
 
 
+class MixedSources(OptionsV4Error):
+    """A session's upstream rows come from more than one market-data source."""
+
+
 class ProviderError(OptionsV4Error):
     """A market-data provider (broker API, HTTP source) failed after its retries."""
 

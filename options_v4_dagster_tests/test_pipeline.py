@@ -7,11 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import polars as pl
 import pytest
+import sqlalchemy as sa
 
 from options_v4_dagster.cli import main as cli_main
 from options_v4_dagster.cli import run_pipeline
+from options_v4_dagster.defs.resources import WarehouseResource
+from options_v4_dagster.defs.strategies.assets import technical_signals
 from options_v4_dagster.store import Warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +94,24 @@ def test_simulated_day_end_to_end_and_idempotent(dagster_home, tmp_path, monkeyp
     result2, _ = run_pipeline(D, "simulated")
     assert result2.success
     assert _counts(url, D) == first
+    # provenance: every asset's rows of the session join to its market-data source
+    prov = wh.read_partition("session_provenance", D)
+    assert dict(prov.select("asset", "source").iter_rows()) == {
+        a: "simulated" for a in ("universe", "option_chains", "underlying_bars", "market_conditions", "option_greeks",
+                                 "iv_history", "iv_percentiles", "technical_signals", "strategy_candidates",
+                                 "portfolio_allocation")}
+    # inputs from two sources (bars replayed from files, chains still simulated) fail the step, naming both
+    with wh.engine.begin() as conn:
+        conn.execute(sa.text("update session_provenance set source = 'nse_files' "
+                             "where trade_date = :d and asset = 'underlying_bars'"), {"d": D})
+    before = wh.read_partition("technical_signals", D).height
+    res = dg.materialize([technical_signals], partition_key=D.isoformat(), raise_on_error=False,
+                         resources={"warehouse": WarehouseResource(database_url=url)})
+    assert not res.success
+    failure = next(e for e in res.all_events if e.event_type_value == "STEP_FAILURE")
+    msg = str(failure.event_specific_data.error)
+    assert "MixedSources" in msg and "underlying_bars=nse_files" in msg and "option_chains=simulated" in msg
+    assert wh.read_partition("technical_signals", D).height == before  # the stored rows stay
     wh.dispose()
 
 

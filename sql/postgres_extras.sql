@@ -42,7 +42,7 @@ DECLARE
   r_service text;
   missing text[];
   tables text[] := ARRAY['fno_universe', 'option_chain_data', 'underlying_bars', 'nifty_historical_data',
-                         'india_vix_data', 'market_conditions', 'pipeline_failures', 'option_greeks',
+                         'india_vix_data', 'market_conditions', 'pipeline_failures', 'session_provenance', 'option_greeks',
                          'historical_iv_summary', 'iv_percentiles', 'technical_signals', 'strategies',
                          'strategy_details', 'strategy_parameters', 'strategy_exit_levels',
                          'industry_allocations_current', 'sector_allocations_current',

@@ -254,6 +254,16 @@ CREATE TABLE IF NOT EXISTS sector_allocations_current (
 
 COMMENT ON TABLE sector_allocations_current IS 'Current sector weights (sum of their industries'' weights)';
 
+CREATE TABLE IF NOT EXISTS session_provenance (
+	trade_date DATE NOT NULL, 
+	asset VARCHAR(64) NOT NULL, 
+	source VARCHAR(16) NOT NULL, 
+	written_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (trade_date, asset)
+);
+
+COMMENT ON TABLE session_provenance IS 'The market-data source behind each asset''s rows of a session (written in the asset''s own transaction): every row from fno_universe to portfolio_allocation joins here on (trade_date, asset)';
+
 CREATE TABLE IF NOT EXISTS stock_industry_mapping (
 	symbol VARCHAR(32) NOT NULL, 
 	industry VARCHAR(96) NOT NULL, 

@@ -8,16 +8,36 @@ from collections.abc import Sequence
 import dagster as dg
 import polars as pl
 
+from options_v4_dagster.errors import MixedSources
 from options_v4_dagster.market import Failure
 from options_v4_dagster.store import Replace, Warehouse, WriteResult
+from options_v4_dagster.store.provenance import provenance_replace, sources_of
 
 
 def record_failures(wh: Warehouse, session: dt.date, asset: str, failures: Sequence[Failure],
-                    *data: Replace) -> list[WriteResult]:
+                    *data: Replace, source: str | None = None) -> list[WriteResult]:
     """Replace this asset's failure rows for the session together with the asset's own table
-    replaces ``data``, in one transaction (idempotent): a run killed mid-write leaves the session's
-    previous rows and failures, never a mix. Results: ``data``'s in order, then the failures'."""
-    return wh.replace_together([*data, failures_replace(session, asset, failures)])
+    replaces ``data`` (and, with ``source``, its session_provenance row), in one transaction
+    (idempotent): a run killed mid-write leaves the session's previous rows and failures, never a
+    mix. Results: ``data``'s in order, then the failures'."""
+    extra = [provenance_replace(session, asset, source)] if source is not None else []
+    return wh.replace_together([*data, failures_replace(session, asset, failures), *extra])[:len(data) + 1]
+
+
+def upstream_source(wh: Warehouse, session: dt.date, asset: str, upstream: Sequence[str]) -> str:
+    """The one market-data source of the ``upstream`` assets' rows for the session.
+
+    Raises :class:`MixedSources` when they disagree (e.g. chains replayed from nse_files while the
+    bars are still the simulated ones): a session's downstream rows are never a mix of two sources.
+    Upstream assets that have not recorded a source yet are ignored; with none, "unknown"."""
+    by_asset = sources_of(wh, session, upstream)
+    sources = sorted(set(by_asset.values()))
+    if len(sources) > 1:
+        detail = ", ".join(f"{a}={s}" for a, s in sorted(by_asset.items()))
+        raise MixedSources(f"{asset} {session}: its inputs come from different market-data sources ({detail}); "
+                           "re-run the session's upstream assets with one source (options-v4 run --date "
+                           f"{session} --source ...)")
+    return sources[0] if sources else "unknown"
 
 
 def failures_replace(session: dt.date, asset: str, failures: Sequence[Failure]) -> Replace:

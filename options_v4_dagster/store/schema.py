@@ -145,6 +145,16 @@ pipeline_failures = sa.Table(
     comment="Per-symbol failures of a partition (the partition itself succeeded)",
 )
 
+session_provenance = sa.Table(
+    "session_provenance", metadata,
+    sa.Column("trade_date", sa.Date, primary_key=True),
+    sa.Column("asset", sa.String(64), primary_key=True),
+    sa.Column("source", sa.String(16), nullable=False),  # the market-data provider: simulated, nse_files, dhan, ...
+    sa.Column("written_at", UTCDateTime, nullable=False, default=_now),
+    comment="The market-data source behind each asset's rows of a session (written in the asset's own "
+    "transaction): every row from fno_universe to portfolio_allocation joins here on (trade_date, asset)",
+)
+
 sa.Index("ix_option_chain_data_symbol_date", option_chain_data.c.symbol, option_chain_data.c.trade_date)
 sa.Index("ix_underlying_bars_date", underlying_bars.c.date)
 

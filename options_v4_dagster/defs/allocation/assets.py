@@ -8,12 +8,13 @@ import polars as pl
 from options_v4_dagster.allocation import session as allocation_session
 from options_v4_dagster.allocation.engine import InsufficientCapital, NoCandidates, limit_breaches
 from options_v4_dagster.allocation.invariants import MAX_ABS_MONTHLY_RETURN, allocation_violations
-from options_v4_dagster.defs.common import frame_markdown
+from options_v4_dagster.defs.common import frame_markdown, upstream_source
 from options_v4_dagster.defs.market_data.assets import market_conditions
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import WarehouseResource
 from options_v4_dagster.defs.strategies.assets import strategy_candidates
 from options_v4_dagster.store import Replace
+from options_v4_dagster.store.provenance import provenance_replace
 
 GROUP = "allocation"
 TABLES = ("portfolio_allocation", "portfolio_allocation_summary")
@@ -76,7 +77,9 @@ def portfolio_allocation(context: dg.AssetExecutionContext, warehouse: Warehouse
                          + "; nothing written, the stored allocation stays",
                          metadata={"violations": dg.MetadataValue.json(broken[:25])})
     frames = allocation_session.allocation_frames(sa)
-    wh.replace_together([Replace.partition(name, session, frames[name]) for name in TABLES])  # one transaction
+    source = upstream_source(wh, session, "portfolio_allocation", ["strategy_candidates", "market_conditions"])
+    wh.replace_together([*(Replace.partition(name, session, frames[name]) for name in TABLES),  # one transaction
+                         provenance_replace(session, "portfolio_allocation", source)])
     elapsed = time.perf_counter() - t0
     context.log.info(f"portfolio_allocation {session}: {s['positions']} positions, deployment "
                      f"{_pct(s['deployment'])} of INR {config.capital:,.0f}, expected monthly return "
@@ -93,6 +96,7 @@ def portfolio_allocation(context: dg.AssetExecutionContext, warehouse: Warehouse
         "deployment": dg.MetadataValue.float(round(float(s["deployment"]), 4)),
         "positions": pos.height,
         "market_rules": sa.rules.state,
+        "source": source,
         "tier_shares": dg.MetadataValue.json({k: round(v, 4) for k, v in s["tier_shares"].items()}),
         "industry_shares": dg.MetadataValue.json({k: round(v, 4) for k, v in s["industry_shares"].items()}),
         "expected_monthly_return": dg.MetadataValue.float(round(float(s["expected_monthly_return"]), 5)),

@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 
 from options_v4_dagster import universe as fno
-from options_v4_dagster.defs.common import failures_metadata, frame_markdown, record_failures
+from options_v4_dagster.defs.common import failures_metadata, frame_markdown, record_failures, upstream_source
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import MarketDataResource, WarehouseResource
 from options_v4_dagster.errors import DataError, ProviderError
@@ -16,6 +16,7 @@ from options_v4_dagster.market import Failure
 from options_v4_dagster.market.sanity import SanityConfig, screen_chain
 from options_v4_dagster.quant import regime
 from options_v4_dagster.store import Replace
+from options_v4_dagster.store.provenance import sources_of
 
 GROUP = "market_data"
 BARS_LOOKBACK_DAYS = 365
@@ -68,7 +69,8 @@ def universe(context: dg.AssetExecutionContext, market_data: MarketDataResource,
     frame = _universe_rows(symbols, session, provider.name, lots)
     missing = [] if frame.height else [Failure("*", "universe", f"{provider.name} holds no data for {session}",
                                                kind="missing")]
-    res = record_failures(wh, session, "universe", missing, Replace.partition("fno_universe", session, frame))[0]
+    res = record_failures(wh, session, "universe", missing, Replace.partition("fno_universe", session, frame),
+                          source=provider.name)[0]
     if missing:
         context.log.warning(f"universe {session}: {missing[0].reason}; the session is recorded as missing")
     n_idx = frame.filter(pl.col("instrument") == "INDEX").height
@@ -128,7 +130,10 @@ def option_chains(context: dg.AssetExecutionContext, market_data: MarketDataReso
                       "symbols_requested": len(symbols), "reasons": failed_md},
         )
     # a symbol that failed with an error keeps what was stored for it (nothing lost); the rest is replaced
-    kept = wh.read_partition("option_chain_data", session, symbols=list(errors)) if errors else fetched.clear()
+    # (only rows of the same source: a session's rows are never a mix of two sources)
+    same_source = sources_of(wh, session, ["option_chains"]).get("option_chains") == provider.name
+    kept = wh.read_partition("option_chain_data", session, symbols=list(errors)) \
+        if errors and same_source else fetched.clear()
     if kept.height:
         kept = kept.select(fetched.columns).cast(fetched.schema)
         n_kept = dict(kept.group_by("symbol").len().iter_rows())
@@ -137,7 +142,7 @@ def option_chains(context: dg.AssetExecutionContext, market_data: MarketDataReso
                     for f in failures]
     chain = pl.concat([screen.clean.filter(~pl.col("symbol").is_in(list(errors))), kept])
     res = record_failures(wh, session, "option_chains", failures,
-                          Replace.partition("option_chain_data", session, chain))[0]
+                          Replace.partition("option_chain_data", session, chain), source=provider.name)[0]
     served = chain.get_column("symbol").n_unique() if chain.height else 0
     context.log.info(
         f"option_chains {session}: {served}/{len(symbols)} symbols, {chain.height} contracts from {provider.name} "
@@ -206,7 +211,7 @@ def underlying_bars(context: dg.AssetExecutionContext, market_data: MarketDataRe
         f = next((f for s, f in frames if s == sym), None)
         if f is not None and f.height:
             writes.append(Replace.window(table, f.drop("symbol"), key_column=None))
-    written = sum(r.inserted for r in record_failures(wh, session, "underlying_bars", failures, *writes)[:-1])
+    written = sum(r.inserted for r in record_failures(wh, session, "underlying_bars", failures, *writes, source=provider.name)[:-1])
     for f in failures:
         context.log.warning(f"underlying_bars {session} {f.symbol}: {f.kind}: {f.reason}")
     context.log.info(f"underlying_bars {session}: {len(frames)} series, {written} bars in {time.perf_counter() - t0:.2f}s")
@@ -269,9 +274,10 @@ def market_conditions(context: dg.AssetExecutionContext, market_data: MarketData
         "pcr_sentiment": regime.pcr_sentiment(pcr_oi),
         "market_state": regime.market_state(trend.direction if trend else None, band),
         "notes": "; ".join(notes) or None,
-        "source": market_data.get().name,
+        "source": upstream_source(wh, session, "market_conditions", ["option_chains", "underlying_bars"]),
     }
-    wh.replace_partition("market_conditions", session, pl.DataFrame([row]))
+    record_failures(wh, session, "market_conditions", [], Replace.partition("market_conditions", session,
+                                                                            pl.DataFrame([row])), source=row["source"])
     context.log.info(f"market_conditions {session}: {row['market_state']} VIX={vix} PCR={pcr_oi}")
     meta = {k: v for k, v in row.items() if k not in ("trade_date",) and v is not None}
     meta = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in meta.items()}

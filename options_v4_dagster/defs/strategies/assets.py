@@ -6,7 +6,7 @@ import time
 import dagster as dg
 import polars as pl
 
-from options_v4_dagster.defs.common import frame_markdown, record_failures
+from options_v4_dagster.defs.common import frame_markdown, record_failures, upstream_source
 from options_v4_dagster.defs.market_data.assets import option_chains, underlying_bars
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import WarehouseResource
@@ -50,7 +50,9 @@ def technical_signals(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     out = strategy_pipeline.technical_frame(session, symbols, bars, chain, ivs)
     failures = [Failure(r["symbol"], "technical_signals", r["notes"] or "no bars", kind="missing")
                 for r in out.filter(pl.col("direction").is_null()).iter_rows(named=True)]
-    record_failures(wh, session, "technical_signals", failures, Replace.partition("technical_signals", session, out))
+    record_failures(wh, session, "technical_signals", failures, Replace.partition("technical_signals", session, out),
+                    source=upstream_source(wh, session, "technical_signals",
+                                           ["underlying_bars", "option_chains", "iv_history", "iv_percentiles"]))
     states = out.group_by("market_state").len().sort("len", descending=True)
     context.log.info(f"technical_signals {session}: {out.height} symbols in {time.perf_counter() - t0:.2f}s; "
                      f"{len(failures)} without a direction")
@@ -121,9 +123,10 @@ def strategy_candidates(context: dg.AssetExecutionContext, warehouse: WarehouseR
             metadata={"violations": broken.height, "symbols": dg.MetadataValue.json(
                 sorted(broken.get_column("symbol").unique().to_list())),
                 "first": dg.MetadataValue.md("\n".join(f"- {x}" for x in lines))})
-    record_failures(wh, session, "strategy_candidates", result.failures,  # the four tables in one transaction
-                    *(Replace.partition(name, session, tables[name])
-                      for name in ("strategies", "strategy_details", "strategy_parameters", "strategy_exit_levels")))
+    source = upstream_source(wh, session, "strategy_candidates", ["technical_signals", "option_greeks", "option_chains"])
+    writes = [Replace.partition(name, session, tables[name])  # the four tables in one transaction
+              for name in ("strategies", "strategy_details", "strategy_parameters", "strategy_exit_levels")]
+    record_failures(wh, session, "strategy_candidates", result.failures, *writes, source=source)
     charts = strategy_pipeline.write_payoff_charts(result.ranked, session, config.charts)
     elapsed = time.perf_counter() - t0
     top = tables["strategies"].filter(pl.col("rank") == 1).sort("total_score", descending=True)
@@ -136,6 +139,7 @@ def strategy_candidates(context: dg.AssetExecutionContext, warehouse: WarehouseR
         "candidates_built": result.built,
         "candidates_passing_filters": result.passed,
         "risk_tolerance": config.risk_tolerance,
+        "source": source,
         "build_failures": len(result.failures),
         "seconds": round(elapsed, 3),
         "timings": dg.MetadataValue.json({k: round(v, 3) for k, v in result.timings.items()}),

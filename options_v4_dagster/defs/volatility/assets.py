@@ -7,12 +7,13 @@ import numpy as np
 import polars as pl
 
 from options_v4_dagster import calendar
-from options_v4_dagster.defs.common import frame_markdown
+from options_v4_dagster.defs.common import frame_markdown, record_failures, upstream_source
 from options_v4_dagster.defs.market_data.assets import option_chains, underlying_bars
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import WarehouseResource
 from options_v4_dagster.quant import iv_stats, surface
 from options_v4_dagster.reports import iv_chart
+from options_v4_dagster.store import Replace
 
 GROUP = "volatility"
 HISTORY_WINDOW = iv_stats.DEFAULT_WINDOW
@@ -46,7 +47,8 @@ def option_greeks(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
         return _missing(context, wh, session, "option_greeks", "option_greeks", "option_chain_data")
     iv = surface.chain_iv(chain, surface.IVConfig(rate=config.rate, nse_rate=config.nse_rate))
     solve_s = time.perf_counter() - t0
-    res = wh.replace_partition("option_greeks", session, iv)
+    res = record_failures(wh, session, "option_greeks", [], Replace.partition("option_greeks", session, iv),
+                          source=upstream_source(wh, session, "option_greeks", ["option_chains"]))[0]
     reasons = iv.group_by("iv_reason").len().drop_nulls("iv_reason")
     reason_counts = {r["iv_reason"]: int(r["len"]) for r in reasons.iter_rows(named=True)}
     # how closely our NSE-convention IV reproduces the exchange's own published IV
@@ -116,7 +118,9 @@ def iv_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
                          pl.lit(vix_value, dtype=pl.Float64).alias("india_vix"),
                          pl.lit(session).alias("trade_date"))
            .with_columns(pl.col(pl.Float64).fill_nan(None)))
-    res = wh.replace_partition("historical_iv_summary", session, out)
+    res = record_failures(wh, session, "iv_history", [], Replace.partition("historical_iv_summary", session, out),
+                          source=upstream_source(wh, session, "iv_history",
+                                                 ["option_greeks", "option_chains", "underlying_bars"]))[0]
     no_iv = out.filter(pl.col("atm_iv_30d").is_null()).get_column("symbol").to_list()
     context.log.info(f"iv_history {session}: {out.height} symbols, {len(no_iv)} without a 30-day ATM IV "
                      f"({time.perf_counter() - t0:.2f}s)")
@@ -172,8 +176,14 @@ def iv_percentiles(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     session = session_of(context)
     wh = warehouse.get()
     start = calendar.sessions_back(session, HISTORY_WINDOW + 1)[0]
-    hist = wh.read("select trade_date, symbol, atm_iv_30d from historical_iv_summary "
-                   "where trade_date between :a and :b order by symbol, trade_date", {"a": start, "b": session},
+    source = upstream_source(wh, session, "iv_percentiles", ["iv_history"])
+    # earlier sessions whose IV history came from another market-data source are not history of this one
+    # (rows written before provenance was recorded have none and are kept)
+    hist = wh.read("select h.trade_date, h.symbol, h.atm_iv_30d from historical_iv_summary h "
+                   "left join session_provenance p on p.trade_date = h.trade_date and p.asset = 'iv_history' "
+                   "where h.trade_date between :a and :b and (p.source is null or p.source = :s) "
+                   "order by h.symbol, h.trade_date",
+                   {"a": start, "b": session, "s": source},
                    schema_overrides={"trade_date": pl.Date, "symbol": pl.Utf8, "atm_iv_30d": pl.Float64})
     today = hist.filter(pl.col("trade_date") == session)
     if today.height == 0:
@@ -195,7 +205,8 @@ def iv_percentiles(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                                      "iv_percentile": pl.Float64, "iv_rank": pl.Float64, "history_days": pl.Int64,
                                      "window_min": pl.Float64, "window_max": pl.Float64,
                                      "iv_environment": pl.Utf8, "reason": pl.Utf8})
-    wh.replace_partition("iv_percentiles", session, out)
+    record_failures(wh, session, "iv_percentiles", [], Replace.partition("iv_percentiles", session, out),
+                    source=source)
     charts = iv_chart.iv_charts_markdown(wh, session, out, config.iv_charts)
     env = out.group_by("iv_environment").len()
     with_pct = int(out.get_column("iv_percentile").is_not_null().sum())

@@ -733,6 +733,23 @@ def cmd_industries(args) -> int:
     return 0
 
 
+def cmd_runs(args) -> int:
+    """The latest Dagster runs of the instance, after marking this CLI's abandoned runs failed."""
+    instance = _instance()
+    records = instance.get_run_records(limit=args.limit)
+    table = Table(title=f"latest {len(records)} runs in {os.environ['DAGSTER_HOME']}")
+    for col in ("run", "job", "partition", "status", "started (UTC)", "by"):
+        table.add_column(col)
+    for rec in records:
+        run = rec.dagster_run
+        start = dt.datetime.fromtimestamp(rec.start_time, dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if rec.start_time else ""
+        by = run.tags.get(TAG_CLI)
+        table.add_row(run.run_id[:8], run.job_name, run.tags.get("dagster/partition", ""), run.status.value, start,
+                      f"options-v4 {by} (pid {run.tags.get(TAG_PID)})" if by else "Dagster UI / daemon")
+    console.print(table)
+    return 0
+
+
 def cmd_sessions(args) -> int:
     end = args.end or calendar.latest_session()
     start = args.start or end - dt.timedelta(days=14)
@@ -819,6 +836,10 @@ def build_parser() -> argparse.ArgumentParser:
     ind.add_argument("file", nargs="?", type=existing_file)
     ind.add_argument("--json", action="store_true")
     ind.set_defaults(func=cmd_industries)
+
+    rn = sub.add_parser("runs", help="the latest Dagster runs; marks runs of killed options-v4 processes failed")
+    rn.add_argument("--limit", type=positive_int, default=10)
+    rn.set_defaults(func=cmd_runs)
 
     s = sub.add_parser("sessions", help="list NSE trading sessions")
     s.add_argument("--start", type=date_arg)

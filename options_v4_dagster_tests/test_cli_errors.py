@@ -122,3 +122,69 @@ def test_good_sessions_still_work(capsys):
     out = capsys.readouterr().out.split()
     assert out == [f"2025-07-{d}" for d in (14, 15, 16, 17, 18)]
     assert dt.date.fromisoformat(out[0]) == calendar.next_session(dt.date(2025, 7, 11))
+
+
+# --- item 7: a run killed mid-way is marked failed by the next options-v4 start
+
+
+def test_killed_run_is_marked_failed_at_the_next_start(tmp_path):
+    import signal
+
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    home = tmp_path / "dagster_home"
+    env = {**os.environ, "OPTIONS_V4_HOME": str(tmp_path / "data"), "DAGSTER_HOME": str(home),
+           "OPTIONS_V4_MARKET_DATA": "simulated"}
+    env.pop("DATABASE_URL", None)
+    exe = os.path.join(os.path.dirname(sys.executable), "options-v4")
+    proc = subprocess.Popen([exe, "run", "--date", "2025-07-17"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        instance = None
+        deadline = 600  # polls, not a timing assertion: the run must reach STARTED at some point
+        run = None
+        for _ in range(deadline * 4):
+            if proc.poll() is not None:
+                pytest.fail(f"the run ended (status {proc.returncode}) before it could be killed")
+            if instance is None and (home / "dagster.yaml").exists() and (home / "storage").exists():
+                instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+            if instance is not None:
+                runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+                if runs:
+                    run = runs[0]
+                    break
+            subprocess.run(["sleep", "0.25"])
+        assert run is not None
+        assert run.tags["options_v4/pid"] == str(proc.pid) and run.tags["options_v4/host"]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED  # what Dagster leaves behind
+    assert "run_monitoring" in (home / "dagster.yaml").read_text()
+
+    p = subprocess.run([exe, "runs"], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert f"marked 1 abandoned run(s) of a killed options-v4 process failed: {run.run_id[:8]}" in " ".join(
+        p.stdout.split())
+    after = instance.get_run_by_id(run.run_id)
+    assert after.status == dg.DagsterRunStatus.FAILURE
+    failure = [e for e in instance.all_logs(run.run_id) if e.dagster_event
+               and e.dagster_event.event_type == dg.DagsterEventType.RUN_FAILURE]
+    assert failure and f"pid {proc.pid}" in failure[0].message
+
+    # a second start finds nothing more to mark; the live process of this test is never marked
+    p = subprocess.run([exe, "runs"], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and "abandoned" not in p.stdout
+
+
+def test_process_liveness_uses_the_start_token():
+    from options_v4_dagster.cli import _process_alive, _process_start_token
+
+    token = _process_start_token(os.getpid())
+    assert token and _process_alive(os.getpid(), token)
+    if token != "?":  # Linux: a reused pid with another start time is not the run's process
+        assert not _process_alive(os.getpid(), str(int(token) + 1))
+    assert not _process_alive(2 ** 22 + 12345, token)

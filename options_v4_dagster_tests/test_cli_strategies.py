@@ -103,9 +103,11 @@ def test_analyze_text_table_and_unknown_symbol(capsys, tmp_path, monkeypatch):
     assert cli_main(["analyze", "--symbol", "TCS", "--date", "2025-07-17", "--source", "simulated"]) == 0
     out = capsys.readouterr().out
     assert "TCS" in out and "conviction" in out
-    assert cli_main(["analyze", "--symbol", "NOSUCH", "--date", "2025-07-17", "--source", "simulated"]) != 0
-    out = capsys.readouterr().out
-    assert "NOSUCH" in out
+    assert "market data: simulated" in out  # the source of what is shown (issue 9 item 12)
+    # an unknown symbol is a bad argument (status 2, one line on stderr), not "could not be built"
+    assert cli_main(["analyze", "--symbol", "NIFTY,NOSUCH", "--date", "2025-07-17", "--source", "simulated"]) == 2
+    out, err = capsys.readouterr()
+    assert "NOSUCH" in err and "--symbol" in err and "could not be built" not in out + err
 
 
 def test_breakevens_are_sorted_and_finite(capsys, tmp_path, monkeypatch):

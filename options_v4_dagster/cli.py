@@ -430,19 +430,35 @@ def _iv_show(args) -> int:
                       "or a backfill first")
         return 2
     shown = hist.tail(args.days)
-    table = Table(title=f"{sym}: 30-day ATM IV (last {shown.height} of {hist.height} sessions)")
-    for col in ("session", "spot", "IV30 %", "near %", "skew25 pts", "RV20 %", "IV pct", "IV rank", "hist", "env"):
-        table.add_column(col, justify="left" if col in ("session", "env") else "right")
+    first, last = shown.get_column("trade_date").min(), shown.get_column("trade_date").max()
+    src_rows = wh.read("select trade_date, min(source) as source, count(distinct source) as n from fno_universe "
+                       "where trade_date between :a and :b group by trade_date", {"a": first, "b": last})
+    sources = {r["trade_date"]: (r["source"] if r["n"] == 1 else "mixed") for r in src_rows.iter_rows(named=True)}
+    dates = shown.get_column("trade_date").to_list()
+    gaps = {int(i) for i in iv_chart.gap_starts(dates)}
+    used = sorted({v for v in sources.values()}) or ["unknown"]
+    table = Table(title=f"{sym}: 30-day ATM IV (last {shown.height} of {hist.height} sessions), "
+                        f"market data: {', '.join(used)}")
+    for col in ("session", "spot", "IV30 %", "near %", "skew25 pts", "RV20 %", "IV pct", "IV rank", "hist", "env",
+                "source"):
+        table.add_column(col, justify="left" if col in ("session", "env", "source") else "right")
 
     def pct(v, scale=100.0, nd=2):
         return "" if v is None else f"{v * scale:.{nd}f}"
 
-    for r in shown.iter_rows(named=True):
+    for i, r in enumerate(shown.iter_rows(named=True)):
+        if i in gaps:
+            missing = len(calendar.sessions_between(dates[i - 1], dates[i])) - 2
+            table.add_row(f"[yellow]gap: {missing} sessions without data ({dates[i - 1]} .. {dates[i]})[/]",
+                          *[""] * 10)
         table.add_row(str(r["trade_date"]), pct(r["spot"], 1.0), pct(r["atm_iv_30d"]), pct(r["atm_iv_near"]),
                       pct(r["skew_25d"]), pct(r["rv_20"]), pct(r["iv_percentile"], 1.0, 1),
                       pct(r["iv_rank"], 1.0, 1), "" if r["history_days"] is None else str(r["history_days"]),
-                      r["iv_environment"] or (r["reason"] or "")[:40])
+                      r["iv_environment"] or (r["reason"] or "")[:40], sources.get(r["trade_date"], "unknown"))
     console.print(table)
+    if gaps:
+        console.print(f"{len(gaps)} gap(s) of more than {iv_chart.MAX_GAP_SESSIONS} sessions in the table; the chart "
+                      "breaks its lines there")
     path = iv_chart.write_iv_chart(sym, hist.with_columns(pl.col("trade_date").cast(pl.Date)), args.out)
     console.print(f"chart: {path}")
     return 0
@@ -673,14 +689,17 @@ def cmd_allocate(args) -> int:
         console.print("[red]error:[/] materializing portfolio_allocation failed (see the run in the Dagster UI)")
         return 1
     if args.json:
-        keep = ("trade_date", "capital", "capital_used", "cash_left", "deployment", "deployment_target",
+        out["market_data_source"] = session_source(wh, session)
+        keep = ("trade_date", "market_data_source", "capital", "capital_used", "cash_left", "deployment", "deployment_target",
                 "position_count", "positions", "tier_shares", "tier_targets", "industry_shares", "limits",
                 "expected_monthly_return", "expected_monthly_return_inr", "target_monthly_return",
                 "meets_return_target", "meets_deployment_target", "greeks", "market_state", "notes", "excluded")
         print(json.dumps({k: out[k] for k in keep if k in out}, indent=2, default=str))
         return 0
     s, pos = sa.result.summary, sa.result.positions
-    table = Table(title=f"allocation {session}: INR {args.capital:,.0f}, rules {sa.rules.state}")
+    source = session_source(wh, session)
+    table = Table(title=f"allocation {session}: INR {args.capital:,.0f}, rules {sa.rules.state}, "
+                        f"market data {source}")
     for col in ("symbol", "strategy", "tier", "industry", "view", "lots", "capital ₹", "weight", "Kelly",
                 "POP", "exp. return ₹/mo", "conviction"):
         table.add_column(col, justify="right" if col in ("lots", "capital ₹", "weight", "Kelly", "POP",
@@ -697,6 +716,8 @@ def cmd_allocate(args) -> int:
                   f"{s['expected_monthly_return_inr']:,.0f}) vs target {s['target_monthly_return']:.0%}; "
                   f"net delta {s['greeks']['delta']:,.0f}, theta {s['greeks']['theta']:,.0f}/day, "
                   f"vega {s['greeks']['vega']:,.0f}")
+    console.print(f"market data: {source} (the candidates of {session} were built from it; another source or "
+                  "session gives other positions)")
     for note in s["notes"]:
         console.print(f"  note: {note}")
     return 0

@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import shutil
+import socket
 import sys
 import time
 from pathlib import Path
@@ -23,10 +25,29 @@ from rich.console import Console
 from rich.table import Table
 
 from options_v4_dagster import calendar, config
-from options_v4_dagster.errors import ConfigError, OptionsV4Error
+from options_v4_dagster import universe as fno
+from options_v4_dagster.errors import ConfigError, DataError, OptionsV4Error, ProviderError
 
 # Tables stay readable when the output goes to a pipe or a file (rich would assume 80 columns).
 console = Console(highlight=False, width=max(shutil.get_terminal_size((140, 24)).columns, 100))
+
+
+#: The instance config the CLI writes (only into a dagster.yaml it wrote itself, recognised by this line).
+DAGSTER_YAML_MARK = "# Dagster instance written by options-v4"
+DAGSTER_YAML = f"""{DAGSTER_YAML_MARK} (delete this line to keep your own edits)
+# SQLite storage in this folder (Dagster's defaults).
+telemetry:
+  enabled: false
+# Runs launched by the daemon (`make dev`, schedules, the UI): a run whose worker process dies is
+# marked FAILURE by the daemon's run monitor. Runs of the options-v4 CLI execute in its own process;
+# the CLI marks its own abandoned runs failed at its next start (README: "A killed run").
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  max_resume_run_attempts: 0
+  poll_interval_seconds: 60
+"""
 
 
 def _ensure_dagster_home() -> Path:
@@ -37,58 +58,235 @@ def _ensure_dagster_home() -> Path:
         os.environ["DAGSTER_HOME"] = home
     path = Path(home).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
-    if not (path / "dagster.yaml").exists() and path != config.PROJECT_ROOT:
-        # Dagster's defaults (SQLite storage in this folder), stated so Dagster does not warn each run
-        (path / "dagster.yaml").write_text("# Dagster instance: SQLite storage in this folder (Dagster's defaults)\n"
-                                           "telemetry:\n  enabled: false\n")
+    yaml_path = path / "dagster.yaml"
+    if path != config.PROJECT_ROOT:
+        old = yaml_path.read_text() if yaml_path.exists() else None
+        ours = old is None or old.startswith(DAGSTER_YAML_MARK) or old.startswith(
+            "# Dagster instance: SQLite storage in this folder (Dagster's defaults)")  # written by earlier versions
+        if ours and old != DAGSTER_YAML:
+            yaml_path.write_text(DAGSTER_YAML)
     return path
 
 
-def _parse_date(value: str, flag: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{flag} {value!r} is not a date in YYYY-MM-DD form") from None
+# --- argument validators (argparse ``type=``): a bad value is one line naming the argument, status 2
 
 
-def parse_session(value: str | None) -> dt.date:
-    """A session date from the command line; ``None`` is the latest completed session."""
-    if value is None:
-        return calendar.latest_session()
+def last_partition(now: dt.datetime | None = None) -> dt.date:
+    """The last daily partition: today's session in IST (the partitions def has ``end_offset=1``), or the
+    latest session before today on a weekend or holiday. Later dates are in the future and have no data."""
+    today = (now or dt.datetime.now(calendar.IST)).astimezone(calendar.IST).date()
+    return calendar.previous_session(today, inclusive=True)
+
+
+def date_arg(value: str) -> dt.date:
     try:
-        d = dt.date.fromisoformat(value)
+        return dt.date.fromisoformat(value.strip())
     except ValueError:
-        raise ConfigError(f"--date {value!r} is not a date in YYYY-MM-DD form") from None
+        raise argparse.ArgumentTypeError(f"{value!r} is not a calendar date in YYYY-MM-DD form") from None
+
+
+def session_arg(value: str) -> dt.date:
+    """A session the pipeline has a partition for: a trading day from the first partition to the last."""
+    d = date_arg(value)
+    last = last_partition()
+    if d > last:
+        raise argparse.ArgumentTypeError(f"{d} is after the last partition {last} (today's session at the latest): "
+                                         "a future session has no market data")
     if not calendar.is_session(d):
         before, after = calendar.previous_session(d), calendar.next_session(d)
-        raise ConfigError(f"{d} ({d:%A}) is not an NSE trading session; the sessions around it are "
-                          f"{before} and {after}")
-    if d < dt.date.fromisoformat(config.partition_start()):
-        raise ConfigError(f"{d} is before the first partition {config.partition_start()} "
-                          "(set OPTIONS_V4_PARTITION_START to go further back)")
+        raise argparse.ArgumentTypeError(f"{d} ({d:%A}) is not an NSE trading session; the sessions around it are "
+                                         f"{before} and {after}")
+    start = config.partition_start()
+    if d < dt.date.fromisoformat(start):
+        raise argparse.ArgumentTypeError(f"{d} is before the first partition {start} "
+                                         "(set OPTIONS_V4_PARTITION_START to go further back)")
     return d
 
 
-def run_pipeline(session: dt.date, source: str | None = None, nse_dir: str | None = None,
-                 job_name: str = "daily_pipeline", raise_on_error: bool = False, log_level: str = "INFO"):
-    """Execute the daily job for one session in-process against the configured instance."""
+def positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} must be at least 1")
+    return n
+
+
+def capital_arg(value: str) -> float:
+    try:
+        x = float(value.replace(",", "").replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"capital {value!r} is not a number of rupees") from None
+    if not math.isfinite(x) or x <= 0:
+        raise argparse.ArgumentTypeError(f"capital {value!r} must be a positive number of rupees")
+    return x
+
+
+def symbol_arg(value: str) -> str:
+    sym = value.strip().upper()
+    try:
+        fno.get(sym)
+    except DataError:
+        raise argparse.ArgumentTypeError(f"{sym or value!r} is not an underlying in the F&O universe "
+                                         "(options_v4_dagster/reference/fno_universe.csv)") from None
+    return sym
+
+
+def symbols_arg(value: str) -> list[str]:
+    syms = [s.strip().upper() for s in value.split(",") if s.strip()]
+    if not syms:
+        raise argparse.ArgumentTypeError(f"{value!r} names no symbol")
+    unknown = [s for s in syms if s not in set(fno.symbols())]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not in the "
+                                         "F&O universe (options_v4_dagster/reference/fno_universe.csv)")
+    return list(dict.fromkeys(syms))
+
+
+def existing_dir(value: str) -> str:
+    if not Path(value).expanduser().is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is not a folder")
+    return value
+
+
+def existing_file(value: str) -> str:
+    if not Path(value).expanduser().is_file():
+        raise argparse.ArgumentTypeError(f"{value} is not a file")
+    return value
+
+
+def parse_session(value: str | dt.date | None) -> dt.date:
+    """A session date from the command line; ``None`` is the latest completed session."""
+    if value is None:
+        return calendar.latest_session()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return session_arg(value)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(f"--date: {exc}") from None
+
+
+def check_database() -> str:
+    """Connect once to the warehouse named by ``DATABASE_URL``: a clear :class:`ConfigError` naming the
+    variable and host:port (never the password) instead of SQLAlchemy's traceback. Returns the location."""
+    import sqlalchemy as sa
+
+    url = config.database_url()
+    where = config.database_location(url)
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.DBAPIError as exc:
+        lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines() or [type(exc).__name__]
+        reason = lines[0]
+        password = engine.url.password
+        if password:
+            reason = reason.replace(str(password), "***")
+        raise ConfigError(f"DATABASE_URL: cannot connect to the warehouse at {where}: {reason}") from None
+    finally:
+        engine.dispose()
+    return where
+
+
+# --- runs of this CLI: tagged with the process that executes them, so an abandoned one can be found
+
+TAG_CLI, TAG_PID, TAG_HOST, TAG_TOKEN = "options_v4/cli", "options_v4/pid", "options_v4/host", "options_v4/start_token"
+
+
+def _process_start_token(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux ``/proc/PID/stat`` field 22): with the pid
+    it names one process, even after the pid is reused. None when the process does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc on this system: fall back to "the pid exists"
+        return "?" if _pid_exists(pid) else None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cli_run_tags(command: str) -> dict[str, str]:
+    pid = os.getpid()
+    return {TAG_CLI: command, TAG_PID: str(pid), TAG_HOST: socket.gethostname(),
+            TAG_TOKEN: _process_start_token(pid) or "?"}
+
+
+def _process_alive(pid: int, token: str) -> bool:
+    now = _process_start_token(pid)
+    if now is None:
+        return False
+    return token in ("?", "") or now in ("?", token)
+
+
+def fail_abandoned_runs(instance) -> list[str]:
+    """Mark FAILURE this host's CLI runs still STARTING/STARTED whose process is gone (killed, crashed,
+    machine rebooted). Returns the ids marked. Runs of other hosts and live processes are left alone."""
     import dagster as dg
 
-    from options_v4_dagster.definitions import build_defs
+    host = socket.gethostname()
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED,
+                                                             dg.DagsterRunStatus.STARTING],
+                                                   tags={TAG_HOST: host}))
+    marked = []
+    for run in runs:
+        tags = run.tags
+        try:
+            pid = int(tags.get(TAG_PID, ""))
+        except ValueError:
+            continue
+        if pid == os.getpid() or _process_alive(pid, tags.get(TAG_TOKEN, "")):
+            continue
+        instance.report_run_failed(run, message=f"abandoned: the options-v4 process (pid {pid} on {host}) that ran "
+                                                f"it is gone (killed or crashed); marked failed by options-v4 "
+                                                f"pid {os.getpid()} at its start")
+        marked.append(run.run_id)
+    return marked
+
+
+def _instance():
+    """The Dagster instance of DAGSTER_HOME, after marking this CLI's abandoned runs failed (one line)."""
+    import dagster as dg
 
     _ensure_dagster_home()
+    instance = dg.DagsterInstance.get()
+    marked = fail_abandoned_runs(instance)
+    if marked:
+        console.print(f"marked {len(marked)} abandoned run(s) of a killed options-v4 process failed: "
+                      + ", ".join(r[:8] for r in marked))
+    return instance
+
+
+def run_pipeline(session: dt.date, source: str | None = None, nse_dir: str | None = None,
+                 job_name: str = "daily_pipeline", raise_on_error: bool = False, log_level: str = "INFO",
+                 instance=None):
+    """Execute the daily job for one session in-process against the configured instance."""
+    from options_v4_dagster.definitions import build_defs
+
+    instance = instance or _instance()
     src = config.market_source(source)
     market_cfg: dict = {"source": src}
     if nse_dir:
         market_cfg["nse_data_dir"] = str(Path(nse_dir).expanduser().resolve())
     job = build_defs().resolve_job_def(job_name)
-    instance = dg.DagsterInstance.get()
     return job.execute_in_process(
         partition_key=session.isoformat(),
         instance=instance,
         run_config={"resources": {"market_data": {"config": market_cfg}},
                     "loggers": {"console": {"config": {"log_level": log_level}}}},
-        tags={"options_v4/cli": "run", "options_v4/source": src},
+        tags={**cli_run_tags("run"), "options_v4/source": src},
         raise_on_error=raise_on_error,
     ), instance
 
@@ -143,11 +341,62 @@ def cmd_run(args) -> int:
     home = _ensure_dagster_home()
     from options_v4_dagster.store import Warehouse
 
+    wh = Warehouse.from_env()
     console.print(f"options-v4 run: session [bold]{session}[/], source [bold]{src}[/], "
-                  f"warehouse {Warehouse.from_env().describe()}, DAGSTER_HOME {home}")
+                  f"warehouse {wh.describe()}, DAGSTER_HOME {home}")
     t0 = time.perf_counter()
     result, instance = run_pipeline(session, src, args.nse_dir)
-    return _summarize(result, instance, time.perf_counter() - t0)
+    code = _summarize(result, instance, time.perf_counter() - t0)
+    trader_summary(wh, session)
+    return code
+
+
+def session_source(wh, session: dt.date) -> str:
+    """The market-data source of a stored session (fno_universe, else option_chain_data): one name,
+    ``"mixed: a, b"`` if rows of two sources are stored, or ``"unknown (...)"`` when nothing is stored."""
+    for table in ("fno_universe", "option_chain_data"):
+        rows = wh.read(f"select distinct source from {table} where trade_date = :d", {"d": session})
+        names = sorted(str(x) for x in rows.get_column("source").to_list()) if rows.height else []
+        if names:
+            return names[0] if len(names) == 1 else "mixed: " + ", ".join(names)
+    return "unknown (no market data stored for the session)"
+
+
+def trader_summary(wh, session: dt.date) -> None:
+    """What a trader wants after `options-v4 run`: the proposed positions, deployment, the expected monthly
+    return against the target, the data source and where to look next (read back from the warehouse)."""
+    source = session_source(wh, session)
+    pos = wh.read("select symbol, strategy_name, lots, capital_used, pop, expected_value, expected_return, capital "
+                  "from portfolio_allocation where trade_date = :d order by capital_used desc, symbol", {"d": session})
+    summ = wh.read("select capital, capital_used, deployment, positions, expected_monthly_return, "
+                   "target_monthly_return, market_state from portfolio_allocation_summary where trade_date = :d",
+                   {"d": session})
+    if summ.height == 0:
+        console.print(f"no allocation is stored for {session} (market data: {source}): see the failed steps above; "
+                      f"`make dev` shows the run in the Dagster UI")
+        return
+    s = summ.row(0, named=True)
+    table = Table(title=f"proposed positions {session}: capital INR {s['capital']:,.0f}, market data {source}, "
+                        f"market state {s['market_state'] or 'n/a'}")
+    for col in ("symbol", "strategy", "lots", "capital ₹", "POP", "EV ₹", "exp. return ₹/mo"):
+        table.add_column(col, justify="left" if col in ("symbol", "strategy") else "right")
+    for r in pos.iter_rows(named=True):
+        table.add_row(r["symbol"], r["strategy_name"], str(r["lots"]), f"{r['capital_used']:,.0f}",
+                      "" if r["pop"] is None else f"{r['pop']:.0%}",
+                      "" if r["expected_value"] is None else f"{r['expected_value']:,.0f}",
+                      "" if r["expected_return"] is None else f"{r['expected_return']:,.0f}")
+    console.print(table)
+    emr, target = s["expected_monthly_return"], s["target_monthly_return"]
+    verdict = ""
+    if emr is not None and target is not None:
+        verdict = " (meets the target)" if emr >= target else " (below the target)"
+    console.print(f"{s['positions']} positions; deployed INR {s['capital_used']:,.0f} = {s['deployment']:.1%} of "
+                  f"INR {s['capital']:,.0f}; expected monthly return "
+                  f"{'n/a' if emr is None else f'{emr:.2%}'} vs target "
+                  f"{'n/a' if target is None else f'{target:.0%}'}{verdict}; market data: {source}")
+    console.print(f"next: `make dev` (Dagster UI, http://127.0.0.1:3000: asset pages, charts, checks); "
+                  f"`options-v4 allocate <capital> --date {session}` (another capital); "
+                  f"`options-v4 analyze --symbol NIFTY --date {session}`")
 
 
 def cmd_iv(args) -> int:
@@ -155,7 +404,6 @@ def cmd_iv(args) -> int:
         return _iv_show(args)
     session = parse_session(args.date)
     job = "iv_collection" if args.iv_command == "collect" else "iv_analysis"
-    _ensure_dagster_home()
     console.print(f"options-v4 iv {args.iv_command}: session [bold]{session}[/] (job {job})")
     t0 = time.perf_counter()
     result, instance = run_pipeline(session, getattr(args, "source", None), getattr(args, "nse_dir", None),
@@ -182,19 +430,35 @@ def _iv_show(args) -> int:
                       "or a backfill first")
         return 2
     shown = hist.tail(args.days)
-    table = Table(title=f"{sym}: 30-day ATM IV (last {shown.height} of {hist.height} sessions)")
-    for col in ("session", "spot", "IV30 %", "near %", "skew25 pts", "RV20 %", "IV pct", "IV rank", "hist", "env"):
-        table.add_column(col, justify="left" if col in ("session", "env") else "right")
+    first, last = shown.get_column("trade_date").min(), shown.get_column("trade_date").max()
+    src_rows = wh.read("select trade_date, min(source) as source, count(distinct source) as n from fno_universe "
+                       "where trade_date between :a and :b group by trade_date", {"a": first, "b": last})
+    sources = {r["trade_date"]: (r["source"] if r["n"] == 1 else "mixed") for r in src_rows.iter_rows(named=True)}
+    dates = shown.get_column("trade_date").to_list()
+    gaps = {int(i) for i in iv_chart.gap_starts(dates)}
+    used = sorted({v for v in sources.values()}) or ["unknown"]
+    table = Table(title=f"{sym}: 30-day ATM IV (last {shown.height} of {hist.height} sessions), "
+                        f"market data: {', '.join(used)}")
+    for col in ("session", "spot", "IV30 %", "near %", "skew25 pts", "RV20 %", "IV pct", "IV rank", "hist", "env",
+                "source"):
+        table.add_column(col, justify="left" if col in ("session", "env", "source") else "right")
 
     def pct(v, scale=100.0, nd=2):
         return "" if v is None else f"{v * scale:.{nd}f}"
 
-    for r in shown.iter_rows(named=True):
+    for i, r in enumerate(shown.iter_rows(named=True)):
+        if i in gaps:
+            missing = len(calendar.sessions_between(dates[i - 1], dates[i])) - 2
+            table.add_row(f"[yellow]gap: {missing} sessions without data ({dates[i - 1]} .. {dates[i]})[/]",
+                          *[""] * 10)
         table.add_row(str(r["trade_date"]), pct(r["spot"], 1.0), pct(r["atm_iv_30d"]), pct(r["atm_iv_near"]),
                       pct(r["skew_25d"]), pct(r["rv_20"]), pct(r["iv_percentile"], 1.0, 1),
                       pct(r["iv_rank"], 1.0, 1), "" if r["history_days"] is None else str(r["history_days"]),
-                      r["iv_environment"] or (r["reason"] or "")[:40])
+                      r["iv_environment"] or (r["reason"] or "")[:40], sources.get(r["trade_date"], "unknown"))
     console.print(table)
+    if gaps:
+        console.print(f"{len(gaps)} gap(s) of more than {iv_chart.MAX_GAP_SESSIONS} sessions in the table; the chart "
+                      "breaks its lines there")
     path = iv_chart.write_iv_chart(sym, hist.with_columns(pl.col("trade_date").cast(pl.Date)), args.out)
     console.print(f"chart: {path}")
     if hist.get_column("atm_iv_30d").is_not_null().sum() >= 2:  # static PNG beside the HTML
@@ -205,7 +469,12 @@ def _iv_show(args) -> int:
 
 
 def cmd_backfill(args) -> int:
-    start, end = _parse_date(args.start, "--start"), _parse_date(args.end, "--end")
+    start, end = args.start, args.end
+    if start > end:
+        raise ConfigError(f"--start {start} is after --end {end}")
+    if end > last_partition():
+        raise ConfigError(f"--end {end} is after the last partition {last_partition()}: "
+                          "a future session has no market data")
     sessions = calendar.sessions_between(max(start, dt.date.fromisoformat(config.partition_start())), end)
     if not sessions:
         raise ConfigError(f"no NSE sessions between {start} and {end}")
@@ -214,9 +483,11 @@ def cmd_backfill(args) -> int:
                   f"source {config.market_source(args.source)} (in order, one Dagster run per session)")
     t0 = time.perf_counter()
     failed, missing = [], []
+    instance = _instance()
     for i, d in enumerate(sessions, 1):
         t = time.perf_counter()
-        result, instance = run_pipeline(d, args.source, args.nse_dir, job_name=job, log_level="WARNING")
+        result, instance = run_pipeline(d, args.source, args.nse_dir, job_name=job, log_level="WARNING",
+                                        instance=instance)
         ok = result.success
         if not ok:
             failed.append(d)
@@ -277,8 +548,9 @@ def analysis_rows(symbols: list[str] | None, session: dt.date, source: str | Non
                   nse_dir: str | None = None, top: int = 3) -> tuple[list[dict], list]:
     """Candidates for symbols on a session straight from the market-data provider (no Dagster run)."""
     import polars as pl
+    import sqlalchemy as sa
 
-    from options_v4_dagster import universe as fno
+    from options_v4_dagster.errors import DataUnavailable
     from options_v4_dagster.market import get_provider
     from options_v4_dagster.quant import surface
     from options_v4_dagster.store import Warehouse
@@ -299,8 +571,9 @@ def analysis_rows(symbols: list[str] | None, session: dt.date, source: str | Non
     for sym in served:
         try:
             bars.append(provider.daily_bars(sym, session - dt.timedelta(days=400), session))
-        except Exception as exc:  # noqa: BLE001 - recorded: the direction is then NEUTRAL with a reason
-            failures.append(pipeline.Failure(sym, "daily_bars", str(exc), kind="missing"))
+        except (DataError, ProviderError) as exc:  # recorded: the direction is then NEUTRAL with a reason
+            failures.append(pipeline.Failure(sym, "daily_bars", str(exc),
+                                             kind="missing" if isinstance(exc, DataUnavailable) else "error"))
     summary = surface.iv_summary(iv)
     bars_frame = pl.concat(bars) if bars else pl.DataFrame()
     rv = {}
@@ -312,7 +585,7 @@ def analysis_rows(symbols: list[str] | None, session: dt.date, source: str | Non
         env = Warehouse.from_env().read("select symbol, iv_environment from iv_percentiles where trade_date = :d",
                                         {"d": session})
         stored_env = {r["symbol"]: r["iv_environment"] for r in env.iter_rows(named=True) if r["iv_environment"]}
-    except Exception:  # noqa: BLE001 - no warehouse yet: IV/RV stands in
+    except sa.exc.SQLAlchemyError:  # no warehouse tables yet: IV/RV stands in
         pass
     for r in summary.iter_rows(named=True):
         v = rv.get(r["symbol"])
@@ -350,14 +623,15 @@ def analysis_rows(symbols: list[str] | None, session: dt.date, source: str | Non
 
 def cmd_analyze(args) -> int:
     session = parse_session(args.date)
-    symbols = [s.strip().upper() for s in args.symbol.split(",")] if args.symbol else None
+    symbols = args.symbol
     if symbols is None and not args.universe:
         symbols = ["NIFTY"]
-    rows, failures = analysis_rows(symbols, session, args.source, args.risk, args.all, args.nse_dir, args.top)
+    src = config.market_source(args.source)
+    rows, failures = analysis_rows(symbols, session, src, args.risk, args.all, args.nse_dir, args.top)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0 if rows else 1
-    table = Table(title=f"strategy candidates {session} ({args.risk})")
+    table = Table(title=f"strategy candidates {session} ({args.risk}), market data: {src}")
     for col in ("symbol", "#", "strategy", "net prem ₹", "max profit ₹", "max loss ₹", "breakevens", "POP",
                 "EV ₹", "margin ₹", "score", "conviction"):
         table.add_column(col, justify="left" if col in ("symbol", "strategy", "breakevens", "conviction") else "right")
@@ -390,14 +664,14 @@ def _save_allocation(session: dt.date, capital: float, risk: str | None, rules: 
 
     from options_v4_dagster.definitions import build_defs
 
-    _ensure_dagster_home()
+    instance = _instance()
     job = build_defs().resolve_job_def("daily_pipeline")
     op_cfg = {"capital": float(capital), "risk_tolerance": risk or "", "market_conditions_file": rules or ""}
     result = job.execute_in_process(
-        partition_key=session.isoformat(), instance=dg.DagsterInstance.get(),
+        partition_key=session.isoformat(), instance=instance,
         asset_selection=[dg.AssetKey("portfolio_allocation")],
         run_config={"ops": {"portfolio_allocation": {"config": op_cfg}}},
-        tags={"options_v4/cli": "allocate"}, raise_on_error=False)
+        tags=cli_run_tags("allocate"), raise_on_error=False)
     return result.success
 
 
@@ -419,14 +693,17 @@ def cmd_allocate(args) -> int:
         console.print("[red]error:[/] materializing portfolio_allocation failed (see the run in the Dagster UI)")
         return 1
     if args.json:
-        keep = ("trade_date", "capital", "capital_used", "cash_left", "deployment", "deployment_target",
+        out["market_data_source"] = session_source(wh, session)
+        keep = ("trade_date", "market_data_source", "capital", "capital_used", "cash_left", "deployment", "deployment_target",
                 "position_count", "positions", "tier_shares", "tier_targets", "industry_shares", "limits",
                 "expected_monthly_return", "expected_monthly_return_inr", "target_monthly_return",
                 "meets_return_target", "meets_deployment_target", "greeks", "market_state", "notes", "excluded")
         print(json.dumps({k: out[k] for k in keep if k in out}, indent=2, default=str))
         return 0
     s, pos = sa.result.summary, sa.result.positions
-    table = Table(title=f"allocation {session}: INR {args.capital:,.0f}, rules {sa.rules.state}")
+    source = session_source(wh, session)
+    table = Table(title=f"allocation {session}: INR {args.capital:,.0f}, rules {sa.rules.state}, "
+                        f"market data {source}")
     for col in ("symbol", "strategy", "tier", "industry", "view", "lots", "capital ₹", "weight", "Kelly",
                 "POP", "exp. return ₹/mo", "conviction"):
         table.add_column(col, justify="right" if col in ("lots", "capital ₹", "weight", "Kelly", "POP",
@@ -443,6 +720,8 @@ def cmd_allocate(args) -> int:
                   f"{s['expected_monthly_return_inr']:,.0f}) vs target {s['target_monthly_return']:.0%}; "
                   f"net delta {s['greeks']['delta']:,.0f}, theta {s['greeks']['theta']:,.0f}/day, "
                   f"vega {s['greeks']['vega']:,.0f}")
+    console.print(f"market data: {source} (the candidates of {session} were built from it; another source or "
+                  "session gives other positions)")
     for note in s["notes"]:
         console.print(f"  note: {note}")
     return 0
@@ -479,23 +758,53 @@ def cmd_industries(args) -> int:
     return 0
 
 
+def cmd_runs(args) -> int:
+    """The latest Dagster runs of the instance, after marking this CLI's abandoned runs failed."""
+    instance = _instance()
+    records = instance.get_run_records(limit=args.limit)
+    table = Table(title=f"latest {len(records)} runs in {os.environ['DAGSTER_HOME']}")
+    for col in ("run", "job", "partition", "status", "started (UTC)", "by"):
+        table.add_column(col)
+    for rec in records:
+        run = rec.dagster_run
+        start = dt.datetime.fromtimestamp(rec.start_time, dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if rec.start_time else ""
+        by = run.tags.get(TAG_CLI)
+        table.add_row(run.run_id[:8], run.job_name, run.tags.get("dagster/partition", ""), run.status.value, start,
+                      f"options-v4 {by} (pid {run.tags.get(TAG_PID)})" if by else "Dagster UI / daemon")
+    console.print(table)
+    return 0
+
+
 def cmd_sessions(args) -> int:
-    end = dt.date.fromisoformat(args.end) if args.end else calendar.latest_session()
-    start = dt.date.fromisoformat(args.start) if args.start else end - dt.timedelta(days=14)
+    end = args.end or calendar.latest_session()
+    start = args.start or end - dt.timedelta(days=14)
+    if start > end:
+        raise ConfigError(f"--start {start} is after --end {end}")
     for d in calendar.sessions_between(start, end):
         console.print(d.isoformat())
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one line on stderr (no usage block), status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+DATE_HELP = "session YYYY-MM-DD (default: the latest completed session)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="options-v4", description="Options V4 on Dagster (NSE F&O options).")
+    p = OneLineParser(prog="options-v4", description="Options V4 on Dagster (NSE F&O options).")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="materialize the daily pipeline for one session through Dagster")
-    r.add_argument("--date", help="session YYYY-MM-DD (default: the latest completed session)")
+    r.add_argument("--date", type=session_arg, help=DATE_HELP)
     r.add_argument("--source", choices=config.MARKET_SOURCES[:3],
                    help="market data (default: OPTIONS_V4_MARKET_DATA or simulated)")
-    r.add_argument("--nse-dir", help="folder of NSE files for --source nse_files (OPTIONS_V4_NSE_DATA_DIR)")
+    r.add_argument("--nse-dir", type=existing_dir,
+                   help="folder of NSE files for --source nse_files (OPTIONS_V4_NSE_DATA_DIR)")
     r.set_defaults(func=cmd_run)
 
     iv = sub.add_parser("iv", help="implied-volatility collection, analysis and history")
@@ -503,22 +812,22 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("collect", "collect the session's chains and compute IVs through iv_percentiles"),
                        ("analyze", "recompute option_greeks, iv_history and iv_percentiles from stored chains")):
         c = ivs.add_parser(name, help=text)
-        c.add_argument("--date", help="session YYYY-MM-DD (default: the latest completed session)")
+        c.add_argument("--date", type=session_arg, help=DATE_HELP)
         if name == "collect":
             c.add_argument("--source", choices=config.MARKET_SOURCES[:3])
-            c.add_argument("--nse-dir")
+            c.add_argument("--nse-dir", type=existing_dir)
     show = ivs.add_parser("show", help="a symbol's IV history as a table and a chart file")
-    show.add_argument("symbol")
-    show.add_argument("--days", type=int, default=30, help="sessions shown in the table (default 30)")
+    show.add_argument("symbol", type=symbol_arg)
+    show.add_argument("--days", type=positive_int, default=30, help="sessions shown in the table (default 30)")
     show.add_argument("--out", help="chart file (.html); default .data/charts/iv_SYMBOL.html")
     iv.set_defaults(func=cmd_iv)
 
     b = sub.add_parser("backfill", help="materialize a range of sessions in order, one Dagster run each")
-    b.add_argument("--start", required=True)
-    b.add_argument("--end", required=True)
+    b.add_argument("--start", required=True, type=date_arg)
+    b.add_argument("--end", required=True, type=date_arg)
     b.add_argument("--job", default="daily_pipeline", choices=("daily_pipeline", "iv_collection"))
     b.add_argument("--source", choices=config.MARKET_SOURCES[:3])
-    b.add_argument("--nse-dir")
+    b.add_argument("--nse-dir", type=existing_dir)
     b.set_defaults(func=cmd_backfill)
 
     st = sub.add_parser("strategies", help="list the strategy catalogue")
@@ -526,47 +835,73 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(func=cmd_strategies)
 
     an = sub.add_parser("analyze", help="best strategy candidates per symbol (from the market-data source)")
-    an.add_argument("--symbol", help="one symbol or a comma-separated list (default NIFTY)")
+    an.add_argument("--symbol", type=symbols_arg, help="one symbol or a comma-separated list (default NIFTY)")
     an.add_argument("--universe", action="store_true", help="every underlying the source serves that day")
-    an.add_argument("--date", help="session YYYY-MM-DD (default: the latest completed session)")
+    an.add_argument("--date", type=session_arg, help=DATE_HELP + "; the same sessions as `run`")
     an.add_argument("--risk", default="moderate", choices=("conservative", "moderate", "aggressive"))
     an.add_argument("--source", choices=config.MARKET_SOURCES[:3])
-    an.add_argument("--nse-dir")
+    an.add_argument("--nse-dir", type=existing_dir)
     an.add_argument("--all", action="store_true", help="every catalogue strategy that can be built")
-    an.add_argument("--top", type=int, default=3, help="candidates per symbol (default 3)")
+    an.add_argument("--top", type=positive_int, default=3, help="candidates per symbol (default 3)")
     an.add_argument("--json", action="store_true")
     an.set_defaults(func=cmd_analyze)
 
     al = sub.add_parser("allocate", help="allocate capital over a session's stored strategy candidates")
-    al.add_argument("capital", type=float, help="INR, e.g. 1500000")
-    al.add_argument("--date", help="session YYYY-MM-DD (default: the latest session with candidates)")
+    al.add_argument("capital", type=capital_arg, help="INR, e.g. 1500000")
+    al.add_argument("--date", type=session_arg, help="session YYYY-MM-DD (default: the latest session with candidates)")
     al.add_argument("--risk", choices=("conservative", "moderate", "aggressive"),
                     help="which stored candidates (default: those of the session's run)")
-    al.add_argument("--rules", help="a market_conditions.yaml (default: the packaged one)")
+    al.add_argument("--rules", type=existing_file, help="a market_conditions.yaml (default: the packaged one)")
     al.add_argument("--save", action="store_true", help="also materialize portfolio_allocation with this capital")
     al.add_argument("--json", action="store_true")
     al.set_defaults(func=cmd_allocate)
 
     ind = sub.add_parser("industries", help="show, import (CSV/YAML) or reset the industry weights and views")
     ind.add_argument("action", nargs="?", default="show", choices=("show", "import", "reset"))
-    ind.add_argument("file", nargs="?")
+    ind.add_argument("file", nargs="?", type=existing_file)
     ind.add_argument("--json", action="store_true")
     ind.set_defaults(func=cmd_industries)
 
+    rn = sub.add_parser("runs", help="the latest Dagster runs; marks runs of killed options-v4 processes failed")
+    rn.add_argument("--limit", type=positive_int, default=10)
+    rn.set_defaults(func=cmd_runs)
+
     s = sub.add_parser("sessions", help="list NSE trading sessions")
-    s.add_argument("--start")
-    s.add_argument("--end")
+    s.add_argument("--start", type=date_arg)
+    s.add_argument("--end", type=date_arg)
     s.set_defaults(func=cmd_sessions)
     return p
 
 
+#: Commands that read or write the warehouse: DATABASE_URL is checked (one connection) before they start.
+USES_WAREHOUSE = frozenset({"run", "iv", "backfill", "analyze", "allocate", "industries"})
+#: Commands that read market data: OPTIONS_V4_MARKET_DATA is checked when --source is not given.
+USES_MARKET = frozenset({"run", "iv", "backfill", "analyze"})
+
+
+def _fail(prog: str, message: str) -> int:
+    print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Exit status 0 success, 1 a run or analysis that failed, 2 a bad argument or setting (one line on stderr).
+
+    Only the project's typed errors are turned into that line; anything else is a bug and keeps its traceback."""
+    prog = "options-v4"
     try:
+        args = build_parser().parse_args(argv)
+        prog = f"options-v4 {args.command}"
+        config.partition_start()
+        if args.command in USES_MARKET and getattr(args, "iv_command", None) != "show":
+            config.market_source(getattr(args, "source", None))
+        if args.command in USES_WAREHOUSE:
+            check_database()
         return int(args.func(args) or 0)
+    except SystemExit as exc:  # argparse: --help (0) or a bad argument (2, its one line already printed)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except OptionsV4Error as exc:
-        console.print(f"[red]error:[/] {exc}")
-        return 2
+        return _fail(prog, str(exc))
 
 
 if __name__ == "__main__":

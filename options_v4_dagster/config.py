@@ -6,6 +6,7 @@ are never read here for logging: resources take them through ``dg.EnvVar``.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -29,8 +30,20 @@ def home_dir() -> Path:
     return Path.home() / ".options_v4"
 
 
+#: Warehouse back-ends (store/warehouse.py is written for these two).
+DATABASE_BACKENDS = ("postgresql", "sqlite")
+#: Seconds to wait for a PostgreSQL connection (libpq ``connect_timeout``) unless the URL sets one.
+DEFAULT_DB_CONNECT_TIMEOUT = 5
+
+
 def database_url() -> str:
-    """Warehouse URL: ``DATABASE_URL`` or a SQLite file under :func:`home_dir`."""
+    """Warehouse URL: ``DATABASE_URL`` or a SQLite file under :func:`home_dir`.
+
+    ``DATABASE_URL`` is checked here: not a URL, or a back-end other than PostgreSQL/SQLite, is a
+    :class:`ConfigError` naming the variable (never its password). A PostgreSQL URL without a
+    ``connect_timeout`` gets :data:`DEFAULT_DB_CONNECT_TIMEOUT` seconds, so an unreachable host fails
+    in seconds instead of waiting for the operating system's TCP timeout.
+    """
     url = os.environ.get("DATABASE_URL", "").strip()
     if url:
         # Supabase and Heroku hand out postgres:// URLs; SQLAlchemy wants a driver name.
@@ -38,10 +51,42 @@ def database_url() -> str:
             url = "postgresql+psycopg://" + url[len("postgres://"):]
         elif url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://"):]
-        return url
+        return _checked_database_url(url)
     path = home_dir() / "options_v4.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
+
+
+def _checked_database_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise ConfigError("DATABASE_URL is not a database URL (expected e.g. "
+                          "postgresql://user:password@host:5432/dbname or sqlite:////path/to/file.db)") from None
+    backend = parsed.get_backend_name()
+    if backend not in DATABASE_BACKENDS:
+        raise ConfigError(f"DATABASE_URL names a {parsed.drivername!r} database; the warehouse runs on "
+                          f"{' or '.join(DATABASE_BACKENDS)} (postgresql://... or sqlite:///...)")
+    if backend == "postgresql":
+        if parsed.get_driver_name() not in ("psycopg", "psycopg2"):
+            raise ConfigError(f"DATABASE_URL driver {parsed.drivername!r} is not installed; use postgresql://")
+        if "connect_timeout" not in parsed.query:
+            parsed = parsed.update_query_dict({"connect_timeout": str(DEFAULT_DB_CONNECT_TIMEOUT)})
+        return parsed.render_as_string(hide_password=False)
+    return url
+
+
+def database_location(url: str | None = None) -> str:
+    """Where the warehouse is, safe to print: ``host:port/dbname`` or the SQLite path (no password)."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url or database_url())
+    if u.get_backend_name() == "sqlite":
+        return f"sqlite file {u.database or ':memory:'}"
+    return f"{u.host or 'localhost'}:{u.port or 5432}/{u.database or ''}"
 
 
 def market_source(override: str | None = None) -> str:
@@ -63,4 +108,39 @@ def nse_data_dir(override: str | None = None) -> Path:
 
 
 def partition_start() -> str:
-    return os.environ.get("OPTIONS_V4_PARTITION_START", DEFAULT_PARTITION_START)
+    raw = os.environ.get("OPTIONS_V4_PARTITION_START", "").strip() or DEFAULT_PARTITION_START
+    try:
+        dt.date.fromisoformat(raw)
+    except ValueError:
+        raise ConfigError(f"OPTIONS_V4_PARTITION_START={raw!r} is not a date in YYYY-MM-DD form") from None
+    return raw
+
+
+def _env_number(var: str, default: float, *, minimum: float, integer: bool = False) -> float:
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not {'an integer' if integer else 'a number'}") from None
+    if not value >= minimum:  # also refuses NaN
+        raise ConfigError(f"{var}={raw!r} must be at least {minimum}")
+    return value
+
+
+def dhan_settings() -> dict:
+    """Dhan transport settings from the environment (defaults in brackets):
+
+    - ``DHAN_CIRCUIT_FAILURES`` [4]: consecutive connection failures (refused, reset, timed out)
+      after which the provider fails fast for :envvar:`DHAN_CIRCUIT_RESET_SECONDS` [600];
+    - ``DHAN_TIMEOUT_SECONDS`` [10]: read timeout of one HTTP request; ``DHAN_CONNECT_TIMEOUT_SECONDS`` [3];
+    - ``DHAN_CALL_TIMEOUT_SECONDS`` [25]: budget of one call, retries included.
+    """
+    return {
+        "circuit_failures": int(_env_number("DHAN_CIRCUIT_FAILURES", 4, minimum=1, integer=True)),
+        "circuit_reset": _env_number("DHAN_CIRCUIT_RESET_SECONDS", 600.0, minimum=0.0),
+        "timeout": _env_number("DHAN_TIMEOUT_SECONDS", 10.0, minimum=0.01),
+        "connect_timeout": _env_number("DHAN_CONNECT_TIMEOUT_SECONDS", 3.0, minimum=0.01),
+        "call_timeout": _env_number("DHAN_CALL_TIMEOUT_SECONDS", 25.0, minimum=0.01),
+    }

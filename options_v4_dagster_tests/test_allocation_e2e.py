@@ -121,12 +121,12 @@ def test_save_materializes_the_allocation_with_the_given_capital(env, capsys):
 
 def test_small_capital_and_missing_candidates_exit_non_zero(env, capsys):
     assert cli_main(["allocate", "1000", "--date", D.isoformat()]) != 0
-    out = capsys.readouterr().out.lower()
+    out = capsys.readouterr().err.lower()  # errors: one line on stderr (issue 9 item 10)
     assert "capital" in out and ("lot" in out or "margin" in out)
     assert cli_main(["allocate", "1000"]) != 0  # latest session with candidates
     capsys.readouterr()
     assert cli_main(["allocate", str(CAPITAL), "--date", "2025-07-18"]) != 0
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "no strategy candidates" in out and "2025-07-18" in out
 
 
@@ -162,7 +162,7 @@ def test_industry_import_changes_the_allocation(env, capsys, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("industry,weight,position_type\nPower,lots,LONG\n")
     assert cli_main(["industries", "import", str(bad)]) != 0
-    assert "row 2" in capsys.readouterr().out
+    assert "row 2" in capsys.readouterr().err
     assert wh.read("select count(*) from industry_allocations_current").item() == ind.height
     assert cli_main(["industries", "reset"]) == 0
     capsys.readouterr()

@@ -103,9 +103,11 @@ def test_analyze_text_table_and_unknown_symbol(capsys, tmp_path, monkeypatch):
     assert cli_main(["analyze", "--symbol", "TCS", "--date", "2025-07-17", "--source", "simulated"]) == 0
     out = capsys.readouterr().out
     assert "TCS" in out and "conviction" in out
-    assert cli_main(["analyze", "--symbol", "NOSUCH", "--date", "2025-07-17", "--source", "simulated"]) != 0
-    out = capsys.readouterr().out
-    assert "NOSUCH" in out
+    assert "market data: simulated" in out  # the source of what is shown (issue 9 item 12)
+    # an unknown symbol is a bad argument (status 2, one line on stderr), not "could not be built"
+    assert cli_main(["analyze", "--symbol", "NIFTY,NOSUCH", "--date", "2025-07-17", "--source", "simulated"]) == 2
+    out, err = capsys.readouterr()
+    assert "NOSUCH" in err and "--symbol" in err and "could not be built" not in out + err
 
 
 def test_breakevens_are_sorted_and_finite(capsys, tmp_path, monkeypatch):
@@ -115,3 +117,76 @@ def test_breakevens_are_sorted_and_finite(capsys, tmp_path, monkeypatch):
     for r in rows:
         b = np.asarray(r["breakevens"], dtype=float)
         assert np.all(np.isfinite(b)) and np.all(np.diff(b) > 0)
+
+
+# --- what a trader sees after `make run`, and the source and gaps of `iv show` (issue 9 items 12, 16)
+
+
+@pytest.mark.slow
+def test_run_ends_with_the_proposed_positions_and_the_source(capsys, tmp_path, monkeypatch):
+    import polars as pl
+
+    from options_v4_dagster.store import Warehouse
+
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+    assert cli_main(["run", "--date", "2025-07-17", "--source", "simulated"]) == 0
+    out = " ".join(capsys.readouterr().out.replace("│", " ").split())  # table cells as plain words
+    wh = Warehouse(url)
+    pos = wh.read("select symbol, strategy_name, lots, capital_used from portfolio_allocation "
+                  "where trade_date = '2025-07-17'")
+    s = wh.read("select * from portfolio_allocation_summary").row(0, named=True)
+    assert pos.height > 0
+    assert "proposed positions 2025-07-17" in out and "market data simulated" in out
+    for r in pos.head(3).iter_rows(named=True):  # the positions as stored, with lots and capital
+        assert f"{r['symbol']} {r['strategy_name']} {r['lots']} {r['capital_used']:,.0f}" in out
+    assert f"{s['positions']} positions; deployed INR {s['capital_used']:,.0f} = {s['deployment']:.1%}" in out
+    assert f"expected monthly return {s['expected_monthly_return']:.2%} vs target 4%" in out
+    assert "market data: simulated" in out and "`make dev`" in out and "`options-v4 allocate" in out
+    assert pos.get_column("lots").dtype in (pl.Int64, pl.Int32)
+
+    assert cli_main(["allocate", "1500000", "--date", "2025-07-17"]) == 0
+    assert "market data: simulated" in capsys.readouterr().out
+    assert cli_main(["allocate", "1500000", "--date", "2025-07-17", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["market_data_source"] == "simulated"
+
+
+def test_iv_show_marks_gaps_and_the_source(capsys, tmp_path, monkeypatch):
+    import datetime as dt
+
+    import polars as pl
+
+    from options_v4_dagster import calendar
+    from options_v4_dagster.reports import iv_chart
+    from options_v4_dagster.store import Warehouse
+
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    wh = Warehouse(url)
+    # 10 sessions in June, nothing in July and August, 10 in September: one gap
+    days = calendar.sessions_between(dt.date(2025, 6, 2), dt.date(2025, 6, 13)) + \
+        calendar.sessions_between(dt.date(2025, 9, 1), dt.date(2025, 9, 12))
+    n = len(days)
+    wh.replace_table("historical_iv_summary", pl.DataFrame({
+        "trade_date": days, "symbol": ["NIFTY"] * n, "spot": np.linspace(24000, 25000, n),
+        "atm_iv_30d": np.linspace(0.11, 0.14, n), "rv_20": np.linspace(0.10, 0.12, n)}))
+    wh.replace_table("fno_universe", pl.DataFrame({
+        "trade_date": days, "symbol": ["NIFTY"] * n, "instrument": ["INDEX"] * n, "lot_size": [75] * n,
+        "source": ["nse_files"] * n}))
+    chart = tmp_path / "iv.html"
+    assert cli_main(["iv", "show", "NIFTY", "--days", "20", "--out", str(chart)]) == 0
+    out = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    gap_sessions = len(calendar.sessions_between(dt.date(2025, 6, 13), dt.date(2025, 9, 1))) - 2
+    assert f"gap: {gap_sessions} sessions without data (2025-06-13 .. 2025-09-01)" in out
+    assert "market data: nse_files" in out and out.count("nse_files") >= n
+
+    # the chart's lines break inside the gap (a None point), nowhere else
+    assert iv_chart.gap_starts(days).tolist() == [10]
+    x, ys = iv_chart.break_gaps(np.asarray(days, dtype="datetime64[D]"), {"iv": np.arange(n, dtype=float)})
+    assert len(x) == n + 1 and np.isnan(ys["iv"][10])
+    assert np.datetime64("2025-06-13") < x[10] < np.datetime64("2025-09-01")
+    assert [y for y in ys["iv"] if np.isfinite(y)] == list(range(n))
+    html = chart.read_text()
+    assert html.count("null") >= 1
+    assert iv_chart.gap_starts(calendar.sessions_between(dt.date(2025, 12, 22), dt.date(2026, 1, 9))).size == 0

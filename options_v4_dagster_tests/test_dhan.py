@@ -11,7 +11,14 @@ import pytest
 
 from options_v4_dagster.errors import ConfigError, DataUnavailable, ProviderError, RateLimited
 from options_v4_dagster.market.base import BARS_SCHEMA, CHAIN_SCHEMA
-from options_v4_dagster.market.dhan import IST, QUOTE_SCHEMA, DhanProvider, Throttle
+from options_v4_dagster.market.dhan import (
+    CHAIN_INTERVAL,
+    IST,
+    QUOTE_SCHEMA,
+    CircuitOpen,
+    DhanProvider,
+    Throttle,
+)
 
 from .dhan_standin import DhanStandIn
 
@@ -183,7 +190,7 @@ def test_server_errors_exhausted(standin, make):
 def test_timeout_is_retried_then_succeeds(standin, make):
     standin.inject_delay(EXPIRY_LIST, 0.8, times=1)
     p = make(timeout=0.2)
-    assert p._http.timeout == 0.2  # the SDK's DhanHTTP.timeout, used for every request
+    assert p._http.timeout == (0.2, 0.2)  # the SDK's DhanHTTP.timeout (connect, read), used for every request
     t0 = time.perf_counter()
     assert p.expiry_list("NIFTY")
     assert time.perf_counter() - t0 < 0.7
@@ -274,7 +281,8 @@ def test_throttle_spaces_requests_with_an_injected_clock(standin, make, clock):
     last = dict(seen)
     for expiry in ("2025-07-17", "2025-07-24"):
         assert last[expiry] - first[expiry] >= 3.0 - 1e-9
-    assert last["2025-07-17"] - first["2025-07-17"] == pytest.approx(3.0)  # waited exactly what was needed
+    # waited what was needed plus the margin: exactly 3.000 s was answered 429 at 2.999 s on Dhan's clock
+    assert last["2025-07-17"] - first["2025-07-17"] == pytest.approx(3.05)
 
 
 def test_global_chain_scope_spaces_every_chain_request(standin, make, clock):
@@ -283,7 +291,7 @@ def test_global_chain_scope_spaces_every_chain_request(standin, make, clock):
     at: list[float] = []
     p.client.option_chain = lambda *a: (at.append(clock.now()), real(*a))[1]
     p.option_chain("NIFTY", SESSION, horizon_days=10)
-    assert len(at) == 2 and at[1] - at[0] == pytest.approx(3.0)
+    assert len(at) == 2 and at[1] - at[0] == pytest.approx(3.05)
     with pytest.raises(ConfigError, match="chain_scope"):
         make(chain_scope="per-symbol")
 
@@ -482,3 +490,167 @@ def test_quotes_arguments(standin, make):
     assert standin.calls() == []
     with pytest.raises(ConfigError, match="quote_batch_size"):
         make(quote_batch_size=1001)
+
+
+# --- outages: circuit breaker, per-call timeout, chain spacing margin (issue 9 item 11) -----------
+
+
+def _closed_port() -> int:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Hanging:
+    """A server that accepts connections and never answers; counts the connections (= attempts)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        self._stop = True
+        self.sock.close()
+        for c in self.accepted:
+            c.close()
+
+
+def _bars_loop(p: DhanProvider, symbols) -> list[Exception]:
+    """What underlying_bars does: one call per symbol, each failure recorded and the loop goes on."""
+    errors = []
+    for sym in symbols:
+        try:
+            p.daily_bars(sym, dt.date(2025, 7, 1), dt.date(2025, 7, 4))
+        except ProviderError as exc:
+            errors.append(exc)
+    return errors
+
+
+SYMBOLS = ["NIFTY", "BANKNIFTY", "RELIANCE", "TCS", "INFY", "SBIN", "HDFCBANK", "ITC"]
+
+
+def test_unreachable_api_opens_the_circuit_after_n_connection_failures(make):
+    port = _closed_port()
+    p = make(base_url=f"http://127.0.0.1:{port}", max_attempts=4, circuit_failures=6)
+    errors = _bars_loop(p, SYMBOLS)
+    assert len(errors) == len(SYMBOLS)
+    # first symbol: 4 attempts; second: 2 more, the 6th failure opens the circuit; the rest send nothing
+    assert p.attempts == 6 and p.refused == len(SYMBOLS) - 2
+    assert not isinstance(errors[0], CircuitOpen) and "Connection refused" in str(errors[0])
+    assert all(isinstance(e, CircuitOpen) for e in errors[1:])
+    msg = str(errors[-1])
+    assert f"circuit open after 6 consecutive connection failures to 127.0.0.1:{port}" in msg
+    assert "Connection refused" in msg and "HTTPConnectionPool" not in msg
+    assert p.circuit_open
+
+
+def test_hanging_api_costs_one_read_timeout_per_attempt_then_fails_fast(make):
+    server = Hanging()
+    try:
+        p = make(base_url=f"http://127.0.0.1:{server.port}", timeout=0.2, max_attempts=2, circuit_failures=3,
+                 call_timeout=None)
+        errors = _bars_loop(p, SYMBOLS)
+        assert p.attempts == 3 and len(server.accepted) == 3  # 2 + 1 requests, then none
+        assert all(isinstance(e, CircuitOpen) for e in errors[1:])
+        assert "timed out" in str(errors[-1]) and f"127.0.0.1:{server.port}" in str(errors[-1])
+    finally:
+        server.close()
+
+
+def test_call_timeout_bounds_the_attempts_of_one_call(make):
+    server = Hanging()
+    try:
+        # 10 attempts allowed, but the call's budget is 2.5 read timeouts (the back-off sleeps are fake)
+        p = make(base_url=f"http://127.0.0.1:{server.port}", timeout=0.2, max_attempts=10, circuit_failures=100,
+                 call_timeout=0.5)
+        with pytest.raises(ProviderError, match="timed out"):
+            p.expiry_list("NIFTY")
+        assert 2 <= p.attempts <= 3 and not p.circuit_open
+    finally:
+        server.close()
+
+
+def test_http_errors_and_answers_reset_the_count_and_never_open_the_circuit(standin, make):
+    standin.inject_server_error(HIST, status=503, times=None)  # the server answers: not a connection failure
+    p = make(max_attempts=2, circuit_failures=1)
+    errors = _bars_loop(p, SYMBOLS[:3])
+    assert len(errors) == 3 and not any(isinstance(e, CircuitOpen) for e in errors)
+    assert p.attempts == 6 and not p.circuit_open
+
+    standin.inject_delay(EXPIRY_LIST, 0.6, times=2)  # two timeouts, then an answer: the count starts over
+    q = make(timeout=0.15, max_attempts=3, circuit_failures=3)
+    assert q.expiry_list("NIFTY")
+    standin.inject_delay(EXPIRY_LIST, 0.6, times=2)
+    assert q.expiry_list("NIFTY") and not q.circuit_open
+
+
+def test_circuit_closes_again_after_its_reset_time(make, monkeypatch):
+    port = _closed_port()
+    p = make(base_url=f"http://127.0.0.1:{port}", max_attempts=1, circuit_failures=2, circuit_reset=60.0)
+    _bars_loop(p, SYMBOLS[:3])
+    assert p.attempts == 2 and p.circuit_open
+    import options_v4_dagster.market.dhan as dhan_mod
+
+    real = time.monotonic
+    monkeypatch.setattr(dhan_mod.time, "monotonic", lambda: real() + 61.0)
+    assert not p.circuit_open
+    errors = _bars_loop(p, SYMBOLS[:2])  # half-open: one request tries; its failure re-opens the circuit
+    assert p.attempts == 3 and all(isinstance(e, CircuitOpen) for e in errors)
+
+
+def test_option_chains_stop_at_an_open_circuit(make):
+    port = _closed_port()
+    p = make(base_url=f"http://127.0.0.1:{port}", max_attempts=2, circuit_failures=2)
+    with pytest.raises(CircuitOpen, match="circuit open after 2 consecutive"):
+        p.option_chains(SYMBOLS, SESSION)
+    assert p.attempts == 2
+
+
+def test_from_env_reads_the_outage_settings(standin, monkeypatch):
+    for var, value in standin.env().items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setenv("DHAN_CIRCUIT_FAILURES", "7")
+    monkeypatch.setenv("DHAN_TIMEOUT_SECONDS", "4")
+    monkeypatch.setenv("DHAN_CONNECT_TIMEOUT_SECONDS", "1.5")
+    p = DhanProvider.from_env(now=lambda: NOW)
+    assert p.circuit_failures == 7 and p._http.timeout == (1.5, 4.0) and p.call_timeout == 25.0
+    p.close()
+    monkeypatch.setenv("DHAN_CIRCUIT_FAILURES", "0")
+    with pytest.raises(ConfigError, match="DHAN_CIRCUIT_FAILURES"):
+        DhanProvider.from_env()
+
+
+def test_chain_spacing_keeps_a_margin_over_dhans_three_seconds(standin, make, clock):
+    """Dhan answered 429 to a chain request 2.999 s after the previous one (its clock against ours): the
+    same chain is asked again no sooner than CHAIN_INTERVAL > 3 s on the injected clock."""
+    assert 3.0 < CHAIN_INTERVAL <= 3.1
+    p = make()
+    real = p.client.option_chain
+    at: list[float] = []
+    p.client.option_chain = lambda *a: (at.append(clock.now()), real(*a))[1]
+    for _ in range(4):
+        p.option_chain("NIFTY", SESSION, horizon_days=3)  # one expiry: the same chain four times
+    gaps = [b - a for a, b in zip(at, at[1:], strict=False)]
+    assert len(gaps) == 3 and min(gaps) >= CHAIN_INTERVAL - 1e-9
+    assert all(g - 3.0 >= 0.05 - 1e-9 for g in gaps)  # a clock 50 ms off still sees >= 3.000 s

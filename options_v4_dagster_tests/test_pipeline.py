@@ -153,7 +153,7 @@ def test_dagster_postgres_instance_from_top_level_dagster_yaml(tmp_path, monkeyp
 
 def test_cli_refuses_a_holiday_with_a_clear_message(capsys):
     assert cli_main(["run", "--date", "2025-10-21"]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # one line on stderr (issue 9 item 10)
     assert "2025-10-21" in out and "not an NSE trading session" in out and "2025-10-20" in out
 
 

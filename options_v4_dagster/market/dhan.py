@@ -24,11 +24,22 @@ the requested session; ``snapshot_ts`` still tells when it was taken).
 
 Requests are spaced to Dhan's published limits (data APIs 5/s -> 0.2 s apart; the option chain
 once per 3 s for the same underlying and expiry, or for any option chain with
-``chain_scope="global"``) by a :class:`Throttle` whose clock and sleep can be injected. Transient failures (no answer / timeout, HTTP 429 or 5xx, DH-904/805 rate
+``chain_scope="global"``; spaced 3.05 s, since exactly 3.000 s was answered 429 at 2.999 s on Dhan's clock) by a :class:`Throttle` whose clock and sleep can be injected. Transient failures (no answer / timeout, HTTP 429 or 5xx, DH-904/805 rate
 limit, DH-908/DH-909/800 server errors) are retried with exponential back-off a bounded number
 of times, then raised as :class:`RateLimited` / :class:`ProviderError`. The SDK never raises: it
 returns ``{'status': 'failure', 'remarks': ...}``; every failure becomes a typed error, and an
 empty chain is :class:`DataUnavailable`, never an empty frame.
+
+Outages: each HTTP request has a connect timeout (``connect_timeout``, 3 s) and a read timeout
+(``timeout``, 10 s), and one call gives up retrying once ``call_timeout`` (25 s) has passed, so a
+server that accepts and never answers costs seconds, not a minute a call. A circuit breaker counts
+consecutive *connection failures* (refused, reset, timed out: no HTTP answer at all); after
+``circuit_failures`` (4) of them every call fails at once, without a request, with one
+:class:`CircuitOpen` error "circuit open after N consecutive connection failures to <host>: <cause>"
+for ``circuit_reset`` seconds (600: the rest of a run); any HTTP answer, even an error, resets the
+count. :meth:`DhanProvider.from_env` reads these from ``DHAN_CIRCUIT_FAILURES``,
+``DHAN_CIRCUIT_RESET_SECONDS``, ``DHAN_TIMEOUT_SECONDS``, ``DHAN_CONNECT_TIMEOUT_SECONDS`` and
+``DHAN_CALL_TIMEOUT_SECONDS`` (see :func:`options_v4_dagster.config.dhan_settings`).
 
 Market quotes (:meth:`DhanProvider.quotes`, POST ``/marketfeed/quote|ltp|ohlc`` through the SDK's
 ``quote_data`` / ``ticker_data`` / ``ohlc_data``) come as a frame of :data:`QUOTE_SCHEMA`, one row per
@@ -48,6 +59,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -55,11 +67,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import polars as pl
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from .. import calendar, universe
 from ..errors import ConfigError, DataError, DataUnavailable, ProviderError, RateLimited
-from .base import MarketDataProvider, normalize_bars, normalize_chain
+from .base import Failure, MarketDataProvider, empty_chain, normalize_bars, normalize_chain
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +236,28 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.retryable
 
 
+class CircuitOpen(ProviderError):
+    """Dhan could not be reached N times in a row: calls fail at once, without a request."""
+
+
+#: Dhan's option-chain limit is one request per 3 s; exactly 3.000 s was answered 429 (at 2.999 s on
+#: Dhan's clock), so requests are spaced with a small margin.
+CHAIN_INTERVAL = 3.05
+
+
+def _connection_cause(message: str) -> str:
+    """The useful end of a requests/urllib3 connection error (``[Errno 111] Connection refused``,
+    ``Read timed out. (read timeout=10)``) instead of its 300-character repr."""
+    m = re.search(r"\[Errno -?\d+\][^'\")]*", message)
+    if m:
+        return m.group(0).strip()
+    m = re.search(r"(Read timed out[^'\")]*\)?|Connect(ion)? timed out[^'\")]*\)?|timed out)", message)
+    if m:
+        return m.group(0).strip()
+    m = re.search(r"(Connection (reset|aborted|refused)[^'\")]*|RemoteDisconnected[^'\")]*)", message)
+    return m.group(0).strip() if m else " ".join(message.split())[:160]
+
+
 class DhanProvider(MarketDataProvider):
     """Option chains, expiries and daily bars from Dhan (see the module docstring)."""
 
@@ -235,13 +269,17 @@ class DhanProvider(MarketDataProvider):
         access_token: str,
         *,
         base_url: str | None = None,
-        timeout: float = 15.0,
+        timeout: float = 10.0,
+        connect_timeout: float = 3.0,
+        call_timeout: float | None = 25.0,
+        circuit_failures: int = 4,
+        circuit_reset: float = 600.0,
         max_attempts: int = 4,
         backoff: float = 0.5,
         backoff_max: float = 8.0,
         rate_limit_backoff: float = 1.0,
         data_interval: float = 0.2,
-        chain_interval: float = 3.0,
+        chain_interval: float = CHAIN_INTERVAL,
         quote_interval: float = 1.0,
         quote_batch_size: int = QUOTE_BATCH_MAX,
         chain_scope: str = "expiry",
@@ -256,6 +294,8 @@ class DhanProvider(MarketDataProvider):
             raise ConfigError(f"{ENV_ACCESS_TOKEN} is empty: the dhan source needs a Dhan access token")
         if max_attempts < 1:
             raise ConfigError("max_attempts must be at least 1")
+        if circuit_failures < 1:
+            raise ConfigError("circuit_failures (DHAN_CIRCUIT_FAILURES) must be at least 1")
         if chain_scope not in ("expiry", "global"):
             raise ConfigError(f"chain_scope must be 'expiry' or 'global', not {chain_scope!r}")
         if not 1 <= quote_batch_size <= QUOTE_BATCH_MAX:
@@ -266,7 +306,8 @@ class DhanProvider(MarketDataProvider):
         http = self._ctx.get_dhan_http()
         if base_url:
             http.base_url = _normalize_base_url(base_url)
-        http.timeout = timeout
+        # (connect, read) timeouts of every request the SDK sends (requests' timeout tuple)
+        http.timeout = (min(connect_timeout, timeout), timeout)
         # The SDK drops the HTTP status and, for data-API errors, the error code; keep both.
         self._tl = threading.local()
         http.session.hooks["response"].append(self._capture_response)
@@ -275,6 +316,18 @@ class DhanProvider(MarketDataProvider):
 
         self.client_id = str(client_id).strip()
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        #: seconds one call may spend across its attempts (None: only max_attempts bounds it)
+        self.call_timeout = call_timeout
+        self.circuit_failures = circuit_failures
+        self.circuit_reset = circuit_reset
+        self._conn_failures = 0  # consecutive requests that got no HTTP answer
+        self._circuit_until: float | None = None
+        self._circuit_cause = ""
+        self._circuit_lock = threading.Lock()
+        #: attempts (HTTP requests) made and calls refused by the open circuit, for logs and tests
+        self.attempts = 0
+        self.refused = 0
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.backoff_max = backoff_max
@@ -304,6 +357,9 @@ class DhanProvider(MarketDataProvider):
                                   f"{ENV_ACCESS_TOKEN} (from web.dhan.co > My Profile > DhanHQ Trading APIs)")
             values[var] = value
         base_url = base_url or os.environ.get(ENV_BASE_URL, "").strip() or None
+        from .. import config
+
+        kw = {**config.dhan_settings(), **kw}
         return cls(values[ENV_CLIENT_ID], values[ENV_ACCESS_TOKEN], base_url=base_url, **kw)
 
     def __repr__(self) -> str:
@@ -346,6 +402,45 @@ class DhanProvider(MarketDataProvider):
         err.detail = text  # the message without the provider/status suffix, for re-wrapping
         return err
 
+    @property
+    def host(self) -> str:
+        return urlsplit(self.base_url).netloc
+
+    @property
+    def circuit_open(self) -> bool:
+        return self._circuit_until is not None and time.monotonic() < self._circuit_until
+
+    def _circuit_error(self, what: str) -> CircuitOpen:
+        return self._error(CircuitOpen, what, f"circuit open after {self.circuit_failures} consecutive connection "
+                           f"failures to {self.host}: {self._circuit_cause} (no request sent; retried after "
+                           f"{self.circuit_reset:.0f} s)", status=None, code=None, retryable=False)
+
+    def _check_circuit(self, what: str) -> None:
+        with self._circuit_lock:
+            if self._circuit_until is None:
+                return
+            if time.monotonic() < self._circuit_until:
+                self.refused += 1
+                raise self._circuit_error(what)
+            # half-open: the reset time has passed, one request may try again (a failure re-opens at once)
+            self._circuit_until = None
+            self._conn_failures = self.circuit_failures - 1
+
+    def _record_answer(self, *, no_answer: bool, what: str = "", exc: ProviderError | None = None) -> None:
+        """``no_answer=True``: this request got no HTTP answer (counts towards opening the circuit)."""
+        with self._circuit_lock:
+            if not no_answer:
+                self._conn_failures = 0
+                return
+            self._conn_failures += 1
+            self._circuit_cause = getattr(exc, "cause", "") or str(exc)
+            if self._conn_failures >= self.circuit_failures and self._circuit_until is None:
+                self._circuit_until = time.monotonic() + self.circuit_reset
+                log.error("dhan: circuit open after %d consecutive connection failures to %s: %s; failing fast "
+                          "for %.0f s", self._conn_failures, self.host, self._circuit_cause, self.circuit_reset)
+        if self._circuit_until is not None and self._conn_failures >= self.circuit_failures:
+            raise self._circuit_error(what) from exc
+
     def _call(self, what: str, fn: Callable[..., dict], *args: Any, symbol: str | None = None,
               session: dt.date | None = None, chain_key: tuple | None = None,
               slots: Sequence[tuple[Hashable, float]] | None = None) -> Any:
@@ -358,21 +453,40 @@ class DhanProvider(MarketDataProvider):
             key = ("optionchain",) if self.chain_scope == "global" else ("optionchain", *chain_key)
             slots.append((key, self.chain_interval))
         attempts = 0
+        started = time.monotonic()
 
         def once() -> Any:
             nonlocal attempts
+            self._check_circuit(what)
             attempts += 1
+            self.attempts += 1
             self.throttle.acquire(slots)
             self._tl.last = None
             resp = fn(*args)
-            return self._unwrap(resp, what, symbol, session)
+            try:
+                out = self._unwrap(resp, what, symbol, session)
+            except ProviderError as exc:
+                self._record_answer(no_answer=getattr(exc, "connection_failure", False), what=what, exc=exc)
+                raise
+            except DataError:
+                self._record_answer(no_answer=False)
+                raise
+            self._record_answer(no_answer=False)
+            return out
 
-        retrying = Retrying(stop=stop_after_attempt(self.max_attempts), wait=self._wait,
+        def stop(state: RetryCallState) -> bool:
+            if state.attempt_number >= self.max_attempts:
+                return True
+            return self.call_timeout is not None and time.monotonic() - started >= self.call_timeout
+
+        retrying = Retrying(stop=stop, wait=self._wait,
                             retry=retry_if_exception(_retryable), sleep=self._sleep, reraise=True,
                             before_sleep=lambda s: log.warning("dhan %s failed (attempt %d), retrying: %s", what,
                                                                s.attempt_number, s.outcome.exception()))
         try:
             return retrying(once)
+        except CircuitOpen:
+            raise
         except ProviderError as exc:
             if exc.retryable and attempts > 1:
                 raise self._error(type(exc), "", f"{getattr(exc, 'detail', exc)} (gave up after {attempts} attempts)",
@@ -394,8 +508,11 @@ class DhanProvider(MarketDataProvider):
         code, etype, message = _error_details(resp.get("remarks"), body)
         detail = f"{etype}: {message}" if etype else message
         if status is None and body is None:
-            raise self._error(ProviderError, what, f"no answer from {self.base_url} ({message})",
+            err = self._error(ProviderError, what, f"no answer from {self.base_url} ({_connection_cause(message)})",
                               status=None, code=None, retryable=True)
+            err.connection_failure = True
+            err.cause = _connection_cause(message)
+            raise err
         if status == 429 or code in RATE_LIMIT_CODES:
             raise self._error(RateLimited, what, f"rate limited ({detail})", status=status, code=code, retryable=True)
         if status == 401 or code in AUTH_CODES:
@@ -469,6 +586,19 @@ class DhanProvider(MarketDataProvider):
         except ValueError:
             raise DataError(f"Dhan's expiry list has a date that is not YYYY-MM-DD: {raw[:3]!r}", symbol=sym,
                             field="expiry", source=PROVIDER) from None
+
+    def option_chains(self, symbols: Iterable[str], session: dt.date, *, horizon_days: int = 90):
+        """As the base class (one symbol's failure is recorded), except that an open circuit stops the loop:
+        Dhan is unreachable, so the step fails with that one error instead of a failure row per symbol."""
+        frames, failures = [], []
+        for sym in symbols:
+            try:
+                frames.append(self.option_chain(sym, session, horizon_days=horizon_days))
+            except CircuitOpen:
+                raise
+            except (DataError, ProviderError) as exc:
+                failures.append(Failure.from_exception(sym, "option_chain", exc))
+        return (pl.concat(frames, how="vertical") if frames else empty_chain()), failures
 
     def option_chain(self, symbol: str, session: dt.date, *, horizon_days: int = 90) -> pl.DataFrame:
         sym = symbol.upper()

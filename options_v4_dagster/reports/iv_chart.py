@@ -77,6 +77,11 @@ def session_gaps(dates: np.ndarray) -> np.ndarray:
     return np.diff(np.searchsorted(sessions, d)).astype(np.int64)
 
 
+def gap_starts(dates, max_gap: int = MAX_GAP_SESSIONS) -> np.ndarray:
+    """Indices ``i`` where ``dates[i]`` is more than ``max_gap`` sessions after ``dates[i-1]`` (a data gap)."""
+    return np.flatnonzero(session_gaps(np.asarray(dates, dtype="datetime64[D]")) > max_gap) + 1
+
+
 def break_gaps(dates: np.ndarray, columns: dict[str, np.ndarray],
                max_gap: int = MAX_GAP_SESSIONS) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Line data with gaps: where two consecutive dates are more than ``max_gap`` sessions apart, a
@@ -84,7 +89,7 @@ def break_gaps(dates: np.ndarray, columns: dict[str, np.ndarray],
     break the line and the bands there instead of drawing straight across the missing weeks."""
     d = np.asarray(dates, dtype="datetime64[D]")
     cols = {k: np.asarray(v, dtype=float) for k, v in columns.items()}
-    at = np.flatnonzero(session_gaps(d) > max_gap) + 1  # insert before these indices
+    at = gap_starts(d, max_gap)  # insert before these indices
     if at.size == 0:
         return d, cols
     mid = d[at - 1] + (d[at] - d[at - 1]) // 2

@@ -62,5 +62,10 @@ class ProviderError(OptionsV4Error):
         super().__init__(f"{provider}: {message}" + (f" ({extra})" if extra else ""))
 
 
+class CircuitOpen(ProviderError):
+    """The provider could not be reached N times in a row: calls fail at once, without a request.
+    A step that meets it fails as a whole (one clear error) instead of recording every symbol."""
+
+
 class RateLimited(ProviderError):
     """The provider answered 429 / a rate-limit error code; retried with back-off."""

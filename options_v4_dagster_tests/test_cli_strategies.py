@@ -10,6 +10,7 @@ import pytest
 
 from options_v4_dagster.cli import main as cli_main
 from options_v4_dagster.strategies import CATALOGUE
+from options_v4_dagster.strategies.scoring import CONVICTIONS
 
 LEG_KEYS = {"side", "instrument", "strike", "expiry", "quantity", "price"}
 KEYS = {"symbol", "strategy_name", "category", "legs", "net_premium", "max_profit", "max_loss", "breakevens", "pop",
@@ -55,8 +56,8 @@ def test_analyze_json_on_the_simulated_market(capsys, tmp_path, monkeypatch):
     for sym in ("NIFTY", "RELIANCE"):
         mine = [r for r in rows if r["symbol"] == sym]
         assert 1 <= len(mine) <= 3
-        scores = [r["total_score"] for r in mine]
-        assert scores == sorted(scores, reverse=True)  # ranked best first
+        keys = [(CONVICTIONS.index(r["conviction"]), -r["total_score"]) for r in mine]
+        assert keys == sorted(keys)  # ranked best first: conviction, then score
     for r in rows:
         _check_candidate(r)
 

@@ -70,7 +70,7 @@ import polars as pl
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from .. import calendar, universe
-from ..errors import ConfigError, DataError, DataUnavailable, ProviderError, RateLimited
+from ..errors import CircuitOpen, ConfigError, DataError, DataUnavailable, ProviderError, RateLimited
 from .base import Failure, MarketDataProvider, empty_chain, normalize_bars, normalize_chain
 
 log = logging.getLogger(__name__)
@@ -234,10 +234,6 @@ def _error_details(remarks: Any, body: str | None) -> tuple[str | None, str | No
 
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.retryable
-
-
-class CircuitOpen(ProviderError):
-    """Dhan could not be reached N times in a row: calls fail at once, without a request."""
 
 
 #: Dhan's option-chain limit is one request per 3 s; exactly 3.000 s was answered 429 (at 2.999 s on

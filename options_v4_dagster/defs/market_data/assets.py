@@ -11,7 +11,7 @@ from options_v4_dagster import universe as fno
 from options_v4_dagster.defs.common import failures_metadata, frame_markdown, record_failures, upstream_source
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import MarketDataResource, WarehouseResource
-from options_v4_dagster.errors import DataError, ProviderError
+from options_v4_dagster.errors import CircuitOpen, DataError, ProviderError
 from options_v4_dagster.market import Failure
 from options_v4_dagster.market.sanity import SanityConfig, screen_chain
 from options_v4_dagster.quant import regime
@@ -200,6 +200,9 @@ def underlying_bars(context: dg.AssetExecutionContext, market_data: MarketDataRe
     for sym in dict.fromkeys([*symbols, "NIFTY", fno.VIX_SYMBOL]):
         try:
             frames.append((sym, provider.daily_bars(sym, start, session)))
+        except CircuitOpen as exc:  # the source is down: fail the step once, the stored bars stay
+            raise dg.Failure(description=f"underlying_bars {session}: {exc}; nothing written",
+                             metadata={"symbol": sym, "fetched_before": len(frames)}) from exc
         except (DataError, ProviderError) as exc:  # recorded per symbol; anything else is a bug and fails loudly
             failures.append(Failure.from_exception(sym, "daily_bars", exc))
     fetch_s = time.perf_counter() - t0

@@ -130,7 +130,8 @@ def test_killed_between_writes_then_rerun_equals_a_clean_run(tmp_path, capsys):
                 rc = cli_main(["allocate", "1500000", "--date", D.isoformat()])
             finally:
                 del os.environ["DATABASE_URL"]
-            out = capsys.readouterr().out
+            cap = capsys.readouterr()
+            out = cap.out + cap.err  # errors are one line on stderr
             assert rc == 2 and "no strategy candidates stored for 2025-07-17" in out and "Traceback" not in out
     proc, _ = _run(tmp_path, url, "rerun")
     assert proc.returncode == 0, proc.stdout[-3000:]
@@ -167,6 +168,7 @@ def test_allocate_names_what_is_missing_when_a_session_was_written_partly(tmp_pa
         "strategy_name": ["iron_condor", "long_call"], "risk_tolerance": ["moderate"] * 2}))
     wh.dispose()
     rc = cli_main(["allocate", "1500000", "--date", D.isoformat()])
-    out = capsys.readouterr().out
+    cap = capsys.readouterr()
+    out = cap.out + cap.err  # errors are one line on stderr
     assert rc == 2, out
     assert "strategy_parameters" in out and "2025-07-17" in out and "options-v4 run --date 2025-07-17" in out

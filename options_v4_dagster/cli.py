@@ -795,6 +795,27 @@ class OneLineParser(argparse.ArgumentParser):
 DATE_HELP = "session YYYY-MM-DD (default: the latest completed session)"
 
 
+def cmd_db(args) -> int:
+    """The warehouse schema: ``upgrade`` to the newest migration, ``current`` revision, ``history``."""
+    from options_v4_dagster.store import Warehouse, migrate
+
+    wh = Warehouse(config.database_url(), create=False)
+    try:
+        if args.db_command == "upgrade":
+            res = wh.migrate()
+            note = f" (stamped the tables of the release before migrations at {migrate.BASELINE})" if res.stamped else ""
+            console.print(f"warehouse {wh.describe()}: {res.before or 'empty'} -> {res.after}{note}"
+                          if res.changed else f"warehouse {wh.describe()}: already at {res.after} (head)")
+        elif args.db_command == "current":
+            console.print(f"warehouse {wh.describe()}: {migrate.describe_current(wh.engine)}")
+        else:
+            for rev, down, doc in migrate.history():
+                console.print(f"{down or '<base>'} -> {rev}  {doc.splitlines()[0] if doc else ''}")
+    finally:
+        wh.dispose()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="options-v4", description="Options V4 on Dagster (NSE F&O options).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -866,6 +887,10 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--limit", type=positive_int, default=10)
     rn.set_defaults(func=cmd_runs)
 
+    db = sub.add_parser("db", help="warehouse schema migrations: upgrade, current revision, history")
+    db.add_argument("db_command", choices=("upgrade", "current", "history"))
+    db.set_defaults(func=cmd_db)
+
     s = sub.add_parser("sessions", help="list NSE trading sessions")
     s.add_argument("--start", type=date_arg)
     s.add_argument("--end", type=date_arg)
@@ -874,7 +899,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Commands that read or write the warehouse: DATABASE_URL is checked (one connection) before they start.
-USES_WAREHOUSE = frozenset({"run", "iv", "backfill", "analyze", "allocate", "industries"})
+USES_WAREHOUSE = frozenset({"run", "iv", "backfill", "analyze", "allocate", "industries", "db"})
 #: Commands that read market data: OPTIONS_V4_MARKET_DATA is checked when --source is not given.
 USES_MARKET = frozenset({"run", "iv", "backfill", "analyze"})
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +12,9 @@ import polars as pl
 import sqlalchemy as sa
 
 from .. import config
+from . import migrate
+from .migrate import UpgradeResult
+from .migrate import advisory_lock_key as _lock_key
 from .schema import metadata
 
 _INSERT_CHUNK = 20_000
@@ -80,12 +82,6 @@ class Replace:
         return [(_lock_key(self.table), True)]
 
 
-def _lock_key(*parts: str) -> int:
-    """A stable signed 64-bit key for pg_advisory_xact_lock (the same in every process)."""
-    digest = hashlib.blake2b("|".join(("options_v4", *parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
 class Warehouse:
     """SQLite file by default, PostgreSQL when the URL says so. Create with :meth:`from_env`."""
 
@@ -100,7 +96,7 @@ class Warehouse:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         if create:
-            self.create_all()
+            self.migrate()
 
     @classmethod
     def from_env(cls, url: str | None = None) -> Warehouse:
@@ -114,13 +110,12 @@ class Warehouse:
         """The URL with any password hidden (safe to log)."""
         return self.engine.url.render_as_string(hide_password=True)
 
-    def create_all(self) -> None:
-        """Create the missing tables. On PostgreSQL under an advisory lock, so that two processes
-        starting at once on an empty database do not both try to create the same table."""
-        with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key("create_all")})
-            metadata.create_all(conn)
+    def migrate(self) -> UpgradeResult:
+        """Upgrade the schema to the newest migration (creating every table of an empty database,
+        stamping one created by a release before migrations): see :mod:`.migrate`. On PostgreSQL
+        under an advisory lock, so that two processes starting at once on an empty database do not
+        both try to create the same table."""
+        return migrate.upgrade(self.engine)
 
     def table(self, name: str) -> sa.Table:
         return metadata.tables[name]

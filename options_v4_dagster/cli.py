@@ -803,9 +803,10 @@ def cmd_db(args) -> int:
     try:
         if args.db_command == "upgrade":
             res = wh.migrate()
-            note = f" (stamped the tables of the release before migrations at {migrate.BASELINE})" if res.stamped else ""
-            console.print(f"warehouse {wh.describe()}: {res.before or 'empty'} -> {res.after}{note}"
-                          if res.changed else f"warehouse {wh.describe()}: already at {res.after} (head)")
+            before = f"{migrate.BASELINE} (stamped: tables of the release before migrations)" if res.stamped \
+                else res.before or "empty"
+            console.print(f"warehouse {wh.describe()}: {before} -> {res.after}" if res.changed
+                          else f"warehouse {wh.describe()}: already at {res.after} (head)")
         elif args.db_command == "current":
             console.print(f"warehouse {wh.describe()}: {migrate.describe_current(wh.engine)}")
         else:

@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS historical_iv_summary (
 CREATE INDEX IF NOT EXISTS ix_historical_iv_summary_symbol_date ON historical_iv_summary (symbol, trade_date);
 
 COMMENT ON TABLE historical_iv_summary IS 'Daily IV summary per underlying (the IV history)';
+COMMENT ON COLUMN historical_iv_summary.atm_iv_30d IS '30-calendar-day ATM IV, variance-time interpolated';
+COMMENT ON COLUMN historical_iv_summary.atm_iv_near IS 'ATM IV of the nearest expiry at least 1.5 days out';
+COMMENT ON COLUMN historical_iv_summary.skew_25d IS '25-delta put IV minus 25-delta call IV, expiry nearest 30 days';
+COMMENT ON COLUMN historical_iv_summary.term_slope IS '(far ATM IV - near ATM IV) per year of maturity';
+COMMENT ON COLUMN historical_iv_summary.rv_20 IS 'realized vol, 20 sessions, annualized';
+COMMENT ON COLUMN historical_iv_summary.iv_minus_rv IS 'atm_iv_30d - rv_20';
 
 CREATE TABLE IF NOT EXISTS india_vix_data (
 	date DATE NOT NULL, 
@@ -68,6 +74,9 @@ CREATE TABLE IF NOT EXISTS industry_allocations_current (
 );
 
 COMMENT ON TABLE industry_allocations_current IS 'Current industry weights and views used by the allocator';
+COMMENT ON COLUMN industry_allocations_current.weight IS 'share of capital, the weights sum to 1';
+COMMENT ON COLUMN industry_allocations_current.position_type IS 'LONG / SHORT / NEUTRAL';
+COMMENT ON COLUMN industry_allocations_current.source IS 'default weighting or the imported file';
 
 CREATE TABLE IF NOT EXISTS iv_percentiles (
 	trade_date DATE NOT NULL, 
@@ -84,6 +93,10 @@ CREATE TABLE IF NOT EXISTS iv_percentiles (
 );
 
 COMMENT ON TABLE iv_percentiles IS 'IV percentile and IV rank per underlying and session';
+COMMENT ON COLUMN iv_percentiles.iv_percentile IS '0-100: share of the previous 252 sessions below today';
+COMMENT ON COLUMN iv_percentiles.iv_rank IS '0-100: (iv - min)/(max - min) over the window and today';
+COMMENT ON COLUMN iv_percentiles.iv_environment IS 'LOW / NORMAL / HIGH';
+COMMENT ON COLUMN iv_percentiles.reason IS 'why the values are null';
 
 CREATE TABLE IF NOT EXISTS market_conditions (
 	trade_date DATE NOT NULL, 
@@ -148,6 +161,9 @@ CREATE TABLE IF NOT EXISTS option_chain_data (
 CREATE INDEX IF NOT EXISTS ix_option_chain_data_symbol_date ON option_chain_data (symbol, trade_date);
 
 COMMENT ON TABLE option_chain_data IS 'Option chains per session: every listed contract within ~90 days';
+COMMENT ON COLUMN option_chain_data.volume IS 'contracts';
+COMMENT ON COLUMN option_chain_data.oi IS 'open interest in contracts';
+COMMENT ON COLUMN option_chain_data.exchange_iv IS 'the source''s own IV, fraction';
 
 CREATE TABLE IF NOT EXISTS option_greeks (
 	trade_date DATE NOT NULL, 
@@ -171,6 +187,15 @@ CREATE TABLE IF NOT EXISTS option_greeks (
 );
 
 COMMENT ON TABLE option_greeks IS 'Implied volatility and greeks per contract and session';
+COMMENT ON COLUMN option_greeks.iv IS 'forward convention (Black-76 on the forward), fraction';
+COMMENT ON COLUMN option_greeks.iv_price IS 'price the IV was solved from';
+COMMENT ON COLUMN option_greeks.iv_price_kind IS 'mid or ltp';
+COMMENT ON COLUMN option_greeks.iv_reason IS 'why iv is null: no_price, expired, no_solution';
+COMMENT ON COLUMN option_greeks.iv_nse IS 'NSE convention (BS on spot, r=10%) from the last price';
+COMMENT ON COLUMN option_greeks.vega IS 'per 1.00 of vol';
+COMMENT ON COLUMN option_greeks.theta IS 'per calendar day';
+COMMENT ON COLUMN option_greeks.forward_method IS 'futures, parity or carry';
+COMMENT ON COLUMN option_greeks.t_years IS 'calendar days to 15:30 IST on expiry / 365';
 
 CREATE TABLE IF NOT EXISTS pipeline_failures (
 	trade_date DATE NOT NULL, 
@@ -228,6 +253,17 @@ CREATE TABLE IF NOT EXISTS portfolio_allocation (
 CREATE INDEX IF NOT EXISTS ix_portfolio_allocation_trade_date ON portfolio_allocation (trade_date);
 
 COMMENT ON TABLE portfolio_allocation IS 'Proposed positions of the session''s portfolio allocation';
+COMMENT ON COLUMN portfolio_allocation.fallback_level IS '0 preferred strategy .. 3 any not opposing the view';
+COMMENT ON COLUMN portfolio_allocation.selection_reason IS 'why this strategy: market-state preference, category fallback, view match or any-strategy';
+COMMENT ON COLUMN portfolio_allocation.quantity IS 'shares per leg unit (lots x lot size)';
+COMMENT ON COLUMN portfolio_allocation.margin_per_lot IS 'INR: margin for short premium, debit for long';
+COMMENT ON COLUMN portfolio_allocation.capital_used IS 'INR';
+COMMENT ON COLUMN portfolio_allocation.weight IS 'capital_used / capital';
+COMMENT ON COLUMN portfolio_allocation.expected_value IS 'INR over the position''s life';
+COMMENT ON COLUMN portfolio_allocation.expected_return IS 'INR per month';
+COMMENT ON COLUMN portfolio_allocation.max_loss IS 'INR; null = unbounded';
+COMMENT ON COLUMN portfolio_allocation.capital IS 'INR allocated over';
+COMMENT ON COLUMN portfolio_allocation.status IS 'proposed -> executed / rejected';
 
 CREATE TABLE IF NOT EXISTS portfolio_allocation_summary (
 	trade_date DATE NOT NULL, 
@@ -244,6 +280,8 @@ CREATE TABLE IF NOT EXISTS portfolio_allocation_summary (
 );
 
 COMMENT ON TABLE portfolio_allocation_summary IS 'One row per session: the allocation''s totals';
+COMMENT ON COLUMN portfolio_allocation_summary.expected_monthly_return IS 'fraction of capital';
+COMMENT ON COLUMN portfolio_allocation_summary.summary IS 'JSON: tiers, industries, limits, greeks, notes';
 
 CREATE TABLE IF NOT EXISTS sector_allocations_current (
 	sector VARCHAR(64) NOT NULL, 
@@ -297,6 +335,7 @@ CREATE TABLE IF NOT EXISTS strategies (
 CREATE INDEX IF NOT EXISTS ix_strategies_trade_date ON strategies (trade_date);
 
 COMMENT ON TABLE strategies IS 'Ranked strategy candidates per underlying and session';
+COMMENT ON COLUMN strategies.rank IS '1 = best for the symbol';
 
 CREATE TABLE IF NOT EXISTS strategy_details (
 	strategy_id VARCHAR(96) NOT NULL, 
@@ -318,6 +357,8 @@ CREATE TABLE IF NOT EXISTS strategy_details (
 CREATE INDEX IF NOT EXISTS ix_strategy_details_trade_date ON strategy_details (trade_date);
 
 COMMENT ON TABLE strategy_details IS 'Legs of each strategy candidate';
+COMMENT ON COLUMN strategy_details.quantity IS 'shares (lots x lot size)';
+COMMENT ON COLUMN strategy_details.price IS 'executable price per share: ask to buy, bid to sell, mid if one-sided';
 
 CREATE TABLE IF NOT EXISTS strategy_exit_levels (
 	strategy_id VARCHAR(96) NOT NULL, 
@@ -338,6 +379,14 @@ CREATE TABLE IF NOT EXISTS strategy_exit_levels (
 CREATE INDEX IF NOT EXISTS ix_strategy_exit_levels_trade_date ON strategy_exit_levels (trade_date);
 
 COMMENT ON TABLE strategy_exit_levels IS 'Exit levels per strategy candidate';
+COMMENT ON COLUMN strategy_exit_levels.profit_target IS 'INR P&L at which to take profit (primary)';
+COMMENT ON COLUMN strategy_exit_levels.profit_target_pct IS 'share of max profit (or of debit for unbounded)';
+COMMENT ON COLUMN strategy_exit_levels.scale_out IS 'JSON: [{at_pct, pnl, close_fraction}] at 25/50/75%';
+COMMENT ON COLUMN strategy_exit_levels.stop_loss IS 'INR loss that triggers the stop (positive)';
+COMMENT ON COLUMN strategy_exit_levels.stop_loss_pct IS 'share of max loss (or of credit/debit where unbounded)';
+COMMENT ON COLUMN strategy_exit_levels.trailing_activation IS 'INR profit at which a trailing stop arms';
+COMMENT ON COLUMN strategy_exit_levels.trailing_distance IS 'INR give-back allowed once armed';
+COMMENT ON COLUMN strategy_exit_levels.adjustments IS 'JSON: breakeven and short-strike delta triggers';
 
 CREATE TABLE IF NOT EXISTS strategy_parameters (
 	strategy_id VARCHAR(96) NOT NULL, 
@@ -366,6 +415,18 @@ CREATE TABLE IF NOT EXISTS strategy_parameters (
 CREATE INDEX IF NOT EXISTS ix_strategy_parameters_trade_date ON strategy_parameters (trade_date);
 
 COMMENT ON TABLE strategy_parameters IS 'Metrics of each strategy candidate';
+COMMENT ON COLUMN strategy_parameters.net_premium IS 'INR for the position; > 0 credit, < 0 debit';
+COMMENT ON COLUMN strategy_parameters.max_profit IS 'INR; null = unbounded';
+COMMENT ON COLUMN strategy_parameters.max_loss IS 'INR, positive; null = unbounded';
+COMMENT ON COLUMN strategy_parameters.breakevens IS 'JSON list of underlying prices';
+COMMENT ON COLUMN strategy_parameters.pop IS 'probability of profit at expiry, 0..1';
+COMMENT ON COLUMN strategy_parameters.expected_value IS 'INR under the POP model';
+COMMENT ON COLUMN strategy_parameters.delta IS 'position delta in shares of the underlying';
+COMMENT ON COLUMN strategy_parameters.theta IS 'INR per calendar day';
+COMMENT ON COLUMN strategy_parameters.vega IS 'INR per 1 vol point';
+COMMENT ON COLUMN strategy_parameters.margin IS 'SPAN-like estimate, INR (debit for long-only)';
+COMMENT ON COLUMN strategy_parameters.score_components IS 'JSON of the scoring components 0..1';
+COMMENT ON COLUMN strategy_parameters.details IS 'JSON: model inputs, strike-selection fallback levels';
 
 CREATE TABLE IF NOT EXISTS technical_signals (
 	trade_date DATE NOT NULL, 
@@ -396,6 +457,10 @@ CREATE TABLE IF NOT EXISTS technical_signals (
 );
 
 COMMENT ON TABLE technical_signals IS 'Technical indicators, direction and market state per underlying and session';
+COMMENT ON COLUMN technical_signals.breakout IS 'UP / DOWN / null';
+COMMENT ON COLUMN technical_signals.direction IS 'BULLISH / NEUTRAL / BEARISH';
+COMMENT ON COLUMN technical_signals.strength IS '0..1';
+COMMENT ON COLUMN technical_signals.market_state IS 'direction x IV environment (nine states)';
 
 CREATE TABLE IF NOT EXISTS underlying_bars (
 	symbol VARCHAR(32) NOT NULL, 

@@ -20,6 +20,13 @@ def postgres_ddl() -> str:
         parts.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip() + ";\n")
         for index in sorted(table.indexes, key=lambda i: i.name or ""):
             parts.append(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)).strip() + ";\n")
-        if table.comment:
-            parts.append(f"COMMENT ON TABLE {table.name} IS '{table.comment.replace(chr(39), chr(39) * 2)}';\n")
+        comments = [f"COMMENT ON TABLE {table.name} IS {_literal(table.comment)};"] if table.comment else []
+        comments += [f"COMMENT ON COLUMN {table.name}.{col.name} IS {_literal(col.comment)};"
+                     for col in table.columns if col.comment]
+        if comments:
+            parts.append("\n".join(comments) + "\n")
     return "\n".join(parts)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -172,6 +172,19 @@ def legacy_mismatch(conn: sa.Connection) -> list[str]:
     return problems
 
 
+def _comment_legacy_columns(conn: sa.Connection) -> None:
+    """PostgreSQL: the previous release's ``sql/schema.sql`` carried table comments only, while
+    ``create_all`` (and revision 0001) also comment the columns. Set the column comments of the
+    baseline columns, so a stamped database is the same as a migrated one. Comments only."""
+    if conn.dialect.name != "postgresql":
+        return
+    for name, columns in BASELINE_TABLES.items():
+        table = metadata.tables.get(name)
+        for col in table.columns if table is not None else ():
+            if col.comment and col.name in columns:
+                conn.execute(sa.schema.SetColumnComment(col))
+
+
 def _has_warehouse_tables(conn: sa.Connection) -> bool:
     return bool(set(sa.inspect(conn).get_table_names()) & set(BASELINE_TABLES))
 
@@ -222,6 +235,7 @@ def upgrade(engine: sa.Engine, target: str = "head") -> UpgradeResult:
                             f"({VERSION_TABLE}), and they are not those of the baseline revision {BASELINE}: "
                             f"{'; '.join(problems)}. Nothing was changed; fix the tables (or use an empty "
                             "database) and run `options-v4 db upgrade`")
+                    _comment_legacy_columns(conn)
                     command.stamp(alembic_config(conn), BASELINE)
                     stamped = True
                 if current(conn) != goal:

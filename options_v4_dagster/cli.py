@@ -803,7 +803,7 @@ def cmd_db(args) -> int:
     try:
         if args.db_command == "upgrade":
             res = wh.migrate()
-            before = f"{migrate.BASELINE} (stamped: tables of the release before migrations)" if res.stamped \
+            before = f"{res.stamped} (stamped: tables without a schema version)" if res.stamped \
                 else res.before or "empty"
             console.print(f"warehouse {wh.describe()}: {before} -> {res.after}" if res.changed
                           else f"warehouse {wh.describe()}: already at {res.after} (head)")

@@ -160,7 +160,7 @@ def test_previous_release_database_is_stamped_and_keeps_its_rows(request, tmp_pa
     with wh.engine.connect() as c:
         assert migrate.current(c) is None and migrate.legacy_mismatch(c) == []
     result = wh.migrate()
-    assert result.stamped and result.before is None and result.after == migrate.head()
+    assert result.stamped == migrate.BASELINE and result.before is None and result.after == migrate.head()
     with wh.engine.connect() as c:
         assert c.exec_driver_sql(f"select version_num from {migrate.VERSION_TABLE}").scalars().all() \
             == [migrate.head()]
@@ -216,7 +216,7 @@ def test_cli_db_upgrade_current_history(tmp_path, monkeypatch, capsys):
     assert "tables of a release before migrations" in capsys.readouterr().out
     assert main(["db", "upgrade"]) == 0
     out = capsys.readouterr().out
-    assert f"{migrate.BASELINE} (stamped: tables of the release before migrations) -> {migrate.head()}" \
+    assert f"{migrate.BASELINE} (stamped: tables without a schema version) -> {migrate.head()}" \
         in " ".join(out.split())
     assert main(["db", "upgrade"]) == 0
     assert f"already at {migrate.head()} (head)" in capsys.readouterr().out
@@ -224,3 +224,21 @@ def test_cli_db_upgrade_current_history(tmp_path, monkeypatch, capsys):
     assert f"{migrate.head()} (head)" in capsys.readouterr().out
     assert main(["db", "history"]) == 0
     assert f"<base> -> {migrate.BASELINE}" in capsys.readouterr().out
+
+
+@pytest.mark.postgres
+def test_sql_schema_file_of_this_release_applied_by_hand_is_stamped_at_head(pg_url, monkeypatch):
+    """Supabase users apply sql/schema.sql in the SQL editor: that is the head schema, even once it
+    differs from the baseline (simulated here by a baseline without portfolio_allocation.selection_reason)."""
+    eng = sa.create_engine(pg_url)
+    with eng.begin() as c:
+        c.connection.driver_connection.execute((ROOT / "sql" / "schema.sql").read_text())
+    eng.dispose()
+    baseline = dict(migrate.BASELINE_TABLES)
+    baseline["portfolio_allocation"] = tuple(c for c in baseline["portfolio_allocation"] if c != "selection_reason")
+    monkeypatch.setattr(migrate, "BASELINE_TABLES", baseline)
+    wh = Warehouse(pg_url, create=False)
+    result = wh.migrate()
+    assert result.stamped == migrate.head() and result.after == migrate.head()
+    assert _no_autogenerate_diff(wh.engine) == []
+    wh.dispose()

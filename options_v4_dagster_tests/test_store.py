@@ -206,7 +206,7 @@ def test_sql_files_apply_to_postgres(pg_url):
                         .split("]")[0])
     assert policies == len(listed) and set(listed) <= tables
     assert {"option_chain_data", "nifty_historical_data", "india_vix_data", "market_conditions"} <= tables
-    # the schema in code and the DDL agree: create_all on top is a no-op and the warehouse works
+    # the schema in code and the DDL agree: the warehouse stamps it at the baseline and works
     w = Warehouse(pg_url)
     w.replace_partition("option_chain_data", D, _chain(D, 2))
     assert w.count("option_chain_data") == 2

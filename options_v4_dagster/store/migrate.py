@@ -100,16 +100,16 @@ _process_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class UpgradeResult:
-    """What :func:`upgrade` did: ``before`` is None for an empty database; ``stamped`` when a
-    database of the release before migrations was recognised and stamped at the baseline."""
+    """What :func:`upgrade` did: ``before`` is None for an empty database; ``stamped`` names the
+    revision a database without a version table was recognised as (and stamped at)."""
 
     before: str | None
     after: str
-    stamped: bool = False
+    stamped: str | None = None
 
     @property
     def changed(self) -> bool:
-        return self.stamped or self.before != self.after
+        return self.stamped is not None or self.before != self.after
 
 
 def include_name(name: str | None, type_: str, parent_names: dict) -> bool:
@@ -152,19 +152,20 @@ def history() -> list[tuple[str, str | None, str]]:
             for s in script.walk_revisions()]
 
 
-def legacy_mismatch(conn: sa.Connection) -> list[str]:
-    """Why the warehouse tables of a database without a version table are not the baseline's:
-    missing tables, and missing or extra columns of the tables that exist. Empty: they match.
-    Tables of other applications (not in the baseline) are ignored."""
+def legacy_mismatch(conn: sa.Connection, expected: dict[str, tuple[str, ...]] | None = None) -> list[str]:
+    """Why the warehouse tables of a database without a version table are not those of
+    ``expected`` (default: the baseline's): missing tables, and missing or extra columns of the
+    tables that exist. Empty: they match. Tables of other applications are ignored."""
+    expected = BASELINE_TABLES if expected is None else expected
     insp = sa.inspect(conn)
     present = set(insp.get_table_names())
     problems = []
-    missing = sorted(set(BASELINE_TABLES) - present)
+    missing = sorted(set(expected) - present)
     if missing:
         problems.append(f"missing tables {', '.join(missing)}")
-    for table in sorted(set(BASELINE_TABLES) & present):
+    for table in sorted(set(expected) & present):
         have = {c["name"] for c in insp.get_columns(table)}
-        want = set(BASELINE_TABLES[table])
+        want = set(expected[table])
         if want - have:
             problems.append(f"{table} lacks columns {', '.join(sorted(want - have))}")
         if have - want:
@@ -183,6 +184,10 @@ def _comment_legacy_columns(conn: sa.Connection) -> None:
         for col in table.columns if table is not None else ():
             if col.comment and col.name in columns:
                 conn.execute(sa.schema.SetColumnComment(col))
+
+
+def _head_tables() -> dict[str, tuple[str, ...]]:
+    return {name: tuple(t.columns.keys()) for name, t in metadata.tables.items()}
 
 
 def _has_warehouse_tables(conn: sa.Connection) -> bool:
@@ -225,19 +230,22 @@ def upgrade(engine: sa.Engine, target: str = "head") -> UpgradeResult:
                 if conn.dialect.name == "postgresql":  # the key create_all took: old releases wait too
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_lock_key("create_all")})
                 before = current(conn)  # again, under the lock: another process may have upgraded
-                stamped = False
+                stamped = None
                 if before is None and _has_warehouse_tables(conn):
                     problems = legacy_mismatch(conn)
-                    if problems:
+                    if problems and not legacy_mismatch(conn, _head_tables()):
+                        stamped = head()  # this release's sql/schema.sql applied by hand: already at head
+                    elif problems:
                         where = engine.url.render_as_string(hide_password=True)
                         raise ConfigError(
                             f"the warehouse at {where} has tables but no schema version "
                             f"({VERSION_TABLE}), and they are not those of the baseline revision {BASELINE}: "
                             f"{'; '.join(problems)}. Nothing was changed; fix the tables (or use an empty "
                             "database) and run `options-v4 db upgrade`")
-                    _comment_legacy_columns(conn)
-                    command.stamp(alembic_config(conn), BASELINE)
-                    stamped = True
+                    else:
+                        _comment_legacy_columns(conn)
+                        stamped = BASELINE
+                    command.stamp(alembic_config(conn), stamped)
                 if current(conn) != goal:
                     command.upgrade(alembic_config(conn), goal)
                 after = current(conn)

@@ -125,3 +125,26 @@ def test_missing_roles_fail_loudly_instead_of_skipping(db):
         db.execute("SET LOCAL options_v4.rls_roles = 'anon,no_such_role_ov4,service_role'")
         db.execute("SET LOCAL options_v4.skip_rls = 'on'")
         db.execute(extras)
+
+
+def test_migrated_database_protects_the_schema_version_table(pg_url):
+    """A database built by the migrations (options-v4 db upgrade) has the version table too: the
+    extras give anon nothing on it and authenticated read-only, like every other table."""
+    from options_v4_dagster.store import Warehouse
+
+    eng = sa.create_engine(pg_url)
+    with eng.begin() as c:
+        ensure_supabase_roles(c)
+    eng.dispose()
+    conn = psycopg.connect(_libpq(pg_url), autocommit=True)
+    conn.execute("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role")
+    Warehouse(pg_url).dispose()  # upgrade to head
+    conn.execute((ROOT / "sql" / "postgres_extras.sql").read_text())
+    try:
+        assert isinstance(_as(conn, "anon", "select * from options_v4_alembic_version"),
+                          psycopg.errors.InsufficientPrivilege)
+        assert len(_as(conn, "authenticated", "select * from options_v4_alembic_version")) == 1
+        assert isinstance(_as(conn, "authenticated", "delete from options_v4_alembic_version"),
+                          psycopg.errors.InsufficientPrivilege)
+    finally:
+        conn.close()

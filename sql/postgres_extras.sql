@@ -65,6 +65,10 @@ BEGIN
       'authenticated and service_role; create them, or SET options_v4.skip_rls = ''on'' to skip on purpose)',
       array_to_string(missing, ', ');
   END IF;
+  -- the schema-version table of the migrations (absent when only sql/schema.sql was applied)
+  IF to_regclass('options_v4_alembic_version') IS NOT NULL THEN
+    tables := tables || 'options_v4_alembic_version'::text;
+  END IF;
   FOREACH t IN ARRAY tables
   LOOP
     EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);

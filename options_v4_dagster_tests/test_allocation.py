@@ -133,7 +133,7 @@ def test_synthetic_set_meets_the_targets(result, rules):
     assert sum(s["tier_shares"].values()) == pytest.approx(1.0)
     assert pos.get_column("symbol").n_unique() == pos.height  # one position per symbol
     assert set(pos.get_column("status").unique()) == {"proposed"}
-    assert pos.get_column("allocation_id").n_unique() == pos.height
+    assert pos.get_column("position_id").n_unique() == pos.height
     assert s["capital_used"] == pytest.approx(pos.get_column("capital_used").sum())
     assert pos.get_column("weight").sum() == pytest.approx(s["deployment"])
 

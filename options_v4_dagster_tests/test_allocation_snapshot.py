@@ -74,3 +74,81 @@ def test_the_inputs_are_plain_json():
     assert inputs["industries"]["weights"] and inputs["positions"][0]["position_id"] == "AL-S1"
     with pytest.raises(TypeError):
         canonical_json({"x": object()})
+
+
+# -- the append-only store ------------------------------------------------------------------------------
+
+
+def _frames(aid: str, capital: float, n: int = 3) -> tuple[pl.DataFrame, pl.DataFrame]:
+    now = dt.datetime.now(dt.UTC)
+    summary = pl.DataFrame([{"allocation_id": aid, "trade_date": D, "capital": capital, "capital_used": 1000.0 * n,
+                             "deployment": 0.5, "positions": n, "rules": "{}", "industry_views": "{}",
+                             "created_at": now}], schema_overrides={"created_at": pl.Datetime("us", "UTC")})
+    pos = pl.DataFrame([{"allocation_id": aid, "position_id": f"AL-S{i}", "trade_date": D, "strategy_id": f"S{i}",
+                         "symbol": f"SYM{i}", "strategy_name": "Bull Put Spread", "tier": "tier1", "lots": 1,
+                         "capital_used": 1000.0, "capital": capital, "created_at": now} for i in range(n)],
+                       schema_overrides={"created_at": pl.Datetime("us", "UTC")})
+    return summary, pos
+
+
+def _store(wh, run_id: str, aid: str, capital: float) -> bool:
+    from options_v4_dagster.store.allocations import snapshot_appends
+
+    summary, pos = _frames(aid, capital)
+    return wh.replace_together(snapshot_appends(run_id, D, aid, summary, pos))[0].inserted > 0
+
+
+def test_snapshots_are_inserted_once_and_the_latest_run_names_the_latest(tmp_path):
+    from options_v4_dagster.store import Warehouse
+    from options_v4_dagster.store.allocations import latest_snapshot, session_snapshots
+
+    wh = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
+    assert latest_snapshot(wh, D) is None
+    assert _store(wh, "r1", "a" * 64, 1e6) is True
+    first = wh.read("select * from portfolio_allocation where allocation_id = :a order by position_id",
+                    {"a": "a" * 64}).rows()
+    assert _store(wh, "r2", "b" * 64, 2e6) is True
+    assert latest_snapshot(wh, D).allocation_id == "b" * 64
+    assert _store(wh, "r3", "a" * 64, 1e6) is False  # the same snapshot again: nothing inserted
+    snap = latest_snapshot(wh, D)
+    assert snap.allocation_id == "a" * 64 and snap.summary["capital"] == 1e6 and snap.positions.height == 3
+    assert wh.count("portfolio_allocation") == 6 and wh.count("portfolio_allocation_summary") == 2
+    assert wh.count("portfolio_allocation_runs") == 3
+    assert wh.read("select * from portfolio_allocation where allocation_id = :a order by position_id",
+                   {"a": "a" * 64}).rows() == first
+    assert session_snapshots(wh, D).get_column("allocation_id").to_list() == ["a" * 64, "b" * 64]
+    wh.dispose()
+
+
+@pytest.mark.postgres
+def test_two_writers_of_one_snapshot_insert_it_once_on_postgres(pg_url):
+    import threading
+
+    from options_v4_dagster.store import Warehouse
+
+    wh = Warehouse(pg_url)
+    barrier = threading.Barrier(2)
+    errors, created = [], []
+
+    def write(run_id):
+        w = Warehouse(pg_url, create=False)
+        try:
+            for i in range(20):
+                barrier.wait()
+                created.append(_store(w, f"{run_id}-{i}", f"{i:064x}", 1e6 + i))
+        except Exception as exc:  # noqa: BLE001 - the test reports what a writer raised
+            errors.append(exc)
+            barrier.abort()
+        finally:
+            w.dispose()
+
+    threads = [threading.Thread(target=write, args=(f"run{k}",)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(created).count(True) == 20  # each snapshot created by exactly one writer
+    assert wh.count("portfolio_allocation_summary") == 20 and wh.count("portfolio_allocation") == 60
+    assert wh.count("portfolio_allocation_runs") == 40
+    wh.dispose()

@@ -365,19 +365,17 @@ def session_source(wh, session: dt.date) -> str:
 def trader_summary(wh, session: dt.date) -> None:
     """What a trader wants after `options-v4 run`: the proposed positions, deployment, the expected monthly
     return against the target, the data source and where to look next (read back from the warehouse)."""
+    from options_v4_dagster.store.allocations import latest_snapshot
+
     source = session_source(wh, session)
-    pos = wh.read("select symbol, strategy_name, lots, capital_used, pop, expected_value, expected_return, capital "
-                  "from portfolio_allocation where trade_date = :d order by capital_used desc, symbol", {"d": session})
-    summ = wh.read("select capital, capital_used, deployment, positions, expected_monthly_return, "
-                   "target_monthly_return, market_state from portfolio_allocation_summary where trade_date = :d",
-                   {"d": session})
-    if summ.height == 0:
+    snap = latest_snapshot(wh, session)
+    if snap is None:
         console.print(f"no allocation is stored for {session} (market data: {source}): see the failed steps above; "
                       f"`make dev` shows the run in the Dagster UI")
         return
-    s = summ.row(0, named=True)
-    table = Table(title=f"proposed positions {session}: capital INR {s['capital']:,.0f}, market data {source}, "
-                        f"market state {s['market_state'] or 'n/a'}")
+    s, pos = snap.summary, snap.positions
+    table = Table(title=f"proposed positions {session} (allocation {snap.allocation_id[:12]}): capital INR "
+                        f"{s['capital']:,.0f}, market data {source}, market state {s['market_state'] or 'n/a'}")
     for col in ("symbol", "strategy", "lots", "capital ₹", "POP", "EV ₹", "exp. return ₹/mo"):
         table.add_column(col, justify="left" if col in ("symbol", "strategy") else "right")
     for r in pos.iter_rows(named=True):
@@ -677,8 +675,9 @@ def _save_allocation(session: dt.date, capital: float, risk: str | None, rules: 
 
 def cmd_allocate(args) -> int:
     from options_v4_dagster.allocation.engine import NoCandidates
-    from options_v4_dagster.allocation.session import allocate_session
+    from options_v4_dagster.allocation.session import allocate_session, industry_allocations
     from options_v4_dagster.store import Warehouse
+    from options_v4_dagster.store.allocations import latest_allocation_id
 
     wh = Warehouse.from_env()
     if args.date:
@@ -687,14 +686,18 @@ def cmd_allocate(args) -> int:
         session = _latest_with_candidates(wh)
         if session is None:
             raise NoCandidates(f"no strategy candidates in the warehouse ({wh.describe()}): run `options-v4 run` first")
-    sa = allocate_session(wh, session, args.capital, risk_tolerance=args.risk, rules_path=args.rules)
+    sa = allocate_session(wh, session, args.capital, industry_allocations(wh), risk_tolerance=args.risk,
+                          rules_path=args.rules)
     out = sa.to_dict()
-    if args.save and not _save_allocation(session, args.capital, args.risk, args.rules):
-        console.print("[red]error:[/] materializing portfolio_allocation failed (see the run in the Dagster UI)")
-        return 1
+    if args.save:
+        if not _save_allocation(session, args.capital, args.risk, args.rules):
+            console.print("[red]error:[/] materializing portfolio_allocation failed (see the run in the Dagster UI)")
+            return 1
+        out["allocation_id"] = latest_allocation_id(wh, session)  # the snapshot stored (the same id unless the
+        # industry tables were empty and the asset seeded them)
     if args.json:
         out["market_data_source"] = session_source(wh, session)
-        keep = ("trade_date", "market_data_source", "capital", "capital_used", "cash_left", "deployment", "deployment_target",
+        keep = ("allocation_id", "trade_date", "market_data_source", "capital", "capital_used", "cash_left", "deployment", "deployment_target",
                 "position_count", "positions", "tier_shares", "tier_targets", "industry_shares", "limits",
                 "expected_monthly_return", "expected_monthly_return_inr", "target_monthly_return",
                 "meets_return_target", "meets_deployment_target", "greeks", "market_state", "notes", "excluded")
@@ -722,6 +725,8 @@ def cmd_allocate(args) -> int:
                   f"vega {s['greeks']['vega']:,.0f}")
     console.print(f"market data: {source} (the candidates of {session} were built from it; another source or "
                   "session gives other positions)")
+    console.print(f"allocation {out['allocation_id']}" + (" (stored)" if args.save else
+                                                          " (not stored: --save materializes it)"))
     for note in s["notes"]:
         console.print(f"  note: {note}")
     return 0

@@ -9,9 +9,12 @@ import math
 
 import polars as pl
 import pytest
+import sqlalchemy as sa
 
 from options_v4_dagster.cli import main as cli_main
 from options_v4_dagster.store import Warehouse
+from options_v4_dagster.store.allocations import latest_snapshot
+from options_v4_dagster.store.schema import portfolio_allocation_summary
 
 D = dt.date(2025, 7, 17)
 CAPITAL = 1_500_000
@@ -96,26 +99,75 @@ def test_positions_come_from_the_stored_candidates_and_match_industry_views(env,
 
 def test_the_asset_stored_the_default_capital_allocation(env, capsys):
     wh = Warehouse(env["DATABASE_URL"])
-    stored = wh.read_partition("portfolio_allocation", D)
-    summary = wh.read_partition("portfolio_allocation_summary", D).row(0, named=True)
+    snap = latest_snapshot(wh, D)
+    summary, stored = snap.summary, snap.positions
     assert summary["capital"] == CAPITAL and summary["positions"] == stored.height
-    assert set(stored.get_column("status")) == {"proposed"}
+    assert "status" not in stored.columns  # execution status lives in the trading tables
+    assert summary["source"] == "simulated" and json.loads(summary["industry_views"])["weights"]
     out = _allocate_json(capsys)  # the command computes the same allocation from the same tables
-    assert sorted(stored.get_column("allocation_id")) == sorted(p["allocation_id"] for p in out["positions"])
+    assert out["allocation_id"] == snap.allocation_id  # same inputs, same content hash
+    assert sorted(stored.get_column("position_id")) == sorted(p["position_id"] for p in out["positions"])
     assert json.loads(summary["summary"])["deployment"] == pytest.approx(out["deployment"])
     wh.dispose()
 
 
-def test_save_materializes_the_allocation_with_the_given_capital(env, capsys):
-    assert cli_main(["allocate", "3000000", "--date", D.isoformat(), "--save"]) == 0
+def _save(capital, capsys) -> None:
+    assert cli_main(["allocate", str(capital), "--date", D.isoformat(), "--save"]) == 0
     capsys.readouterr()
+
+
+def _snapshot_rows(wh, aid) -> tuple[list, list]:
+    """The snapshot's stored rows as the database returns them (every column, ordered)."""
+    summ = wh.read(sa.text("select * from portfolio_allocation_summary where allocation_id = :a"), {"a": aid})
+    pos = wh.read(sa.text("select * from portfolio_allocation where allocation_id = :a order by position_id"),
+                  {"a": aid})
+    return summ.rows(), pos.rows()
+
+
+def test_rematerializing_with_other_inputs_appends_a_snapshot_and_never_alters_one(env, capsys, tmp_path):
+    """Capital A, then B, then A again (the portfolio_allocation asset alone, through `allocate --save`):
+    two snapshots; A's rows unchanged by B; A again gives A's id and stores nothing new; other
+    industry views give a third snapshot."""
     wh = Warehouse(env["DATABASE_URL"])
-    summary = wh.read_partition("portfolio_allocation_summary", D).row(0, named=True)
-    assert summary["capital"] == 3_000_000 and summary["deployment"] >= 0.95
-    assert set(wh.read_partition("portfolio_allocation", D).get_column("capital")) == {3_000_000.0}
-    # back to the default for the other tests
-    assert cli_main(["allocate", str(CAPITAL), "--date", D.isoformat(), "--save"]) == 0
+    a_cap, b_cap = 2_000_000, 3_000_000
+    _save(a_cap, capsys)
+    a_id = latest_snapshot(wh, D).allocation_id
+    a_rows = _snapshot_rows(wh, a_id)
+    counts = {t: wh.count(t) for t in ("portfolio_allocation_summary", "portfolio_allocation")}
+    _save(b_cap, capsys)
+    b = latest_snapshot(wh, D)
+    assert b.allocation_id != a_id and b.summary["capital"] == b_cap
+    assert set(b.positions.get_column("capital")) == {float(b_cap)} and b.summary["deployment"] >= 0.95
+    assert wh.count("portfolio_allocation_summary") == counts["portfolio_allocation_summary"] + 1
+    assert _snapshot_rows(wh, a_id) == a_rows  # the first snapshot's rows, column by column
+    counts = {t: wh.count(t) for t in ("portfolio_allocation_summary", "portfolio_allocation")}
+    _save(a_cap, capsys)
+    assert latest_snapshot(wh, D).allocation_id == a_id  # the latest materialization gave A again
+    assert {t: wh.count(t) for t in counts} == counts  # and stored nothing new
+    assert _snapshot_rows(wh, a_id) == a_rows
+    runs = wh.read(sa.text("select allocation_id from portfolio_allocation_runs where trade_date = :d "
+                           "order by materialized_at"), {"d": D}).get_column("allocation_id").to_list()
+    assert runs[-3:] == [a_id, b.allocation_id, a_id]
+    # other industry views: a new snapshot, A's rows still unchanged
+    shown = json.loads(a_rows[0][0][[c.name for c in portfolio_allocation_summary.columns]
+                                    .index("industry_views")])
+    first = sorted(shown["weights"])[0]
+    f = tmp_path / "views.csv"
+    f.write_text("industry,weight,position_type\n" + "".join(
+        f"{k},{w},{'SHORT' if k == first and shown['position_types'][k] != 'SHORT' else 'LONG' if k == first else shown['position_types'][k]}\n"
+        for k, w in shown["weights"].items()))
+    assert cli_main(["industries", "import", str(f)]) == 0
     capsys.readouterr()
+    try:
+        _save(a_cap, capsys)
+        c = latest_snapshot(wh, D)
+        assert c.allocation_id not in (a_id, b.allocation_id)
+        assert json.loads(c.summary["industry_views"])["position_types"][first] != shown["position_types"][first]
+        assert _snapshot_rows(wh, a_id) == a_rows
+    finally:
+        assert cli_main(["industries", "reset"]) == 0
+        _save(CAPITAL, capsys)  # back to the default for the other tests
+        capsys.readouterr()
     wh.dispose()
 
 

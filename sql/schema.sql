@@ -210,62 +210,8 @@ CREATE TABLE IF NOT EXISTS pipeline_failures (
 
 COMMENT ON TABLE pipeline_failures IS 'Per-symbol failures of a partition (the partition itself succeeded)';
 
-CREATE TABLE IF NOT EXISTS portfolio_allocation (
-	allocation_id VARCHAR(128) NOT NULL, 
-	trade_date DATE NOT NULL, 
-	strategy_id VARCHAR(96) NOT NULL, 
-	symbol VARCHAR(32) NOT NULL, 
-	strategy_name VARCHAR(48) NOT NULL, 
-	tier VARCHAR(8) NOT NULL, 
-	industry VARCHAR(96), 
-	sector VARCHAR(64), 
-	position_type VARCHAR(8), 
-	category VARCHAR(24), 
-	outlook VARCHAR(16), 
-	conviction VARCHAR(12), 
-	total_score FLOAT, 
-	fallback_level INTEGER, 
-	selection_reason TEXT, 
-	lots INTEGER NOT NULL, 
-	lot_size INTEGER, 
-	quantity INTEGER, 
-	margin_per_lot FLOAT, 
-	capital_used FLOAT NOT NULL, 
-	weight FLOAT, 
-	kelly_fraction FLOAT, 
-	pop FLOAT, 
-	payoff_ratio FLOAT, 
-	expected_value FLOAT, 
-	expected_return FLOAT, 
-	max_loss FLOAT, 
-	unlimited_risk BOOLEAN, 
-	t_years FLOAT, 
-	delta FLOAT, 
-	gamma FLOAT, 
-	theta FLOAT, 
-	vega FLOAT, 
-	capital FLOAT NOT NULL, 
-	status VARCHAR(16) NOT NULL, 
-	created_at TIMESTAMP WITH TIME ZONE NOT NULL, 
-	PRIMARY KEY (allocation_id)
-);
-
-CREATE INDEX IF NOT EXISTS ix_portfolio_allocation_trade_date ON portfolio_allocation (trade_date);
-
-COMMENT ON TABLE portfolio_allocation IS 'Proposed positions of the session''s portfolio allocation';
-COMMENT ON COLUMN portfolio_allocation.fallback_level IS '0 preferred strategy .. 3 any not opposing the view';
-COMMENT ON COLUMN portfolio_allocation.selection_reason IS 'why this strategy: market-state preference, category fallback, view match or any-strategy';
-COMMENT ON COLUMN portfolio_allocation.quantity IS 'shares per leg unit (lots x lot size)';
-COMMENT ON COLUMN portfolio_allocation.margin_per_lot IS 'INR: margin for short premium, debit for long';
-COMMENT ON COLUMN portfolio_allocation.capital_used IS 'INR';
-COMMENT ON COLUMN portfolio_allocation.weight IS 'capital_used / capital';
-COMMENT ON COLUMN portfolio_allocation.expected_value IS 'INR over the position''s life';
-COMMENT ON COLUMN portfolio_allocation.expected_return IS 'INR per month';
-COMMENT ON COLUMN portfolio_allocation.max_loss IS 'INR; null = unbounded';
-COMMENT ON COLUMN portfolio_allocation.capital IS 'INR allocated over';
-COMMENT ON COLUMN portfolio_allocation.status IS 'proposed -> executed / rejected';
-
 CREATE TABLE IF NOT EXISTS portfolio_allocation_summary (
+	allocation_id VARCHAR(64) NOT NULL, 
 	trade_date DATE NOT NULL, 
 	capital FLOAT NOT NULL, 
 	capital_used FLOAT NOT NULL, 
@@ -274,13 +220,24 @@ CREATE TABLE IF NOT EXISTS portfolio_allocation_summary (
 	expected_monthly_return FLOAT, 
 	target_monthly_return FLOAT, 
 	market_state VARCHAR(32), 
+	risk_tolerance VARCHAR(16), 
+	source VARCHAR(16), 
+	rules TEXT NOT NULL, 
+	industry_views TEXT NOT NULL, 
 	summary TEXT, 
 	created_at TIMESTAMP WITH TIME ZONE NOT NULL, 
-	PRIMARY KEY (trade_date)
+	PRIMARY KEY (allocation_id)
 );
 
-COMMENT ON TABLE portfolio_allocation_summary IS 'One row per session: the allocation''s totals';
+CREATE INDEX IF NOT EXISTS ix_portfolio_allocation_summary_trade_date ON portfolio_allocation_summary (trade_date);
+
+COMMENT ON TABLE portfolio_allocation_summary IS 'One row per allocation snapshot (immutable, append-only): its inputs and totals';
+COMMENT ON COLUMN portfolio_allocation_summary.allocation_id IS 'sha256 of the canonical JSON of session, capital, rules, industry views, risk tolerance and positions (allocation/snapshot.py)';
 COMMENT ON COLUMN portfolio_allocation_summary.expected_monthly_return IS 'fraction of capital';
+COMMENT ON COLUMN portfolio_allocation_summary.risk_tolerance IS 'of the strategy candidates allocated';
+COMMENT ON COLUMN portfolio_allocation_summary.source IS 'market-data source of the inputs (session_provenance)';
+COMMENT ON COLUMN portfolio_allocation_summary.rules IS 'JSON: the resolved market_conditions.yaml rules used';
+COMMENT ON COLUMN portfolio_allocation_summary.industry_views IS 'JSON: industry weights, LONG/SHORT views and symbol -> industry mapping used';
 COMMENT ON COLUMN portfolio_allocation_summary.summary IS 'JSON: tiers, industries, limits, greeks, notes';
 
 CREATE TABLE IF NOT EXISTS sector_allocations_current (
@@ -477,3 +434,75 @@ CREATE TABLE IF NOT EXISTS underlying_bars (
 CREATE INDEX IF NOT EXISTS ix_underlying_bars_date ON underlying_bars (date);
 
 COMMENT ON TABLE underlying_bars IS 'Daily OHLCV of every underlying (a year back from each materialized session)';
+
+CREATE TABLE IF NOT EXISTS portfolio_allocation (
+	allocation_id VARCHAR(64) NOT NULL, 
+	position_id VARCHAR(128) NOT NULL, 
+	trade_date DATE NOT NULL, 
+	strategy_id VARCHAR(96) NOT NULL, 
+	symbol VARCHAR(32) NOT NULL, 
+	strategy_name VARCHAR(48) NOT NULL, 
+	tier VARCHAR(8) NOT NULL, 
+	industry VARCHAR(96), 
+	sector VARCHAR(64), 
+	position_type VARCHAR(8), 
+	category VARCHAR(24), 
+	outlook VARCHAR(16), 
+	conviction VARCHAR(12), 
+	total_score FLOAT, 
+	fallback_level INTEGER, 
+	selection_reason TEXT, 
+	lots INTEGER NOT NULL, 
+	lot_size INTEGER, 
+	quantity INTEGER, 
+	margin_per_lot FLOAT, 
+	capital_used FLOAT NOT NULL, 
+	weight FLOAT, 
+	kelly_fraction FLOAT, 
+	pop FLOAT, 
+	payoff_ratio FLOAT, 
+	expected_value FLOAT, 
+	expected_return FLOAT, 
+	max_loss FLOAT, 
+	unlimited_risk BOOLEAN, 
+	t_years FLOAT, 
+	delta FLOAT, 
+	gamma FLOAT, 
+	theta FLOAT, 
+	vega FLOAT, 
+	capital FLOAT NOT NULL, 
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (allocation_id, position_id), 
+	FOREIGN KEY(allocation_id) REFERENCES portfolio_allocation_summary (allocation_id)
+);
+
+CREATE INDEX IF NOT EXISTS ix_portfolio_allocation_trade_date ON portfolio_allocation (trade_date);
+
+COMMENT ON TABLE portfolio_allocation IS 'Positions of an allocation snapshot (append-only: a snapshot''s rows are never changed; execution status lives in the trading tables)';
+COMMENT ON COLUMN portfolio_allocation.allocation_id IS 'the snapshot (portfolio_allocation_summary)';
+COMMENT ON COLUMN portfolio_allocation.position_id IS 'the position within the snapshot';
+COMMENT ON COLUMN portfolio_allocation.fallback_level IS '0 preferred strategy .. 3 any not opposing the view';
+COMMENT ON COLUMN portfolio_allocation.selection_reason IS 'why this strategy: market-state preference, category fallback, view match or any-strategy';
+COMMENT ON COLUMN portfolio_allocation.quantity IS 'shares per leg unit (lots x lot size)';
+COMMENT ON COLUMN portfolio_allocation.margin_per_lot IS 'INR: margin for short premium, debit for long';
+COMMENT ON COLUMN portfolio_allocation.capital_used IS 'INR';
+COMMENT ON COLUMN portfolio_allocation.weight IS 'capital_used / capital';
+COMMENT ON COLUMN portfolio_allocation.expected_value IS 'INR over the position''s life';
+COMMENT ON COLUMN portfolio_allocation.expected_return IS 'INR per month';
+COMMENT ON COLUMN portfolio_allocation.max_loss IS 'INR; null = unbounded';
+COMMENT ON COLUMN portfolio_allocation.capital IS 'INR allocated over';
+
+CREATE TABLE IF NOT EXISTS portfolio_allocation_runs (
+	run_id VARCHAR(64) NOT NULL, 
+	materialized_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	trade_date DATE NOT NULL, 
+	allocation_id VARCHAR(64), 
+	PRIMARY KEY (run_id, materialized_at), 
+	FOREIGN KEY(allocation_id) REFERENCES portfolio_allocation_summary (allocation_id)
+);
+
+CREATE INDEX IF NOT EXISTS ix_portfolio_allocation_runs_trade_date ON portfolio_allocation_runs (trade_date);
+
+COMMENT ON TABLE portfolio_allocation_runs IS 'Append-only log of portfolio_allocation materializations: the latest row of a session names its latest snapshot';
+COMMENT ON COLUMN portfolio_allocation_runs.run_id IS 'the Dagster run';
+COMMENT ON COLUMN portfolio_allocation_runs.allocation_id IS 'the snapshot this materialization gave; null = no candidates to allocate';

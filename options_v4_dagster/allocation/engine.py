@@ -82,10 +82,10 @@ _MONEY = ("max_profit", "max_loss", "expected_value", "net_premium", "margin", "
 GREEKS = ("delta", "gamma", "theta", "vega")
 
 POSITION_COLUMNS: dict[str, pl.DataType] = {
-    "allocation_id": pl.Utf8, "strategy_id": pl.Utf8, "symbol": pl.Utf8, "strategy_name": pl.Utf8,
+    "position_id": pl.Utf8, "strategy_id": pl.Utf8, "symbol": pl.Utf8, "strategy_name": pl.Utf8,
     "tier": pl.Utf8, "industry": pl.Utf8, "lots": pl.Int64, "capital_used": pl.Float64,
     "expected_return": pl.Float64, "weight": pl.Float64, "kelly_fraction": pl.Float64,
-    "fallback_level": pl.Int64, "selection_reason": pl.Utf8, "status": pl.Utf8,
+    "fallback_level": pl.Int64, "selection_reason": pl.Utf8,
     # context
     "sector": pl.Utf8, "position_type": pl.Utf8, "category": pl.Utf8, "outlook": pl.Utf8,
     "conviction": pl.Utf8, "total_score": pl.Float64, "demoted_from": pl.Utf8, "lot_size": pl.Int64,
@@ -690,13 +690,12 @@ def _positions_frame(book: _Book, rules: MarketRules) -> pl.DataFrame:
         lot_size = r.get("lot_size")
         ml = r.get("max_loss")
         out.append({
-            "allocation_id": f"AL-{r['strategy_id']}", "strategy_id": r["strategy_id"], "symbol": r["symbol"],
+            "position_id": f"AL-{r['strategy_id']}", "strategy_id": r["strategy_id"], "symbol": r["symbol"],
             "strategy_name": r["strategy_name"], "tier": p.tier, "industry": r["industry"], "lots": lots,
             "capital_used": round(lots * p.m, 2),
             "expected_return": round(ev * lots * factor, 2) if ev_ok else 0.0,
             "weight": lots * p.m / cap, "kelly_fraction": float(r["kelly_fraction"]),
             "fallback_level": int(r["fallback_level"]), "selection_reason": selection_reason(r, rules),
-            "status": "proposed",
             "sector": sector_of(r["industry"]), "position_type": r["position_type"], "category": r.get("category"),
             "outlook": r.get("outlook"), "conviction": r["conviction"], "total_score": float(r["total_score"]),
             "demoted_from": p.demoted_from, "lot_size": lot_size,

@@ -1,10 +1,11 @@
 """One session's allocation from the warehouse: what the ``portfolio_allocation`` asset and
 ``options-v4 allocate`` both run.
 
-Reads the session's stored strategy candidates (strategies + strategy_parameters), the session's
-market conditions (India VIX band, NIFTY trend, PCR sentiment -> the market_conditions.yaml rules)
-and the current industry tables (seeded from the packaged defaults when empty), then calls
-:func:`.engine.allocate`. No Dagster here.
+Reads the session's stored strategy candidates (strategies + strategy_parameters) and the session's
+market conditions (India VIX band, NIFTY trend, PCR sentiment -> the market_conditions.yaml rules),
+takes the industry weights and views from the caller (read with :func:`industry_allocations`, which
+writes nothing unless asked to seed), then calls :func:`.engine.allocate`. The result is an
+immutable snapshot named by a content hash (:mod:`.snapshot`). No Dagster here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..store import Replace, Warehouse
 from .config import MarketRules, load_market_conditions
 from .engine import AllocationError, AllocationResult, NoCandidates, allocate, candidates_from_tables
 from .industries import IndustryAllocations, allocation_tables, default_industry_allocations
+from .snapshot import allocation_id, canonical_json, industry_views, snapshot_inputs
 
 INDUSTRY_TABLES = ("industry_allocations_current", "sector_allocations_current", "stock_industry_mapping")
 
@@ -31,11 +33,19 @@ class SessionAllocation:
     rules: MarketRules
     industries: IndustryAllocations
     result: AllocationResult
+    risk_tolerance: str | None = None
+
+    @property
+    def allocation_id(self) -> str:
+        """The snapshot's content hash (same inputs and positions -> same id)."""
+        return allocation_id(snapshot_inputs(self.session, self.capital, self.rules, self.industries,
+                                             self.risk_tolerance, self.result.positions))
 
     def to_dict(self) -> dict:
         out = self.result.to_dict()
-        return {"trade_date": self.session.isoformat(), **out, "rules": self.rules.to_dict(),
-                "industry_source": self.industries.source}
+        return {"allocation_id": self.allocation_id, "trade_date": self.session.isoformat(), **out,
+                "rules": self.rules.to_dict(), "industry_source": self.industries.source,
+                "risk_tolerance": self.risk_tolerance}
 
 
 def write_industry_tables(wh: Warehouse, allocations: IndustryAllocations,
@@ -53,9 +63,10 @@ def write_industry_tables(wh: Warehouse, allocations: IndustryAllocations,
     return {r.table: r.frame.height for r in writes}
 
 
-def industry_allocations(wh: Warehouse, *, seed: bool = True) -> IndustryAllocations:
+def industry_allocations(wh: Warehouse, *, seed: bool = False) -> IndustryAllocations:
     """The current industry weights and views from the warehouse; when the tables are empty, the
-    packaged defaults (written to the tables when ``seed``)."""
+    packaged defaults (written to the tables only when ``seed``: the portfolio_allocation asset
+    seeds, readers such as ``options-v4 allocate`` do not)."""
     ind = wh.read("select industry, weight, position_type, source from industry_allocations_current")
     if ind.height == 0:
         allocations = default_industry_allocations()
@@ -81,10 +92,11 @@ def session_rules(wh: Warehouse, session: dt.date, rules_path: str | Path | None
     return cfg.resolve(r["vix_band"], r["nifty_trend"], r["pcr_sentiment"])
 
 
-def allocate_session(wh: Warehouse, session: dt.date, capital: float, *, risk_tolerance: str | None = None,
-                     rules_path: str | Path | None = None) -> SessionAllocation:
-    """Allocate ``capital`` over the session's stored candidates. Raises :class:`NoCandidates` when
-    strategy creation has not stored any for the session."""
+def allocate_session(wh: Warehouse, session: dt.date, capital: float, industries: IndustryAllocations, *,
+                     risk_tolerance: str | None = None, rules_path: str | Path | None = None) -> SessionAllocation:
+    """Allocate ``capital`` over the session's stored candidates with these industry weights and
+    views (recorded with the snapshot). Writes nothing. Raises :class:`NoCandidates` when strategy
+    creation has not stored any for the session."""
     strategies = wh.read_partition("strategies", session)
     if strategies.height == 0:
         raise NoCandidates(f"no strategy candidates stored for {session}: run `options-v4 run --date {session}` "
@@ -95,7 +107,6 @@ def allocate_session(wh: Warehouse, session: dt.date, capital: float, *, risk_to
     params = wh.read_partition("strategy_parameters", session)
     _require_parameters(strategies, params, session)
     universe = wh.read_partition("fno_universe", session, ["symbol", "industry", "lot_size"])
-    industries = industry_allocations(wh)
     if industries.symbol_industry:  # the stored mapping wins over the session's universe
         universe = universe.with_columns(
             pl.col("symbol").replace_strict(industries.symbol_industry, default=pl.col("industry"),
@@ -106,7 +117,7 @@ def allocate_session(wh: Warehouse, session: dt.date, capital: float, *, risk_to
     rules = session_rules(wh, session, rules_path)
     lot_sizes = {r["symbol"]: int(r["lot_size"]) for r in universe.iter_rows(named=True) if r["lot_size"]}
     result = allocate(candidates, capital, rules, industries, lot_sizes=lot_sizes)
-    return SessionAllocation(session, float(capital), rules, industries, result)
+    return SessionAllocation(session, float(capital), rules, industries, result, risk_tolerance)
 
 
 class IncompleteSession(AllocationError):
@@ -124,18 +135,22 @@ def _require_parameters(strategies: pl.DataFrame, params: pl.DataFrame, session:
             "to rebuild them")
 
 
-def allocation_frames(sa: SessionAllocation) -> dict[str, pl.DataFrame]:
-    """Rows of ``portfolio_allocation`` and ``portfolio_allocation_summary`` for the session."""
+def allocation_frames(sa: SessionAllocation, source: str | None = None) -> dict[str, pl.DataFrame]:
+    """The snapshot's rows: ``portfolio_allocation`` (positions) and ``portfolio_allocation_summary``
+    (one row: totals, the rules and industry views used), both keyed by its ``allocation_id``."""
     now = dt.datetime.now(dt.UTC)
+    aid = sa.allocation_id
     pos = sa.result.positions.with_columns(
-        pl.lit(sa.session).alias("trade_date"), pl.lit(sa.capital).alias("capital"),
-        pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("created_at"))
+        pl.lit(aid).alias("allocation_id"), pl.lit(sa.session).alias("trade_date"),
+        pl.lit(sa.capital).alias("capital"), pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("created_at"))
     s = sa.result.summary
     summary = pl.DataFrame([{
-        "trade_date": sa.session, "capital": sa.capital, "capital_used": float(s["capital_used"]),
-        "deployment": float(s["deployment"]), "positions": int(s["positions"]),
-        "expected_monthly_return": float(s["expected_monthly_return"]),
+        "allocation_id": aid, "trade_date": sa.session, "capital": sa.capital,
+        "capital_used": float(s["capital_used"]), "deployment": float(s["deployment"]),
+        "positions": int(s["positions"]), "expected_monthly_return": float(s["expected_monthly_return"]),
         "target_monthly_return": float(s["target_monthly_return"]), "market_state": sa.rules.state,
+        "risk_tolerance": sa.risk_tolerance, "source": source, "rules": canonical_json(sa.rules.to_dict()),
+        "industry_views": canonical_json(industry_views(sa.industries)),
         "summary": json.dumps(s, default=str), "created_at": now,
-    }], schema_overrides={"created_at": pl.Datetime("us", "UTC")})
+    }], schema_overrides={"created_at": pl.Datetime("us", "UTC"), "risk_tolerance": pl.Utf8, "source": pl.Utf8})
     return {"portfolio_allocation": pos, "portfolio_allocation_summary": summary}

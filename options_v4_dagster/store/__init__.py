@@ -1,6 +1,6 @@
 """Warehouse adapter: one SQLAlchemy Core schema, SQLite by default, PostgreSQL via DATABASE_URL."""
 
 from .schema import metadata
-from .warehouse import Replace, Warehouse, WriteResult
+from .warehouse import Append, Replace, Warehouse, WriteResult
 
-__all__ = ["Replace", "Warehouse", "WriteResult", "metadata"]
+__all__ = ["Append", "Replace", "Warehouse", "WriteResult", "metadata"]

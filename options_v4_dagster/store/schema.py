@@ -378,7 +378,9 @@ stock_industry_mapping = sa.Table(
 
 portfolio_allocation = sa.Table(
     "portfolio_allocation", metadata,
-    sa.Column("allocation_id", sa.String(128), primary_key=True),
+    sa.Column("allocation_id", sa.String(64), sa.ForeignKey("portfolio_allocation_summary.allocation_id"),
+              primary_key=True, comment="the snapshot (portfolio_allocation_summary)"),
+    sa.Column("position_id", sa.String(128), primary_key=True, comment="the position within the snapshot"),
     sa.Column("trade_date", sa.Date, nullable=False, index=True),
     sa.Column("strategy_id", sa.String(96), nullable=False),
     sa.Column("symbol", sa.String(32), nullable=False),
@@ -413,14 +415,17 @@ portfolio_allocation = sa.Table(
     sa.Column("theta", sa.Float),
     sa.Column("vega", sa.Float),
     sa.Column("capital", sa.Float, nullable=False, comment="INR allocated over"),
-    sa.Column("status", sa.String(16), nullable=False, comment="proposed -> executed / rejected"),
     sa.Column("created_at", UTCDateTime, nullable=False, default=_now),
-    comment="Proposed positions of the session's portfolio allocation",
+    comment="Positions of an allocation snapshot (append-only: a snapshot's rows are never changed; "
+    "execution status lives in the trading tables)",
 )
 
 portfolio_allocation_summary = sa.Table(
     "portfolio_allocation_summary", metadata,
-    sa.Column("trade_date", sa.Date, primary_key=True),
+    sa.Column("allocation_id", sa.String(64), primary_key=True,
+              comment="sha256 of the canonical JSON of session, capital, rules, industry views, risk "
+              "tolerance and positions (allocation/snapshot.py)"),
+    sa.Column("trade_date", sa.Date, nullable=False, index=True),
     sa.Column("capital", sa.Float, nullable=False),
     sa.Column("capital_used", sa.Float, nullable=False),
     sa.Column("deployment", sa.Float, nullable=False),
@@ -428,8 +433,23 @@ portfolio_allocation_summary = sa.Table(
     sa.Column("expected_monthly_return", sa.Float, comment="fraction of capital"),
     sa.Column("target_monthly_return", sa.Float),
     sa.Column("market_state", sa.String(32)),
+    sa.Column("risk_tolerance", sa.String(16), comment="of the strategy candidates allocated"),
+    sa.Column("source", sa.String(16), comment="market-data source of the inputs (session_provenance)"),
+    sa.Column("rules", sa.Text, nullable=False, comment="JSON: the resolved market_conditions.yaml rules used"),
+    sa.Column("industry_views", sa.Text, nullable=False,
+              comment="JSON: industry weights, LONG/SHORT views and symbol -> industry mapping used"),
     sa.Column("summary", sa.Text, comment="JSON: tiers, industries, limits, greeks, notes"),
     sa.Column("created_at", UTCDateTime, nullable=False, default=_now),
-    comment="One row per session: the allocation's totals",
+    comment="One row per allocation snapshot (immutable, append-only): its inputs and totals",
 )
-PARTITIONED_TABLES.update({"portfolio_allocation": "trade_date", "portfolio_allocation_summary": "trade_date"})
+
+portfolio_allocation_runs = sa.Table(
+    "portfolio_allocation_runs", metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True, comment="the Dagster run"),
+    sa.Column("materialized_at", UTCDateTime, primary_key=True, default=_now),
+    sa.Column("trade_date", sa.Date, nullable=False, index=True),
+    sa.Column("allocation_id", sa.String(64), sa.ForeignKey("portfolio_allocation_summary.allocation_id"),
+              comment="the snapshot this materialization gave; null = no candidates to allocate"),
+    comment="Append-only log of portfolio_allocation materializations: the latest row of a session names "
+    "its latest snapshot",
+)

@@ -82,6 +82,34 @@ class Replace:
         return [(_lock_key(self.table), True)]
 
 
+@dataclass(frozen=True, eq=False)
+class Append:
+    """Rows a :meth:`Warehouse.replace_together` transaction inserts without deleting any (append-only
+    tables). With ``unless`` (column=value pairs) nothing is inserted when the table already holds a
+    row matching them (insert if absent: an immutable snapshot is written once); on PostgreSQL that
+    check runs under an exclusive advisory lock on (table, unless), so two writers of the same
+    snapshot insert it once."""
+
+    table: str
+    frame: pl.DataFrame
+    unless: dict = field(default_factory=dict)
+    scope: Literal["append"] = "append"
+
+    def delete_statement(self, t: sa.Table):
+        return None
+
+    def exists_statement(self, t: sa.Table):
+        if not self.unless:
+            return None
+        return sa.select(sa.literal(1)).select_from(t).where(
+            sa.and_(*(t.c[c] == v for c, v in self.unless.items()))).limit(1)
+
+    def lock_keys(self) -> list[tuple[int, bool]]:
+        if not self.unless:
+            return []
+        return [(_lock_key(self.table, *(f"{c}={v}" for c, v in sorted(self.unless.items()))), True)]
+
+
 class Warehouse:
     """SQLite file by default, PostgreSQL when the URL says so. Create with :meth:`from_env`."""
 
@@ -121,9 +149,9 @@ class Warehouse:
         return metadata.tables[name]
 
     # -- writes ---------------------------------------------------------------------------
-    def replace_together(self, replaces: Iterable[Replace]) -> list[WriteResult]:
-        """Apply several replaces (partition, window or whole table; see :class:`Replace`) in ONE
-        transaction: either every table shows its new rows or none does. Every frame is validated
+    def replace_together(self, replaces: Iterable[Replace | Append]) -> list[WriteResult]:
+        """Apply several replaces (partition, window or whole table; see :class:`Replace`) and
+        appends (:class:`Append`, insert if absent) in ONE transaction: either every table shows its new rows or none does. Every frame is validated
         before the transaction opens, so a bad frame changes nothing. On PostgreSQL the transaction
         first takes advisory locks on what it replaces (see :meth:`_lock`), so two runs replacing
         the same session wait for each other instead of racing. Results come in ``replaces`` order."""
@@ -132,9 +160,12 @@ class Warehouse:
         results = []
         with self.engine.begin() as conn:
             self._lock(conn, [r for r, *_ in plans])
-            for _r, t, delete_stmt, sub in plans:
+            for r, t, delete_stmt, sub in plans:
                 start = time.perf_counter()
-                deleted = conn.execute(delete_stmt).rowcount or 0
+                if isinstance(r, Append) and r.unless and conn.execute(r.exists_statement(t)).first():
+                    results.append(WriteResult(t.name, 0, 0, time.perf_counter() - start))
+                    continue
+                deleted = (conn.execute(delete_stmt).rowcount or 0) if delete_stmt is not None else 0
                 if sub.height:
                     try:
                         self._bulk_insert(conn, t, sub)
@@ -164,14 +195,14 @@ class Warehouse:
         """Replace every row of an unpartitioned ("current") table with ``frame``, in one transaction."""
         return self.replace_together([Replace.whole_table(table, frame)])[0]
 
-    def _prepare_frame(self, r: Replace) -> pl.DataFrame:
+    def _prepare_frame(self, r: Replace | Append) -> pl.DataFrame:
         t = self.table(r.table)
         if r.scope == "partition" and r.frame.height and \
                 r.frame.get_column(r.date_column).cast(pl.Date).ne(r.session).any():
             raise ValueError(f"{r.table}: frame holds rows outside session {r.session}")
         return self._prepare(t, r.frame) if r.frame.height else r.frame.clear()
 
-    def _lock(self, conn: sa.Connection, replaces: Sequence[Replace]) -> None:
+    def _lock(self, conn: sa.Connection, replaces: Sequence[Replace | Append]) -> None:
         """PostgreSQL: transaction-scoped advisory locks, so that concurrent replaces of the same
         scope run one after the other (under READ COMMITTED two delete+insert of one session would
         both insert and one would fail with a unique violation). A partition replace takes the

@@ -1,9 +1,8 @@
-"""Allocation asset: portfolio_allocation (the session's proposed positions and their summary)."""
+"""Allocation asset: portfolio_allocation (an immutable snapshot of the session's proposed positions)."""
 
 import time
 
 import dagster as dg
-import polars as pl
 
 from options_v4_dagster.allocation import session as allocation_session
 from options_v4_dagster.allocation.engine import InsufficientCapital, NoCandidates, limit_breaches
@@ -13,11 +12,10 @@ from options_v4_dagster.defs.market_data.assets import market_conditions
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import WarehouseResource
 from options_v4_dagster.defs.strategies.assets import strategy_candidates
-from options_v4_dagster.store import Replace
+from options_v4_dagster.store.allocations import run_append, snapshot_appends
 from options_v4_dagster.store.provenance import provenance_replace
 
 GROUP = "allocation"
-TABLES = ("portfolio_allocation", "portfolio_allocation_summary")
 
 
 class AllocationSettings(dg.Config):
@@ -46,21 +44,24 @@ def _pct(x: float) -> str:
     description="Capital (config, default INR 15 lakh) across 20-30 of the session's best strategy candidates: "
     "tiers by conviction (60/30/10) x industry weights and LONG/SHORT views, market_conditions.yaml rules, "
     "fractional Kelly, whole lots, margin for short premium and debit for long; expected monthly return from "
-    "the candidates' expected values against the 4% target. Tables portfolio_allocation (status proposed) and "
-    "portfolio_allocation_summary.",
+    "the candidates' expected values against the 4% target. Each result is an immutable snapshot named by "
+    "allocation_id (content hash of session, capital, rules, industry views, risk tolerance and positions): "
+    "portfolio_allocation_summary (one row per snapshot, with the rules and industry views used) and "
+    "portfolio_allocation (its positions), written once and never changed; portfolio_allocation_runs "
+    "records which snapshot each materialization gave (the session's latest).",
 )
 def portfolio_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                          config: AllocationSettings):
     session = session_of(context)
     wh = warehouse.get()
     t0 = time.perf_counter()
+    industries = allocation_session.industry_allocations(wh, seed=True)  # the packaged defaults on first use
     try:
-        sa = allocation_session.allocate_session(wh, session, config.capital,
+        sa = allocation_session.allocate_session(wh, session, config.capital, industries,
                                                  risk_tolerance=config.risk_tolerance or None,
                                                  rules_path=config.market_conditions_file or None)
-    except NoCandidates as exc:
-        wh.replace_together([Replace.partition(name, session, pl.DataFrame(schema={"trade_date": pl.Date}))
-                             for name in TABLES])
+    except NoCandidates as exc:  # no snapshot; the run row says the session's latest materialization had none
+        wh.replace_together([run_append(context.run_id, session, None)])
         context.log.warning(f"portfolio_allocation {session}: {exc}")
         yield dg.MaterializeResult(metadata={"dagster/row_count": 0, "no_candidates": str(exc)})
         yield dg.AssetCheckResult(check_name="within_limits", passed=True, description="no positions")
@@ -76,12 +77,17 @@ def portfolio_allocation(context: dg.AssetExecutionContext, warehouse: Warehouse
         raise dg.Failure(description=f"portfolio_allocation {session}: " + "; ".join(broken[:5])
                          + "; nothing written, the stored allocation stays",
                          metadata={"violations": dg.MetadataValue.json(broken[:25])})
-    frames = allocation_session.allocation_frames(sa)
     source = upstream_source(wh, session, "portfolio_allocation", ["strategy_candidates", "market_conditions"])
-    wh.replace_together([*(Replace.partition(name, session, frames[name]) for name in TABLES),  # one transaction
-                         provenance_replace(session, "portfolio_allocation", source)])
+    frames = allocation_session.allocation_frames(sa, source)
+    aid = sa.allocation_id
+    written = wh.replace_together([  # one transaction: the snapshot if absent, the run row, the provenance
+        *snapshot_appends(context.run_id, session, aid, frames["portfolio_allocation_summary"],
+                          frames["portfolio_allocation"]),
+        provenance_replace(session, "portfolio_allocation", source)])
+    new = written[0].inserted > 0
     elapsed = time.perf_counter() - t0
-    context.log.info(f"portfolio_allocation {session}: {s['positions']} positions, deployment "
+    context.log.info(f"portfolio_allocation {session}: snapshot {aid} ({'new' if new else 'existing'}), "
+                     f"{s['positions']} positions, deployment "
                      f"{_pct(s['deployment'])} of INR {config.capital:,.0f}, expected monthly return "
                      f"{s['expected_monthly_return']:.2%} (target {s['target_monthly_return']:.0%}), "
                      f"rules {sa.rules.state}, in {elapsed:.2f}s")
@@ -91,6 +97,9 @@ def portfolio_allocation(context: dg.AssetExecutionContext, warehouse: Warehouse
                        "conviction")
     yield dg.MaterializeResult(metadata={
         "dagster/row_count": pos.height,
+        "allocation_id": aid,
+        "snapshot": "new" if new else "existing",
+        "industry_views": industries.source,
         "capital": dg.MetadataValue.float(sa.capital),
         "capital_used": dg.MetadataValue.float(float(s["capital_used"])),
         "deployment": dg.MetadataValue.float(round(float(s["deployment"]), 4)),

@@ -119,21 +119,23 @@ def test_migrated_sqlite_schema_equals_metadata(tmp_path):
 
 # --- a database of the release before migrations -------------------------------------------------
 
-ROWS = {
+ROWS = {  # rows as the release before migrations (commit eeb1b05) wrote them
     "option_chain_data": dict(trade_date=D, symbol="NIFTY", expiry=dt.date(2025, 7, 31), strike=25000.0,
                               option_type="CE", bid=101.0, ask=103.0, underlying_price=25100.0, lot_size=75,
                               source="nse_files"),
-    "portfolio_allocation": dict(allocation_id="a1", trade_date=D, strategy_id="s1", symbol="NIFTY",
-                                 strategy_name="Bull Call Spread", tier="TIER1", selection_reason="preferred",
-                                 lots=1, capital_used=5000.0, capital=1e6, status="proposed",
+    "portfolio_allocation": dict(allocation_id="AL-s1", trade_date=D, strategy_id="s1", symbol="NIFTY",
+                                 strategy_name="Bull Call Spread", tier="TIER1", lots=1, capital_used=5000.0,
+                                 capital=1e6, status="proposed",
                                  created_at=dt.datetime(2025, 7, 17, 12, tzinfo=dt.UTC)),
-    "session_provenance": dict(trade_date=D, asset="option_chain", source="nse_files",
-                               written_at=dt.datetime(2025, 7, 17, 12, tzinfo=dt.UTC)),
+    "portfolio_allocation_summary": dict(trade_date=D, capital=1e6, capital_used=5000.0, deployment=0.005,
+                                         positions=1, market_state="DEFAULT",
+                                         created_at=dt.datetime(2025, 7, 17, 12, tzinfo=dt.UTC)),
 }
 
 
 def _previous_release(url: str, *, alter: str | None = None) -> None:
-    """The database the last release before migrations left: its DDL (frozen fixture), some rows."""
+    """The database the last release before migrations left: its DDL (frozen fixture), some rows,
+    inserted through the tables as that release defined them (reflected from the fixture's DDL)."""
     eng = sa.create_engine(url)
     ddl = (FIXTURES / f"release_0_1_{eng.dialect.name}.sql").read_text()
     with eng.begin() as c:
@@ -141,8 +143,10 @@ def _previous_release(url: str, *, alter: str | None = None) -> None:
             c.connection.driver_connection.execute(ddl)
         else:
             c.connection.driver_connection.executescript(ddl)
+        old = sa.MetaData()
+        old.reflect(c, only=list(ROWS))
         for table, row in ROWS.items():
-            c.execute(metadata.tables[table].insert(), row)
+            c.execute(old.tables[table].insert(), row)
         if alter:
             c.exec_driver_sql(alter)
     eng.dispose()
@@ -164,10 +168,20 @@ def test_previous_release_database_is_stamped_and_keeps_its_rows(request, tmp_pa
     with wh.engine.connect() as c:
         assert c.exec_driver_sql(f"select version_num from {migrate.VERSION_TABLE}").scalars().all() \
             == [migrate.head()]
-    for table, row in ROWS.items():
-        stored = wh.read_partition(table, D)
-        assert stored.height == 1, table
-        assert {k: stored.get_column(k)[0] for k in row} == row, table
+    chain = wh.read_partition("option_chain_data", D)
+    assert {k: chain.get_column(k)[0] for k in ROWS["option_chain_data"]} == ROWS["option_chain_data"]
+    # the session's allocation became one snapshot holding its position unchanged (0003)
+    summary = wh.read_partition("portfolio_allocation_summary", D)
+    assert summary.get_column("allocation_id").to_list() == ["legacy-2025-07-17"]
+    assert summary.get_column("capital_used")[0] == 5000.0 and "unknown" in summary.get_column("rules")[0]
+    pos = wh.read_partition("portfolio_allocation", D)
+    old = {k: v for k, v in ROWS["portfolio_allocation"].items() if k not in ("allocation_id", "status")}
+    assert pos.height == 1 and pos.get_column("position_id")[0] == "AL-s1"
+    assert pos.get_column("allocation_id")[0] == "legacy-2025-07-17"
+    assert {k: pos.get_column(k)[0] for k in old} == old
+    assert "status" not in pos.columns
+    from options_v4_dagster.store.allocations import latest_allocation_id
+    assert latest_allocation_id(wh, D) == "legacy-2025-07-17"
     assert _no_autogenerate_diff(wh.engine) == []
     assert not Warehouse(url).migrate().changed  # a second start finds it at head
     wh.dispose()
@@ -179,13 +193,13 @@ def test_previous_release_database_that_differs_is_refused_untouched(request, tm
     _previous_release(url, alter="DROP TABLE strategy_exit_levels")
     eng = sa.create_engine(url)
     with eng.begin() as c:
-        c.exec_driver_sql("ALTER TABLE portfolio_allocation DROP COLUMN selection_reason")
+        c.exec_driver_sql("ALTER TABLE portfolio_allocation DROP COLUMN tier")
         c.exec_driver_sql("ALTER TABLE strategies ADD COLUMN legacy_note TEXT")
     with pytest.raises(ConfigError) as err:
         Warehouse(url)
     msg = str(err.value)
     assert "missing tables strategy_exit_levels" in msg
-    assert "portfolio_allocation lacks columns selection_reason" in msg
+    assert "portfolio_allocation lacks columns tier" in msg
     assert "strategies has columns not in the baseline: legacy_note" in msg
     with eng.connect() as c:
         assert migrate.VERSION_TABLE not in sa.inspect(c).get_table_names()

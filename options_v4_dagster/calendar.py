@@ -22,7 +22,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-IST = ZoneInfo("Asia/Kolkata")
+#: THE Indian time zone (one definition; everything else imports it)
+TZ_NAME = "Asia/Kolkata"
+IST = ZoneInfo(TZ_NAME)
 CALENDAR_NAME = "XBOM"
 CALENDAR_START = "2010-01-04"
 MARKET_CLOSE = dt.time(15, 30)

@@ -26,7 +26,7 @@ from rich.table import Table
 
 from options_v4_dagster import calendar, config
 from options_v4_dagster import universe as fno
-from options_v4_dagster.errors import ConfigError, DataError, OptionsV4Error, ProviderError
+from options_v4_dagster.errors import ConfigError, DataError, OptionsV4Error
 
 # Tables stay readable when the output goes to a pipe or a file (rich would assume 80 columns).
 console = Console(highlight=False, width=max(shutil.get_terminal_size((140, 24)).columns, 100))
@@ -542,61 +542,43 @@ def cmd_strategies(args) -> int:
     return 0
 
 
-def analysis_rows(symbols: list[str] | None, session: dt.date, source: str | None, risk: str, show_all: bool,
-                  nse_dir: str | None = None, top: int = 3) -> tuple[list[dict], list]:
-    """Candidates for symbols on a session straight from the market-data provider (no Dagster run)."""
-    import polars as pl
-    import sqlalchemy as sa
-
-    from options_v4_dagster.errors import DataUnavailable
+def analysis_inputs(symbols: list[str] | None, session: dt.date, source: str | None, nse_dir: str | None = None):
+    """The session's strategy inputs: the stored ones when the warehouse holds the session (universe,
+    chains, option greeks and technical signals) from the requested source, else computed on the fly
+    from the provider through the same functions the assets use. Returns (inputs, why)."""
     from options_v4_dagster.market import get_provider
-    from options_v4_dagster.quant import surface
-    from options_v4_dagster.store import Warehouse
-    from options_v4_dagster.strategies import pipeline
+    from options_v4_dagster.store import Warehouse, strategies_queries
+    from options_v4_dagster.strategies.inputs import computed_inputs
 
     src = config.market_source(source)
-    provider = get_provider(src, **({"data_dir": nse_dir} if nse_dir and src == "nse_files" else {}))
-    if symbols is None:
-        avail = getattr(provider, "available_symbols", None)
-        symbols = list(avail(session)) if avail else provider.symbols_for(session, fno.symbols())
-    chain, failures = provider.option_chains(symbols, session)
-    if chain.height == 0:
-        raise ConfigError(f"no option chain for {', '.join(symbols[:5])} on {session} from {src}: "
-                          + "; ".join(f"{f.symbol}: {f.reason}" for f in failures[:5]))
-    iv = surface.chain_iv(chain)
-    served = chain.get_column("symbol").unique().to_list()
-    bars, ivs_rows = [], []
-    for sym in served:
+    wh = Warehouse.from_env()
+    stored = strategies_queries.stored_source(wh, session)
+    why = f"the warehouse holds {session} from {stored}, not {src}" if stored else \
+        f"the warehouse ({wh.describe()}) does not hold {session} completely"
+    if stored == src:
         try:
-            bars.append(provider.daily_bars(sym, session - dt.timedelta(days=400), session))
-        except (DataError, ProviderError) as exc:  # recorded: the direction is then NEUTRAL with a reason
-            failures.append(pipeline.Failure(sym, "daily_bars", str(exc),
-                                             kind="missing" if isinstance(exc, DataUnavailable) else "error"))
-    summary = surface.iv_summary(iv)
-    bars_frame = pl.concat(bars) if bars else pl.DataFrame()
-    rv = {}
-    for sym in served:
-        b = bars_frame.filter(pl.col("symbol") == sym) if bars_frame.height else bars_frame
-        rv[sym] = surface.realized_vol(b.get_column("close").to_numpy(), 20) if b.height else float("nan")
-    stored_env: dict[str, str] = {}
-    try:
-        env = Warehouse.from_env().read("select symbol, iv_environment from iv_percentiles where trade_date = :d",
-                                        {"d": session})
-        stored_env = {r["symbol"]: r["iv_environment"] for r in env.iter_rows(named=True) if r["iv_environment"]}
-    except sa.exc.SQLAlchemyError:  # no warehouse tables yet: IV/RV stands in
-        pass
-    for r in summary.iter_rows(named=True):
-        v = rv.get(r["symbol"])
-        ivs_rows.append({"symbol": r["symbol"], "atm_iv_30d": r["atm_iv_30d"],
-                         "h_rv_20": v if v is not None and v == v else None,
-                         "iv_environment": stored_env.get(r["symbol"])})
-    ivs = pl.DataFrame(ivs_rows, schema={"symbol": pl.Utf8, "atm_iv_30d": pl.Float64, "h_rv_20": pl.Float64,
-                                         "iv_environment": pl.Utf8})
-    symbols_frame = pl.DataFrame({"symbol": served,
-                                  "instrument": ["INDEX" if fno.is_index(s) else "STOCK" for s in served]})
-    signals = pipeline.technical_frame(session, symbols_frame, bars_frame, chain.select("symbol", "oi", "volume",
-                                                                                      "lot_size"), ivs)
-    result = pipeline.create_candidates(iv, signals, session, risk=risk, top_per_symbol=top, keep_all=show_all)
+            return strategies_queries.session_inputs(wh, session, src), f"stored session ({wh.describe()})"
+        except DataError as exc:  # stored rows this release cannot use: computed instead, and said so
+            why = f"the stored session cannot be used: {exc}"
+    provider = get_provider(src, **({"data_dir": nse_dir} if nse_dir and src == "nse_files" else {}))
+    inputs, _ = computed_inputs(provider, session, symbols)
+    return inputs, why
+
+
+def analysis_rows(symbols: list[str] | None, session: dt.date, source: str | None, risk: str, show_all: bool,
+                  nse_dir: str | None = None, top: int = 3) -> tuple[list[dict], list, dict]:
+    """Candidates for symbols on a session through :func:`strategies.pipeline.create_for_session`, from the
+    stored inputs of the session or inputs computed from the provider (see :func:`analysis_inputs`), the
+    failures, and which inputs (stored / computed, and why) and market-data source were used."""
+    from options_v4_dagster.strategies import pipeline
+
+    inputs, why = analysis_inputs(symbols, session, source, nse_dir)
+    result = pipeline.create_for_session(inputs, risk=risk, top_per_symbol=top, keep_all=show_all, symbols=symbols)
+    failures = list(inputs.failures)
+    if symbols is not None:
+        served = set(inputs.iv.get_column("symbol").unique().to_list()) if inputs.iv.height else set()
+        failures += [pipeline.Failure(s, "analyze", f"no {inputs.origin} chain for {s} on {session}", kind="missing")
+                     for s in symbols if s not in served]
     rows = []
     for rc in result.ranked:
         c, a = rc.candidate, rc.candidate.analytics
@@ -615,8 +597,9 @@ def analysis_rows(symbols: list[str] | None, session: dt.date, source: str | Non
                        "vega": a.greeks.vega},
             "margin": a.margin, "total_score": rc.scored.total_score, "conviction": rc.scored.conviction,
             "exit_levels": rc.exits.to_dict() if hasattr(rc.exits, "to_dict") else rc.exits.to_row(),
+            "inputs": inputs.origin, "market_data_source": inputs.source,
         })
-    return rows, failures + result.failures
+    return rows, failures + result.failures, {"inputs": inputs.origin, "source": inputs.source, "why": why}
 
 
 def cmd_analyze(args) -> int:
@@ -625,11 +608,15 @@ def cmd_analyze(args) -> int:
     if symbols is None and not args.universe:
         symbols = ["NIFTY"]
     src = config.market_source(args.source)
-    rows, failures = analysis_rows(symbols, session, src, args.risk, args.all, args.nse_dir, args.top)
+    rows, failures, used = analysis_rows(symbols, session, src, args.risk, args.all, args.nse_dir, args.top)
+    said = f"market data: {used['source']}, {used['inputs']} inputs ({used['why']})"
     if args.json:
+        print(f"options-v4 analyze {session}: {said}", file=sys.stderr)
         print(json.dumps(rows, indent=2, default=str))
         return 0 if rows else 1
-    table = Table(title=f"strategy candidates {session} ({args.risk}), market data: {src}")
+    console.print(f"options-v4 analyze {session}: {said}")
+    table = Table(title=f"strategy candidates {session} ({args.risk}), market data: {used['source']}, "
+                        f"{used['inputs']} inputs")
     for col in ("symbol", "#", "strategy", "net prem ₹", "max profit ₹", "max loss ₹", "breakevens", "POP",
                 "EV ₹", "margin ₹", "score", "conviction"):
         table.add_column(col, justify="left" if col in ("symbol", "strategy", "breakevens", "conviction") else "right")

@@ -6,6 +6,7 @@ reference files by ``scripts/build_universe.py``.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -76,3 +77,27 @@ def get(symbol: str) -> Underlying:
 
 def is_index(symbol: str) -> bool:
     return symbol.upper() in INDEX_SYMBOLS
+
+
+def session_universe(served: list[str], session: dt.date, source: str, lots: dict[str, int]) -> pl.DataFrame:
+    """Rows of ``fno_universe`` for the symbols a source serves on the session: the reference table's
+    fields, with the source's lot sizes where it states them. A symbol missing from the reference table
+    is kept (industry "Unclassified") only when the source states its lot size."""
+    rows = []
+    for sym in served:
+        try:
+            u = get(sym)
+            rows.append({"symbol": sym, "name": u.name, "instrument": u.instrument,
+                         "lot_size": lots.get(sym, u.lot_size), "strike_step": u.strike_step,
+                         "industry": u.industry, "dhan_security_id": u.dhan_security_id,
+                         "dhan_segment": u.dhan_segment})
+        except DataError:  # a symbol the source serves but the reference table lacks
+            if sym not in lots:
+                continue
+            rows.append({"symbol": sym, "name": sym, "instrument": "INDEX" if is_index(sym) else "STOCK",
+                         "lot_size": lots[sym], "strike_step": None, "industry": "Unclassified",
+                         "dhan_security_id": None, "dhan_segment": None})
+    frame = pl.DataFrame(rows, schema={"symbol": pl.Utf8, "name": pl.Utf8, "instrument": pl.Utf8,
+                                       "lot_size": pl.Int64, "strike_step": pl.Float64, "industry": pl.Utf8,
+                                       "dhan_security_id": pl.Utf8, "dhan_segment": pl.Utf8})
+    return frame.with_columns(pl.lit(session).alias("trade_date"), pl.lit(source).alias("source"))

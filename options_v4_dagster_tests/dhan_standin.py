@@ -48,9 +48,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from zoneinfo import ZoneInfo
 
-IST = ZoneInfo("Asia/Kolkata")
+from options_v4_dagster import calendar
+
+IST = calendar.IST
 
 #: Underlying prices and lot sizes by Dhan security id (NIFTY 13, BANKNIFTY 25, FINNIFTY 27,
 #: MIDCPNIFTY 442, INDIA VIX 21); other ids get prices derived from the id.

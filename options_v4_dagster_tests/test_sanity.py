@@ -14,6 +14,7 @@ from options_v4_dagster.allocation.invariants import allocation_violations
 from options_v4_dagster.market.base import CHAIN_SCHEMA, normalize_chain
 from options_v4_dagster.market.sanity import screen_chain
 from options_v4_dagster.quant.black import black76_price
+from options_v4_dagster.quant.surface import DEFAULT_RATE
 from options_v4_dagster.strategies.invariants import candidate_violations
 
 D = dt.date(2025, 7, 17)
@@ -25,7 +26,7 @@ def _chain(symbol: str = "ABC", spot: float = SPOT, vol: float = 0.25) -> pl.Dat
     """A clean Black-76 chain: strikes 800..1200 step 20, bid/ask = model -/+ 1%, traded."""
     k = np.round(spot * np.arange(0.8, 1.2001, 0.02), 2)
     t = 28 / 365
-    df = math.exp(-0.065 * t)
+    df = math.exp(-DEFAULT_RATE * t)
     fwd = spot / df
     rows = []
     for typ in ("CE", "PE"):

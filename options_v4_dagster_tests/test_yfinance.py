@@ -8,7 +8,6 @@ os.environ.setdefault("YF_DISABLE_CURL_CFFI", "1")  # before yfinance is importe
 
 import datetime as dt
 import re
-from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
@@ -17,6 +16,7 @@ import responses
 import yfinance as yf  # imported here (after the variable) so no test pays the import
 from yfinance.data import YfData
 
+from options_v4_dagster import calendar
 from options_v4_dagster.errors import DataUnavailable, ProviderError, RateLimited
 from options_v4_dagster.market.base import BARS_SCHEMA
 from options_v4_dagster.market.yfinance_provider import YFinanceProvider
@@ -24,7 +24,7 @@ from options_v4_dagster.market.yfinance_provider import YFinanceProvider
 # yfinance 1.7 calls sort_index(inplace=True), which pandas 3.1 deprecates
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword:Warning")
 
-IST = ZoneInfo("Asia/Kolkata")
+IST = calendar.IST
 CHART = re.compile(r"https://query2\.finance\.yahoo\.com/v8/finance/chart/.*")
 
 

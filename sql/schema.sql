@@ -183,6 +183,7 @@ CREATE TABLE IF NOT EXISTS option_greeks (
 	forward FLOAT, 
 	forward_method VARCHAR(8), 
 	t_years FLOAT, 
+	df FLOAT, 
 	PRIMARY KEY (trade_date, symbol, expiry, strike, option_type)
 );
 

@@ -16,7 +16,7 @@ def _build() -> dg.TimeWindowPartitionsDefinition:
         start=start.isoformat(),
         fmt="%Y-%m-%d",
         cron_schedule="0 0 * * 1-5",
-        timezone="Asia/Kolkata",
+        timezone=calendar.TZ_NAME,
         exclusions=[dt.datetime.combine(d, dt.time(0), tzinfo=calendar.IST) for d in holidays],
         end_offset=1,
     )

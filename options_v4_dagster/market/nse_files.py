@@ -68,13 +68,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from .. import calendar
 from .. import universe as fno
 from ..errors import ConfigError, DataError, DataUnavailable
 from .base import Failure, MarketDataProvider, empty_chain, normalize_bars, normalize_chain
 
 log = logging.getLogger(__name__)
 
-IST = dt.timezone(dt.timedelta(hours=5, minutes=30), "IST")
+IST = calendar.IST
 CLOSE_TIME = dt.time(15, 30)
 
 # Values of the 16-character ``source`` column.

@@ -40,7 +40,7 @@ import numpy as np
 import polars as pl
 
 from ..quant.black import implied_vol_black76
-from ..quant.surface import IVConfig, forwards, year_fraction
+from ..quant.surface import DEFAULT_RATE, IVConfig, forwards, year_fraction
 from .base import Failure
 
 STAGE = "chain_sanity"
@@ -50,7 +50,7 @@ GROUP = ["symbol", "expiry", "option_type"]
 
 @dataclass(frozen=True)
 class SanityConfig:
-    rate: float = 0.065  # discounting, as quant.surface
+    rate: float = DEFAULT_RATE  # discounting, as quant.surface
     tick: float = 0.05  # INR, NSE's option tick
     abs_tol_ticks: float = 2.0  # absolute tolerance of every price bound, in ticks
     rel_tol: float = 0.02  # relative tolerance of the upper/vertical bounds (fraction of the bound)

@@ -37,6 +37,7 @@ import polars as pl
 from .. import calendar, universe
 from ..errors import DataError, DataUnavailable
 from ..quant.black import black76_price
+from ..quant.surface import DEFAULT_RATE
 from .base import Failure, MarketDataProvider, empty_chain, normalize_bars, normalize_chain
 
 __all__ = ["ANCHOR_DATE", "GRID_END", "GRID_START", "RATE", "TICK", "SimulatedMarket"]
@@ -45,7 +46,7 @@ GRID_START = dt.date(2015, 1, 1)
 GRID_END = dt.date(2030, 12, 31)
 ANCHOR_DATE = dt.date(2025, 9, 11)
 NIFTY_ANCHOR = 25005.5
-RATE = 0.065  # continuously compounded, used for forwards and discounting
+RATE = DEFAULT_RATE  # continuously compounded, used for forwards and discounting
 TICK = 0.05  # NSE option tick
 SOURCE = "simulated"
 VIX = universe.VIX_SYMBOL

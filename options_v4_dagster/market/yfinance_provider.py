@@ -28,12 +28,12 @@ from typing import Any
 import polars as pl
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from .. import config
+from .. import calendar, config
 from ..errors import DataError, DataUnavailable, ProviderError, RateLimited
 from .base import MarketDataProvider, normalize_bars
 
 PROVIDER = "yfinance"
-IST = "Asia/Kolkata"
+IST = calendar.TZ_NAME  # pandas takes the zone name
 
 #: Yahoo tickers of the F&O indices and India VIX; stocks are ``SYMBOL.NS``.
 INDEX_TICKERS = {

@@ -23,7 +23,9 @@ from scipy.special import ndtr
 
 from .black import greeks_black76, implied_vol_black76, implied_vol_bsm
 
-DEFAULT_RATE = 0.065  # INR risk-free for discounting (about the 91-day T-bill / MIBOR)
+#: THE INR risk-free rate (continuously compounded) for forwards and discounting, about the 91-day T-bill /
+#: MIBOR: the one definition every module (simulated market, sanity screen, IV settings) imports
+DEFAULT_RATE = 0.065
 NSE_RATE = 0.10  # the rate NSE states for its option-chain IVs
 NSE_MIN_T = 1.0 / 365.0  # NSE's IVs on expiry day use one day (measured on 17-Jul-2025: 110 legs, median 24.0 h)
 SECONDS_PER_YEAR = 365.0 * 86400.0
@@ -138,6 +140,25 @@ def chain_iv(chain: pl.DataFrame, cfg: IVConfig = IVConfig()) -> pl.DataFrame:
     )
 
 
+#: chain_iv columns the option_greeks table stores (with the contract key); the rest comes from the chain
+#: (quotes, spot, lot size) or is derived exactly (mid, fwd_delta) by :func:`from_stored`
+STORED_COLUMNS = ("iv", "iv_price", "iv_price_kind", "iv_reason", "iv_nse", "delta", "gamma", "vega", "theta",
+                  "forward", "forward_method", "t_years", "df")
+CONTRACT_KEY = ("symbol", "expiry", "strike", "option_type")
+
+
+def from_stored(greeks: pl.DataFrame, chain: pl.DataFrame) -> pl.DataFrame:
+    """:func:`chain_iv` output rebuilt from what option_greeks stored for a session joined to the
+    session's stored chain (quote columns): equal, column for column, to ``chain_iv(chain, cfg)`` with
+    the IVConfig the greeks were computed with. ``mid`` is the IV price where it was a mid quote;
+    ``fwd_delta`` is recomputed from the stored iv, forward and T (the same formula)."""
+    quotes = chain.drop([c for c in (*STORED_COLUMNS, "mid", "fwd_delta") if c in chain.columns])
+    out = quotes.join(greeks.select(*CONTRACT_KEY, *STORED_COLUMNS), on=list(CONTRACT_KEY), how="inner")
+    out = out.with_columns(pl.when(pl.col("iv_price_kind") == "mid").then(pl.col("iv_price"))
+                           .otherwise(None).cast(pl.Float64).alias("mid"))
+    return with_forward_delta(out)
+
+
 # --- term structure ------------------------------------------------------------------------
 
 def _interp_at(x: np.ndarray, y: np.ndarray, x0: float) -> float:
@@ -211,6 +232,22 @@ def delta_skew(iv: pl.DataFrame, symbol: str, expiry: dt.date, delta: float = 0.
     p = _interp_at(puts.get_column("fwd_delta").to_numpy(), puts.get_column("iv").to_numpy(), -delta)
     c = _interp_at(calls.get_column("fwd_delta").to_numpy(), calls.get_column("iv").to_numpy(), delta)
     return p - c
+
+
+#: Sessions of daily closes up to the session that realized vol 20/60 is computed from
+RV_HISTORY_SESSIONS = 62
+
+
+def realized_vols(bars: pl.DataFrame) -> pl.DataFrame:
+    """Per symbol: ``rv_20`` and ``rv_60`` (:func:`realized_vol`, null where undefined) of ``bars``
+    (symbol, date, close; the caller restricts them to the window). One row per symbol with bars."""
+    rows = []
+    if bars.height:
+        for (sym,), g in bars.sort("symbol", "date").group_by(["symbol"], maintain_order=True):
+            closes = g.get_column("close").to_numpy()
+            rows.append({"symbol": sym, "rv_20": realized_vol(closes, 20), "rv_60": realized_vol(closes, 60)})
+    out = pl.DataFrame(rows, schema={"symbol": pl.Utf8, "rv_20": pl.Float64, "rv_60": pl.Float64})
+    return out.with_columns(pl.col("rv_20", "rv_60").fill_nan(None))
 
 
 def realized_vol(closes: np.ndarray, window: int) -> float:

@@ -186,6 +186,7 @@ option_greeks = sa.Table(
     sa.Column("forward", sa.Float),
     sa.Column("forward_method", sa.String(8), comment="futures, parity or carry"),
     sa.Column("t_years", sa.Float, comment="calendar days to 15:30 IST on expiry / 365"),
+    sa.Column("df", sa.Float, comment="discount factor to expiry, exp(-rate * T) at the rate the IVs used"),
     comment="Implied volatility and greeks per contract and session",
 )
 

@@ -19,6 +19,7 @@ from ..quant import indicators
 from .analytics import analyze
 from .build import BuildConfig, Candidate, build_candidates
 from .exits import ExitLevels, exit_levels_all
+from .inputs import SessionInputs, SignalInputs
 from .scoring import Scored, ScoringConfig, rank, score_candidates, views_from_signals
 
 #: IV / realized-vol ratios that stand in for the IV environment before 20 sessions of IV history exist
@@ -75,6 +76,11 @@ def technical_frame(session: dt.date, symbols: pl.DataFrame, bars: pl.DataFrame,
         "direction", "strength", "iv_environment", "market_state", "volatility_bucket", "liquidity_bucket",
         "rv_20", pl.when(notes == "").then(None).otherwise(notes).alias("notes"),
     )
+
+
+def signals_for_session(inputs: SignalInputs) -> pl.DataFrame:
+    """THE technical-signals operation (the technical_signals asset and ``analyze`` on the fly)."""
+    return technical_frame(inputs.session, inputs.universe, inputs.bars, inputs.chain, inputs.ivs)
 
 
 @dataclass
@@ -136,6 +142,15 @@ def create_candidates(iv: pl.DataFrame, signals: pl.DataFrame, session: dt.date,
             f"{n_built} built, none passed the {risk} filters"
         failures.append(Failure(sym, "strategy_candidates", why, kind="error" if n_built == 0 else "filtered"))
     return CreationResult(out, failures, served, len(cands), sum(1 for s in scored if s.passed), timings)
+
+
+def create_for_session(inputs: SessionInputs, *, risk: str = "moderate", lots: int = 1, top_per_symbol: int = 5,
+                       symbols: list[str] | None = None, keep_all: bool = False,
+                       scoring: ScoringConfig | None = None) -> CreationResult:
+    """THE strategy-creation operation for one session: the strategy_candidates asset (inputs read from
+    the store) and ``options-v4 analyze`` (stored or computed inputs) both call this."""
+    return create_candidates(inputs.iv, inputs.signals, inputs.session, risk=risk, lots=lots,
+                             top_per_symbol=top_per_symbol, symbols=symbols, keep_all=keep_all, scoring=scoring)
 
 
 def strategy_id(session: dt.date, symbol: str, name: str, risk: str) -> str:

@@ -17,30 +17,9 @@ from options_v4_dagster.market.sanity import SanityConfig, screen_chain
 from options_v4_dagster.quant import regime
 from options_v4_dagster.store import Replace
 from options_v4_dagster.store.provenance import sources_of
+from options_v4_dagster.strategies.inputs import BARS_FETCH_DAYS
 
 GROUP = "market_data"
-BARS_LOOKBACK_DAYS = 365
-
-
-def _universe_rows(symbols: list[str], session: dt.date, source: str, lots: dict[str, int]) -> pl.DataFrame:
-    rows = []
-    for sym in symbols:
-        try:
-            u = fno.get(sym)
-            rows.append({"symbol": sym, "name": u.name, "instrument": u.instrument,
-                         "lot_size": lots.get(sym, u.lot_size), "strike_step": u.strike_step,
-                         "industry": u.industry, "dhan_security_id": u.dhan_security_id,
-                         "dhan_segment": u.dhan_segment})
-        except Exception:  # noqa: BLE001 - a symbol the source serves but the reference table lacks
-            if sym not in lots:
-                continue
-            rows.append({"symbol": sym, "name": sym, "instrument": "INDEX" if fno.is_index(sym) else "STOCK",
-                         "lot_size": lots[sym], "strike_step": None, "industry": "Unclassified",
-                         "dhan_security_id": None, "dhan_segment": None})
-    frame = pl.DataFrame(rows, schema={"symbol": pl.Utf8, "name": pl.Utf8, "instrument": pl.Utf8,
-                                       "lot_size": pl.Int64, "strike_step": pl.Float64, "industry": pl.Utf8,
-                                       "dhan_security_id": pl.Utf8, "dhan_segment": pl.Utf8})
-    return frame.with_columns(pl.lit(session).alias("trade_date"), pl.lit(source).alias("source"))
 
 
 @dg.asset(
@@ -66,7 +45,7 @@ def universe(context: dg.AssetExecutionContext, market_data: MarketDataResource,
         raise dg.Failure(description=f"universe {session}: the source's files for the session cannot be read: {exc}",
                          metadata={"file": str(exc.source), "field": str(exc.field), "cause": exc.reason,
                                    "kept_rows": wh.count("fno_universe", session)}) from exc
-    frame = _universe_rows(symbols, session, provider.name, lots)
+    frame = fno.session_universe(symbols, session, provider.name, lots)
     missing = [] if frame.height else [Failure("*", "universe", f"{provider.name} holds no data for {session}",
                                                kind="missing")]
     res = record_failures(wh, session, "universe", missing, Replace.partition("fno_universe", session, frame),
@@ -194,7 +173,7 @@ def underlying_bars(context: dg.AssetExecutionContext, market_data: MarketDataRe
     session = session_of(context)
     provider, wh = market_data.get(), warehouse.get()
     symbols = wh.read_partition("fno_universe", session, ["symbol"]).get_column("symbol").to_list()
-    start = session - dt.timedelta(days=BARS_LOOKBACK_DAYS)
+    start = session - dt.timedelta(days=BARS_FETCH_DAYS)
     t0 = time.perf_counter()
     frames, failures = [], []
     for sym in dict.fromkeys([*symbols, "NIFTY", fno.VIX_SYMBOL]):

@@ -1,6 +1,5 @@
 """Strategy-creation assets: technical_signals and strategy_candidates (+ checks, payoff charts)."""
 
-import datetime as dt
 import time
 
 import dagster as dg
@@ -12,14 +11,12 @@ from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import WarehouseResource
 from options_v4_dagster.defs.volatility.assets import iv_history, iv_percentiles, option_greeks
 from options_v4_dagster.market import Failure
-from options_v4_dagster.quant import surface
 from options_v4_dagster.reports import payoff_chart
-from options_v4_dagster.store import Replace
+from options_v4_dagster.store import Replace, strategies_queries
 from options_v4_dagster.strategies import pipeline as strategy_pipeline
 from options_v4_dagster.strategies.invariants import candidate_violations
 
 GROUP = "strategies"
-BARS_LOOKBACK_DAYS = 400  # EMA200 needs 200 sessions
 
 
 @dg.asset(
@@ -35,19 +32,12 @@ def technical_signals(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     session = session_of(context)
     wh = warehouse.get()
     t0 = time.perf_counter()
-    symbols = wh.read_partition("fno_universe", session, ["symbol", "instrument"])
-    if symbols.height == 0:
+    inputs = strategies_queries.signal_inputs(wh, session)
+    if inputs.universe.height == 0:
         context.log.warning(f"technical_signals {session}: no universe for the session (missing source data)")
         wh.replace_partition("technical_signals", session, pl.DataFrame(schema={"trade_date": pl.Date}))
         return dg.MaterializeResult(metadata={"dagster/row_count": 0, "missing_session": True})
-    bars = wh.read("select symbol, date, open, high, low, close, volume from underlying_bars "
-                   "where date between :a and :b", {"a": session - dt.timedelta(days=BARS_LOOKBACK_DAYS), "b": session})
-    bars = bars.filter(pl.col("symbol").is_in(symbols.get_column("symbol").implode()))
-    chain = wh.read_partition("option_chain_data", session, ["symbol", "oi", "volume", "lot_size"])
-    ivs = wh.read("select h.symbol, h.atm_iv_30d, h.rv_20 as h_rv_20, p.iv_environment from historical_iv_summary h "
-                  "left join iv_percentiles p on p.symbol = h.symbol and p.trade_date = h.trade_date "
-                  "where h.trade_date = :d", {"d": session})
-    out = strategy_pipeline.technical_frame(session, symbols, bars, chain, ivs)
+    out = strategy_pipeline.signals_for_session(inputs)
     failures = [Failure(r["symbol"], "technical_signals", r["notes"] or "no bars", kind="missing")
                 for r in out.filter(pl.col("direction").is_null()).iter_rows(named=True)]
     record_failures(wh, session, "technical_signals", failures, Replace.partition("technical_signals", session, out),
@@ -97,8 +87,7 @@ def strategy_candidates(context: dg.AssetExecutionContext, warehouse: WarehouseR
     session = session_of(context)
     wh = warehouse.get()
     t0 = time.perf_counter()
-    chain = wh.read_partition("option_chain_data", session)
-    if chain.height == 0:
+    if wh.count("option_chain_data", session) == 0:
         record_failures(wh, session, "strategy_candidates", [],
                         *(Replace.partition(name, session, pl.DataFrame(schema={"trade_date": pl.Date}))
                           for name in ("strategies", "strategy_details", "strategy_parameters", "strategy_exit_levels")))
@@ -107,11 +96,10 @@ def strategy_candidates(context: dg.AssetExecutionContext, warehouse: WarehouseR
         for check in ("legs_in_chain", "bounded_loss_unless_flagged", "candidate_invariants"):
             yield dg.AssetCheckResult(check_name=check, passed=True, description="no candidates: no chains")
         return
-    # the same IVs option_greeks stored (deterministic from the chain), with the quote columns builds need
-    iv = surface.chain_iv(chain)
-    signals = wh.read_partition("technical_signals", session)
-    result = strategy_pipeline.create_candidates(iv, signals, session, risk=config.risk_tolerance,
-                                                 lots=config.lots, top_per_symbol=config.top_per_symbol)
+    # the IVs and greeks option_greeks stored (at its IVSettings) with the chain's quotes, and the stored signals
+    inputs = strategies_queries.session_inputs(wh, session)
+    result = strategy_pipeline.create_for_session(inputs, risk=config.risk_tolerance, lots=config.lots,
+                                                  top_per_symbol=config.top_per_symbol)
     tables = strategy_pipeline.to_tables(result.ranked, session, config.risk_tolerance)
     broken = candidate_violations(tables["strategies"], tables["strategy_parameters"])
     if broken.height:

@@ -3,7 +3,6 @@
 import time
 
 import dagster as dg
-import numpy as np
 import polars as pl
 
 from options_v4_dagster import calendar
@@ -102,15 +101,10 @@ def iv_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
     ).with_columns(pl.col("pcr_oi", "pcr_volume").fill_nan(None))
     pcr = pcr.with_columns([pl.when(pl.col(c).is_infinite()).then(None).otherwise(pl.col(c)).alias(c)
                             for c in ("pcr_oi", "pcr_volume")])
-    first = calendar.sessions_back(session, 62)[0]
+    first = calendar.sessions_back(session, surface.RV_HISTORY_SESSIONS)[0]
     bars = wh.read("select symbol, date, close from underlying_bars where date between :a and :b order by symbol, date",
                    {"a": first, "b": session})
-    rv_rows = []
-    if bars.height:
-        for (sym,), g in bars.group_by(["symbol"], maintain_order=True):
-            closes = g.get_column("close").to_numpy()
-            rv_rows.append({"symbol": sym, "rv_20": regime_rv(closes, 20), "rv_60": regime_rv(closes, 60)})
-    rv = pl.DataFrame(rv_rows, schema={"symbol": pl.Utf8, "rv_20": pl.Float64, "rv_60": pl.Float64})
+    rv = surface.realized_vols(bars)
     vix = wh.read("select close from india_vix_data where date = :d", {"d": session})
     vix_value = float(vix.item()) if vix.height else None
     out = (summary.join(pcr, on="symbol", how="left").join(rv, on="symbol", how="left")
@@ -148,11 +142,6 @@ def _missing(context, wh, session, asset: str, table: str, upstream: str) -> dg.
     context.log.warning(f"{asset} {session}: nothing to compute: {gap.item()}")
     return dg.MaterializeResult(metadata={"dagster/row_count": 0, "missing_session": True,
                                           "reason": gap.item()})
-
-
-def regime_rv(closes: np.ndarray, window: int) -> float | None:
-    v = surface.realized_vol(closes, window)
-    return v if np.isfinite(v) else None
 
 
 def _pct(frame: pl.DataFrame, symbol: str):

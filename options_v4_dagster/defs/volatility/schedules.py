@@ -21,7 +21,7 @@ iv_collection = dg.define_asset_job(
 @dg.schedule(
     job=iv_collection,
     cron_schedule="45 15 * * 1-5",
-    execution_timezone="Asia/Kolkata",
+    execution_timezone=calendar.TZ_NAME,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="15:45 IST on NSE trading sessions (holidays are skipped with a reason).",
 )

@@ -197,6 +197,7 @@ COMMENT ON COLUMN option_greeks.vega IS 'per 1.00 of vol';
 COMMENT ON COLUMN option_greeks.theta IS 'per calendar day';
 COMMENT ON COLUMN option_greeks.forward_method IS 'futures, parity or carry';
 COMMENT ON COLUMN option_greeks.t_years IS 'calendar days to 15:30 IST on expiry / 365';
+COMMENT ON COLUMN option_greeks.df IS 'discount factor to expiry, exp(-rate * T) at the rate the IVs used';
 
 CREATE TABLE IF NOT EXISTS pipeline_failures (
 	trade_date DATE NOT NULL, 

@@ -354,9 +354,10 @@ def cmd_run(args) -> int:
 def session_source(wh, session: dt.date) -> str:
     """The market-data source of a stored session (fno_universe, else option_chain_data): one name,
     ``"mixed: a, b"`` if rows of two sources are stored, or ``"unknown (...)"`` when nothing is stored."""
+    from options_v4_dagster.store.market_queries import stored_sources
+
     for table in ("fno_universe", "option_chain_data"):
-        rows = wh.read(f"select distinct source from {table} where trade_date = :d", {"d": session})
-        names = sorted(str(x) for x in rows.get_column("source").to_list()) if rows.height else []
+        names = stored_sources(wh, table, session)
         if names:
             return names[0] if len(names) == 1 else "mixed: " + ", ".join(names)
     return "unknown (no market data stored for the session)"
@@ -414,24 +415,19 @@ def _iv_show(args) -> int:
 
     from options_v4_dagster.reports import iv_chart
     from options_v4_dagster.store import Warehouse
+    from options_v4_dagster.store.market_queries import universe_sources_between
+    from options_v4_dagster.store.volatility_queries import symbol_iv_history
 
     wh = Warehouse.from_env()
     sym = args.symbol.upper()
-    hist = wh.read(
-        "select h.trade_date, h.spot, h.atm_iv_30d, h.atm_iv_near, h.skew_25d, h.rv_20, h.india_vix, "
-        "p.iv_percentile, p.iv_rank, p.history_days, p.iv_environment, p.reason "
-        "from historical_iv_summary h left join iv_percentiles p "
-        "on p.trade_date = h.trade_date and p.symbol = h.symbol where h.symbol = :s order by h.trade_date",
-        {"s": sym})
+    hist = symbol_iv_history(wh, sym)
     if hist.height == 0:
         console.print(f"[red]error:[/] no IV history for {sym} in {wh.describe()}; run `options-v4 iv collect` "
                       "or a backfill first")
         return 2
     shown = hist.tail(args.days)
     first, last = shown.get_column("trade_date").min(), shown.get_column("trade_date").max()
-    src_rows = wh.read("select trade_date, min(source) as source, count(distinct source) as n from fno_universe "
-                       "where trade_date between :a and :b group by trade_date", {"a": first, "b": last})
-    sources = {r["trade_date"]: (r["source"] if r["n"] == 1 else "mixed") for r in src_rows.iter_rows(named=True)}
+    sources = universe_sources_between(wh, first, last)
     dates = shown.get_column("trade_date").to_list()
     gaps = {int(i) for i in iv_chart.gap_starts(dates)}
     used = sorted({v for v in sources.values()}) or ["unknown"]
@@ -502,10 +498,10 @@ def cmd_backfill(args) -> int:
 
 def _missing_summary(session: dt.date) -> str:
     from options_v4_dagster.store import Warehouse
+    from options_v4_dagster.store.failures import failure_counts
 
     wh = Warehouse.from_env()
-    rows = wh.read("select asset, kind, count(*) n from pipeline_failures where trade_date = :d "
-                   "and asset in ('universe', 'option_chains') group by asset, kind order by asset", {"d": session})
+    rows = failure_counts(wh, session, ("universe", "option_chains"))
     parts = []
     for r in rows.iter_rows(named=True):
         if r["asset"] == "universe":
@@ -637,12 +633,6 @@ def cmd_analyze(args) -> int:
     return 0 if rows else 1
 
 
-def _latest_with_candidates(wh) -> dt.date | None:
-    r = wh.read("select max(trade_date) as d from strategies")
-    v = r.item() if r.height else None
-    return dt.date.fromisoformat(str(v)[:10]) if v is not None else None
-
-
 def _save_allocation(session: dt.date, capital: float, risk: str | None, rules: str | None) -> bool:
     """Materialize portfolio_allocation for the session through Dagster with this capital."""
     import dagster as dg
@@ -665,12 +655,13 @@ def cmd_allocate(args) -> int:
     from options_v4_dagster.allocation.session import allocate_session, industry_allocations
     from options_v4_dagster.store import Warehouse
     from options_v4_dagster.store.allocations import latest_allocation_id
+    from options_v4_dagster.store.strategies_queries import latest_candidates_session
 
     wh = Warehouse.from_env()
     if args.date:
         session = parse_session(args.date)
     else:
-        session = _latest_with_candidates(wh)
+        session = latest_candidates_session(wh)
         if session is None:
             raise NoCandidates(f"no strategy candidates in the warehouse ({wh.describe()}): run `options-v4 run` first")
     sa = allocate_session(wh, session, args.capital, industry_allocations(wh), risk_tolerance=args.risk,

@@ -18,6 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from ..store import Replace, Warehouse
+from ..store.industries import current_industry_weights, symbol_industries
 from .config import MarketRules, load_market_conditions
 from .engine import AllocationError, AllocationResult, NoCandidates, allocate, candidates_from_tables
 from .industries import IndustryAllocations, allocation_tables, default_industry_allocations
@@ -67,13 +68,13 @@ def industry_allocations(wh: Warehouse, *, seed: bool = False) -> IndustryAlloca
     """The current industry weights and views from the warehouse; when the tables are empty, the
     packaged defaults (written to the tables only when ``seed``: the portfolio_allocation asset
     seeds, readers such as ``options-v4 allocate`` do not)."""
-    ind = wh.read("select industry, weight, position_type, source from industry_allocations_current")
+    ind = current_industry_weights(wh)
     if ind.height == 0:
         allocations = default_industry_allocations()
         if seed:
             write_industry_tables(wh, allocations)
         return allocations
-    mapping = wh.read("select symbol, industry from stock_industry_mapping")
+    mapping = symbol_industries(wh)
     return IndustryAllocations.from_weights(
         dict(zip(ind.get_column("industry"), ind.get_column("weight"), strict=True)),
         dict(zip(ind.get_column("industry"), ind.get_column("position_type"), strict=True)),

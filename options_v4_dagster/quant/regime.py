@@ -74,15 +74,25 @@ def nifty_trend(closes: np.ndarray) -> Trend:
     return Trend(direction, strength, float(c[-1]), float(e20[-1]), float(e50[-1]), float(ret20))
 
 
+def _pcr(column: str) -> pl.Expr:
+    """PE total / CE total of ``column``; null unless both sides have rows and the CE total is non-zero."""
+    is_pe, is_ce = pl.col("option_type") == "PE", pl.col("option_type") == "CE"
+    ce = pl.col(column).filter(is_ce).sum()
+    return (pl.when(is_pe.any() & is_ce.any() & (ce != 0))
+            .then(pl.col(column).filter(is_pe).sum() / ce).otherwise(None).cast(pl.Float64))
+
+
+def put_call_ratios(chain: pl.DataFrame) -> pl.DataFrame:
+    """Per symbol of a chain (columns symbol, option_type, oi, volume): pcr_oi and pcr_volume, the
+    put-call ratios by open interest and by volume (null when the symbol lacks calls or puts, or its
+    calls total zero)."""
+    return chain.group_by("symbol").agg(_pcr("oi").alias("pcr_oi"), _pcr("volume").alias("pcr_volume"))
+
+
 def put_call_ratio(chain: pl.DataFrame) -> tuple[float | None, float | None]:
-    """(PCR by open interest, PCR by volume) over the given chain rows."""
-    agg = chain.group_by("option_type").agg(pl.col("oi").sum(), pl.col("volume").sum())
-    d = {r["option_type"]: r for r in agg.iter_rows(named=True)}
-    if "CE" not in d or "PE" not in d:
-        return None, None
-    oi = d["PE"]["oi"] / d["CE"]["oi"] if d["CE"]["oi"] else None
-    vol = d["PE"]["volume"] / d["CE"]["volume"] if d["CE"]["volume"] else None
-    return oi, vol
+    """(PCR by open interest, PCR by volume) over the given chain rows (as :func:`put_call_ratios`)."""
+    row = chain.select(_pcr("oi"), _pcr("volume").alias("v")).row(0)
+    return row[0], row[1]
 
 
 def market_state(direction: str | None, vix: str | None) -> str | None:

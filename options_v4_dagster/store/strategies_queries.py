@@ -16,7 +16,7 @@ from ..errors import DataError
 from ..quant import surface
 from ..strategies.inputs import SIGNAL_BARS_DAYS, SessionInputs, SignalInputs, bars_for_signals, ivs_frame
 from .provenance import sources_of
-from .schema import underlying_bars
+from .schema import strategies, underlying_bars
 from .warehouse import Warehouse
 
 #: the assets whose rows make a stored session's strategy inputs (provenance names)
@@ -74,3 +74,10 @@ def session_inputs(wh: Warehouse, session: dt.date, source: str | None = None) -
         iv = chain.clear() if chain.height == 0 else chain.head(0)
     signals = wh.read_partition("technical_signals", session)
     return SessionInputs(session, iv, signals, "stored", source or "unknown")
+
+
+def latest_candidates_session(wh: Warehouse) -> dt.date | None:
+    """The newest session with stored strategy candidates, or None when none is stored."""
+    r = wh.read(sa.select(sa.func.max(strategies.c.trade_date).label("d")))
+    v = r.item() if r.height else None
+    return dt.date.fromisoformat(str(v)[:10]) if v is not None else None

@@ -15,7 +15,7 @@ from options_v4_dagster.errors import CircuitOpen, DataError, ProviderError
 from options_v4_dagster.market import Failure
 from options_v4_dagster.market.sanity import SanityConfig, screen_chain
 from options_v4_dagster.quant import regime
-from options_v4_dagster.store import Replace
+from options_v4_dagster.store import Replace, market_queries
 from options_v4_dagster.store.provenance import sources_of
 from options_v4_dagster.strategies.inputs import BARS_FETCH_DAYS
 
@@ -220,8 +220,7 @@ def market_conditions(context: dg.AssetExecutionContext, market_data: MarketData
     session = session_of(context)
     wh = warehouse.get()
     notes = []
-    nifty = wh.read("select date, close from nifty_historical_data where date <= :d order by date",
-                    {"d": session})
+    nifty = market_queries.nifty_closes_until(wh, session)
     trend = None
     if nifty.height >= 50:
         trend = regime.nifty_trend(nifty.get_column("close").to_numpy()[-260:])
@@ -229,8 +228,7 @@ def market_conditions(context: dg.AssetExecutionContext, market_data: MarketData
             notes.append(f"NIFTY bars end {nifty.get_column('date')[-1]}, before the session")
     else:
         notes.append(f"only {nifty.height} NIFTY bars up to {session}: trend needs 50")
-    vix_rows = wh.read("select date, close from india_vix_data where date <= :d order by date desc limit 1",
-                       {"d": session})
+    vix_rows = market_queries.latest_vix(wh, session)
     vix = vix_rows.get_column("close")[0] if vix_rows.height else None
     if vix is None:
         notes.append("no India VIX value on or before the session")

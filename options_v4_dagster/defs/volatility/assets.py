@@ -10,9 +10,9 @@ from options_v4_dagster.defs.common import frame_markdown, record_failures, upst
 from options_v4_dagster.defs.market_data.assets import option_chains, underlying_bars
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import WarehouseResource
-from options_v4_dagster.quant import iv_stats, surface
+from options_v4_dagster.quant import iv_stats, regime, surface
 from options_v4_dagster.reports import iv_chart
-from options_v4_dagster.store import Replace
+from options_v4_dagster.store import Replace, failures, market_queries, volatility_queries
 
 GROUP = "volatility"
 HISTORY_WINDOW = iv_stats.DEFAULT_WINDOW
@@ -93,20 +93,10 @@ def iv_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
         return _missing(context, wh, session, "iv_history", "historical_iv_summary", "option_greeks")
     iv = greeks.join(chain, on=["symbol", "expiry", "strike", "option_type"], how="left")
     summary = surface.iv_summary(iv)
-    pcr = chain.group_by("symbol").agg(
-        (pl.col("oi").filter(pl.col("option_type") == "PE").sum()
-         / pl.col("oi").filter(pl.col("option_type") == "CE").sum()).alias("pcr_oi"),
-        (pl.col("volume").filter(pl.col("option_type") == "PE").sum()
-         / pl.col("volume").filter(pl.col("option_type") == "CE").sum()).alias("pcr_volume"),
-    ).with_columns(pl.col("pcr_oi", "pcr_volume").fill_nan(None))
-    pcr = pcr.with_columns([pl.when(pl.col(c).is_infinite()).then(None).otherwise(pl.col(c)).alias(c)
-                            for c in ("pcr_oi", "pcr_volume")])
+    pcr = regime.put_call_ratios(chain)
     first = calendar.sessions_back(session, surface.RV_HISTORY_SESSIONS)[0]
-    bars = wh.read("select symbol, date, close from underlying_bars where date between :a and :b order by symbol, date",
-                   {"a": first, "b": session})
-    rv = surface.realized_vols(bars)
-    vix = wh.read("select close from india_vix_data where date = :d", {"d": session})
-    vix_value = float(vix.item()) if vix.height else None
+    rv = surface.realized_vols(market_queries.closes_between(wh, first, session))
+    vix_value = market_queries.vix_on(wh, session)
     out = (summary.join(pcr, on="symbol", how="left").join(rv, on="symbol", how="left")
            .with_columns((pl.col("atm_iv_30d") - pl.col("rv_20")).alias("iv_minus_rv"),
                          pl.lit(vix_value, dtype=pl.Float64).alias("india_vix"),
@@ -134,14 +124,12 @@ def iv_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
 def _missing(context, wh, session, asset: str, table: str, upstream: str) -> dg.MaterializeResult:
     """No upstream rows for the session. Where the universe recorded the session as missing (the
     source holds no data that day) this is a recorded gap, not an error; otherwise it fails."""
-    gap = wh.read("select reason from pipeline_failures where trade_date = :d and asset = 'universe' "
-                  "and kind = 'missing'", {"d": session})
-    if gap.height == 0:
+    gap = failures.missing_session_reason(wh, session)
+    if gap is None:
         raise dg.Failure(f"{asset} {session}: {upstream} has no rows for the session; materialize it first")
     wh.replace_partition(table, session, pl.DataFrame(schema={"trade_date": pl.Date}))
-    context.log.warning(f"{asset} {session}: nothing to compute: {gap.item()}")
-    return dg.MaterializeResult(metadata={"dagster/row_count": 0, "missing_session": True,
-                                          "reason": gap.item()})
+    context.log.warning(f"{asset} {session}: nothing to compute: {gap}")
+    return dg.MaterializeResult(metadata={"dagster/row_count": 0, "missing_session": True, "reason": gap})
 
 
 def _pct(frame: pl.DataFrame, symbol: str):
@@ -168,12 +156,7 @@ def iv_percentiles(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     source = upstream_source(wh, session, "iv_percentiles", ["iv_history"])
     # earlier sessions whose IV history came from another market-data source are not history of this one
     # (rows written before provenance was recorded have none and are kept)
-    hist = wh.read("select h.trade_date, h.symbol, h.atm_iv_30d from historical_iv_summary h "
-                   "left join session_provenance p on p.trade_date = h.trade_date and p.asset = 'iv_history' "
-                   "where h.trade_date between :a and :b and (p.source is null or p.source = :s) "
-                   "order by h.symbol, h.trade_date",
-                   {"a": start, "b": session, "s": source},
-                   schema_overrides={"trade_date": pl.Date, "symbol": pl.Utf8, "atm_iv_30d": pl.Float64})
+    hist = volatility_queries.atm_iv_history(wh, start, session, source)
     today = hist.filter(pl.col("trade_date") == session)
     if today.height == 0:
         return _missing(context, wh, session, "iv_percentiles", "iv_percentiles", "historical_iv_summary")

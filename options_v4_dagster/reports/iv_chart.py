@@ -164,6 +164,7 @@ def iv_charts_markdown(wh, session: dt.date, standings: pl.DataFrame, top: int =
     History is read from ``wh`` (the warehouse); a symbol with fewer than 2 sessions of 30-day ATM IV
     gets a note instead of a chart."""
     from .. import calendar
+    from ..store.volatility_queries import symbol_iv_history
     from .png import markdown_image
 
     ranked = (standings.filter(pl.col("iv_percentile").is_not_null() & ~pl.col("symbol").is_in(list(fixed)))
@@ -172,14 +173,7 @@ def iv_charts_markdown(wh, session: dt.date, standings: pl.DataFrame, top: int =
     back = calendar.sessions_back(session, 2 * sessions)
     parts = []
     for sym in symbols:
-        hist = wh.read(
-            "select h.trade_date, h.atm_iv_30d, h.rv_20, p.window_min, p.window_max, p.iv_percentile, p.iv_rank "
-            "from historical_iv_summary h left join iv_percentiles p "
-            "on p.trade_date = h.trade_date and p.symbol = h.symbol "
-            "where h.symbol = :s and h.trade_date between :a and :b order by h.trade_date",
-            {"s": sym, "a": back[0], "b": session},
-            schema_overrides={"trade_date": pl.Date, **{c: pl.Float64 for c in (
-                "atm_iv_30d", "rv_20", "window_min", "window_max", "iv_percentile", "iv_rank")}})
+        hist = symbol_iv_history(wh, sym, back[0], session)
         n = int(hist.get_column("atm_iv_30d").is_not_null().sum())
         if n < 2:
             parts.append(f"**{sym}**: {n} session(s) of 30-day ATM IV up to {session}; no chart (needs 2)")

@@ -25,14 +25,24 @@ def atm_iv_history(wh: Warehouse, first: dt.date, last: dt.date, source: str) ->
     return wh.read(stmt, schema_overrides={"trade_date": pl.Date, "symbol": pl.Utf8, "atm_iv_30d": pl.Float64})
 
 
-def symbol_iv_history(wh: Warehouse, symbol: str) -> pl.DataFrame:
-    """Every stored session of one symbol's IV summary (trade_date, spot, atm_iv_30d, atm_iv_near,
-    skew_25d, rv_20, india_vix) with its IV percentile row where one exists (iv_percentile, iv_rank,
-    history_days, iv_environment, reason), oldest first."""
+_FLOATS = ("spot", "atm_iv_30d", "atm_iv_near", "skew_25d", "rv_20", "india_vix", "window_min", "window_max",
+           "iv_percentile", "iv_rank")
+
+
+def symbol_iv_history(wh: Warehouse, symbol: str, first: dt.date | None = None,
+                      last: dt.date | None = None) -> pl.DataFrame:
+    """One symbol's stored IV summary sessions (trade_date, spot, atm_iv_30d, atm_iv_near, skew_25d,
+    rv_20, india_vix), within ``first..last`` when given, each with its iv_percentiles row where one
+    exists (window_min, window_max, iv_percentile, iv_rank, history_days, iv_environment, reason),
+    oldest first. Float columns are Float64 even when all null."""
     h, p = historical_iv_summary, iv_percentiles
     stmt = (sa.select(h.c.trade_date, h.c.spot, h.c.atm_iv_30d, h.c.atm_iv_near, h.c.skew_25d, h.c.rv_20,
-                      h.c.india_vix, p.c.iv_percentile, p.c.iv_rank, p.c.history_days, p.c.iv_environment,
-                      p.c.reason)
+                      h.c.india_vix, p.c.window_min, p.c.window_max, p.c.iv_percentile, p.c.iv_rank,
+                      p.c.history_days, p.c.iv_environment, p.c.reason)
             .select_from(h.outerjoin(p, sa.and_(p.c.trade_date == h.c.trade_date, p.c.symbol == h.c.symbol)))
             .where(h.c.symbol == symbol).order_by(h.c.trade_date))
-    return wh.read(stmt)
+    if first is not None:
+        stmt = stmt.where(h.c.trade_date >= first)
+    if last is not None:
+        stmt = stmt.where(h.c.trade_date <= last)
+    return wh.read(stmt, schema_overrides={"trade_date": pl.Date, **{c: pl.Float64 for c in _FLOATS}})

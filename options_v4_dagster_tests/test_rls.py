@@ -32,9 +32,8 @@ def _libpq(url: str) -> str:
     return sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-@pytest.fixture()
-def db(pg_url):
-    """A scratch database with the schema, Supabase's default grants, one chain row and the extras."""
+def _supabase_like(pg_url: str) -> psycopg.Connection:
+    """An autocommit connection to the scratch database, with Supabase's roles and default grants."""
     eng = sa.create_engine(pg_url)
     with eng.begin() as c:
         ensure_supabase_roles(c)
@@ -42,6 +41,13 @@ def db(pg_url):
     conn = psycopg.connect(_libpq(pg_url), autocommit=True)
     # Supabase's default: every table or view created in public is granted to the three roles
     conn.execute("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role")
+    return conn
+
+
+@pytest.fixture()
+def db(pg_url):
+    """A scratch database with the schema, Supabase's default grants, one chain row and the extras."""
+    conn = _supabase_like(pg_url)
     conn.execute((ROOT / "sql" / "schema.sql").read_text())
     cols = [r[0] for r in conn.execute(
         "select column_name from information_schema.columns where table_name = 'option_chain_data' "
@@ -132,12 +138,7 @@ def test_migrated_database_protects_the_schema_version_table(pg_url):
     extras give anon nothing on it and authenticated read-only, like every other table."""
     from options_v4_dagster.store import Warehouse
 
-    eng = sa.create_engine(pg_url)
-    with eng.begin() as c:
-        ensure_supabase_roles(c)
-    eng.dispose()
-    conn = psycopg.connect(_libpq(pg_url), autocommit=True)
-    conn.execute("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role")
+    conn = _supabase_like(pg_url)
     Warehouse(pg_url).dispose()  # upgrade to head
     conn.execute((ROOT / "sql" / "postgres_extras.sql").read_text())
     try:

@@ -31,6 +31,7 @@ lint: install
 bench: install
 	$(PY) benchmarks/bench_iv.py
 	$(PY) benchmarks/bench_strategies.py
+	$(PY) benchmarks/bench_nse_files.py
 	$(PY) benchmarks/bench_pipeline.py
 
 # Dagster UI (webserver + daemon) on http://127.0.0.1:3000 with the local instance.

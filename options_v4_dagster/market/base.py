@@ -89,7 +89,7 @@ def _conform(df: pl.DataFrame, schema: dict[str, pl.DataType], what: str, symbol
         if name in df.columns:
             try:
                 cols.append(df.get_column(name).cast(dtype, strict=True).alias(name))
-            except Exception as exc:  # polars raises several types for bad casts
+            except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:  # polars' cast errors
                 raise DataError(f"{what}: column cannot be read as {dtype} ({exc.__class__.__name__})",
                                 symbol=symbol, session=session, field=name) from exc
         else:

@@ -378,7 +378,7 @@ class DhanProvider(MarketDataProvider):
     def _capture_response(self, response, *args, **kwargs):
         try:
             body = response.text[:4000]
-        except Exception:  # noqa: BLE001 - undecodable body: the status is what matters
+        except (UnicodeDecodeError, LookupError, RuntimeError):  # undecodable body: the status is what matters
             body = None
         self._tl.last = (response.status_code, body)
         return response
@@ -720,7 +720,7 @@ class DhanProvider(MarketDataProvider):
             columns["volume"] = [None] * len(columns["timestamp"])
         try:
             raw = pl.DataFrame(columns, schema={n: pl.Float64 for n in names}, strict=False)
-        except Exception as exc:  # polars raises several types for unconvertible values
+        except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:  # unconvertible values
             raise DataError(f"Dhan's historical arrays are not numeric ({exc.__class__.__name__})", symbol=sym,
                             field="close", source=PROVIDER) from exc
         bars = raw.select(

@@ -751,7 +751,7 @@ class NseFilesProvider(MarketDataProvider):
     def _legs_frame(legs: list[dict], rel: str, f: NseFile) -> pl.DataFrame:
         try:
             return pl.from_dicts(legs, schema=_LEG_SCHEMA)
-        except Exception:  # noqa: BLE001 - name the field at fault
+        except (pl.exceptions.PolarsError, TypeError, ValueError):  # a leg field of the wrong type: name it
             for name, dtype in _LEG_SCHEMA.items():
                 ok = (str,) if dtype == pl.Utf8 else (int, float)
                 bad = [leg[name] for leg in legs if leg.get(name) is not None

@@ -185,7 +185,9 @@ class YFinanceProvider(MarketDataProvider):
                 reason = getattr(exc, "rationale", None) or str(exc)
                 raise DataUnavailable(f"yfinance has no data for {ticker}: {reason}", symbol=sym,
                                       source=PROVIDER) from exc
-            except Exception as exc:  # noqa: BLE001 - yfinance raises many types; classify them here
+            # yfinance's own errors, the transport's (requests and curl_cffi errors are OSErrors) and
+            # undecodable answers (JSONDecodeError is a ValueError); anything else is a bug and raises
+            except (yfe.YFException, OSError, ValueError, KeyError) as exc:
                 status = getattr(getattr(exc, "response", None), "status_code", None)
                 transient = (status == 429 or status >= 500) if status is not None else _is_transient_error(exc)
                 err = ProviderError(f"{ticker}: {type(exc).__name__}: {exc}", provider=PROVIDER, status=status,

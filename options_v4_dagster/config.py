@@ -11,12 +11,12 @@ import os
 from pathlib import Path
 
 from .errors import ConfigError
+from .types import MARKET_SOURCES  # noqa: F401  (one definition, in types.py)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: The checkout's root when the package is installed in editable mode (it has pyproject.toml).
 PROJECT_ROOT = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "pyproject.toml").exists() else None
 
-MARKET_SOURCES = ("simulated", "nse_files", "dhan", "yfinance")
 DEFAULT_PARTITION_START = "2024-01-01"
 
 

@@ -9,9 +9,9 @@ import dagster as dg
 import polars as pl
 
 from options_v4_dagster.errors import MixedSources
-from options_v4_dagster.market import Failure
 from options_v4_dagster.store import Replace, Warehouse, WriteResult
 from options_v4_dagster.store.provenance import provenance_replace, sources_of
+from options_v4_dagster.types import Failure
 
 
 def record_failures(wh: Warehouse, session: dt.date, asset: str, failures: Sequence[Failure],

@@ -14,11 +14,11 @@ from __future__ import annotations
 import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import polars as pl
 
 from ..errors import DataError, DataUnavailable, ProviderError
+from ..types import Failure  # noqa: F401  (re-exported: providers return it)
 
 CHAIN_SCHEMA: dict[str, pl.DataType] = {
     "trade_date": pl.Date,
@@ -56,22 +56,6 @@ BARS_SCHEMA: dict[str, pl.DataType] = {
     "volume": pl.Float64,  # shares for stocks, shares traded for indices, 0 for India VIX
     "source": pl.Utf8,
 }
-
-
-@dataclass(frozen=True)
-class Failure:
-    """One symbol that could not be served: recorded, shown in metadata, never fatal to a partition."""
-
-    symbol: str
-    stage: str
-    reason: str
-    kind: str = "error"  # "error" (bad data / provider failure) or "missing" (source has nothing)
-
-    @classmethod
-    def from_exception(cls, symbol: str, stage: str, exc: BaseException) -> Failure:
-        kind = "missing" if isinstance(exc, DataUnavailable) else "error"
-        reason = str(exc) or type(exc).__name__  # a DataError's text names file, symbol, session and field
-        return cls(symbol=symbol, stage=stage, reason=f"{type(exc).__name__}: {reason}", kind=kind)
 
 
 def empty_chain() -> pl.DataFrame:

@@ -25,9 +25,9 @@ import polars as pl
 from .. import calendar
 from .. import universe as fno
 from ..errors import CircuitOpen, DataError, DataUnavailable, ProviderError
-from ..market.base import Failure
 from ..market.sanity import SanityConfig, screen_chain
 from ..quant import surface
+from ..types import Failure
 
 #: calendar days of daily bars fetched per underlying (the underlying_bars asset and the on-the-fly path)
 BARS_FETCH_DAYS = 365

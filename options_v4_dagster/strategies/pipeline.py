@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from ..market.base import Failure
 from ..quant import indicators
+from ..types import Failure
 from .analytics import analyze
 from .build import BuildConfig, Candidate, build_candidates
 from .exits import ExitLevels, exit_levels_all

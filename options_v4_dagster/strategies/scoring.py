@@ -78,6 +78,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ..errors import ConfigError
+from ..types import RISK_TOLERANCES
 from ..yaml_config import StrictModel, validate_model
 from .analytics import analyze
 from .build import Candidate
@@ -90,7 +91,6 @@ __all__ = [
     "conviction", "rank", "score_candidates", "views_from_signals",
 ]
 
-RISK_TOLERANCES = ("conservative", "moderate", "aggressive")
 COMPONENTS = ("probability", "reward_risk", "market_alignment", "iv_fit", "liquidity", "time_decay", "complexity",
               "momentum")
 CONVICTIONS = ("VERY_HIGH", "HIGH", "MEDIUM", "LOW", "VERY_LOW")

@@ -12,12 +12,12 @@ from options_v4_dagster.defs.common import failures_metadata, frame_markdown, re
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import MarketDataResource, WarehouseResource
 from options_v4_dagster.errors import CircuitOpen, DataError, ProviderError
-from options_v4_dagster.market import Failure
 from options_v4_dagster.market.sanity import SanityConfig, screen_chain
 from options_v4_dagster.quant import regime
 from options_v4_dagster.store import Replace, market_queries
 from options_v4_dagster.store.provenance import sources_of
 from options_v4_dagster.strategies.inputs import BARS_FETCH_DAYS
+from options_v4_dagster.types import Failure
 
 GROUP = "market_data"
 

@@ -10,11 +10,11 @@ from options_v4_dagster.defs.market_data.assets import option_chains, underlying
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import WarehouseResource
 from options_v4_dagster.defs.volatility.assets import iv_history, iv_percentiles, option_greeks
-from options_v4_dagster.market import Failure
 from options_v4_dagster.reports import payoff_chart
 from options_v4_dagster.store import Replace, strategies_queries
 from options_v4_dagster.strategies import pipeline as strategy_pipeline
 from options_v4_dagster.strategies.invariants import candidate_violations
+from options_v4_dagster.types import Failure
 
 GROUP = "strategies"
 

@@ -14,8 +14,17 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from options_v4_dagster.trading.broker import BrokerOrder, BrokerPosition, BrokerRateLimited, Fill, Funds, \
-    MarginQuote, OrderNotFound, OrderRejected, OutcomeUnknown
+from options_v4_dagster.trading.broker import (
+    BrokerOrder,
+    BrokerPosition,
+    BrokerRateLimited,
+    Fill,
+    Funds,
+    MarginQuote,
+    OrderNotFound,
+    OrderRejected,
+    OutcomeUnknown,
+)
 from options_v4_dagster.trading.orders import OrderRequest, OrderStatus, Side
 
 S = OrderStatus
@@ -167,7 +176,6 @@ NOW = dt.datetime(2025, 7, 17, 4, 0, tzinfo=dt.UTC)
 def seed_allocation(wh, allocation_id: str = "a" * 64, positions: dict | None = None) -> str:
     """Store a snapshot: ``positions`` maps position_id -> (symbol, lots, lot_size, legs) with legs
     [(side, CE/PE, strike, price, security_id)] per one lot. Default: two bull call spreads."""
-    import sqlalchemy as sa
 
     from options_v4_dagster.store import schema
 

@@ -13,11 +13,28 @@ import sqlalchemy as sa
 from options_v4_dagster.store import Warehouse
 from options_v4_dagster.store.schema import order_events
 from options_v4_dagster.store.trading import TradingStore
-from options_v4_dagster.store.trading_queries import ApprovalError, allocation_plan, approve, pending_approvals, \
-    positions_by_number, positions_frame
+from options_v4_dagster.store.trading_queries import (
+    ApprovalError,
+    allocation_plan,
+    approve,
+    pending_approvals,
+    positions_by_number,
+    positions_frame,
+)
 from options_v4_dagster.trading.broker import Fill
-from options_v4_dagster.trading.ledger import ConcurrentUpdate, CorrelationIdCollision, OrderMeta, StrategyStatus
-from options_v4_dagster.trading.orders import IllegalTransition, OrderRequest, OrderStatus, Side, StrategyState
+from options_v4_dagster.trading.ledger import (
+    ConcurrentUpdate,
+    CorrelationIdCollision,
+    OrderMeta,
+    StrategyStatus,
+)
+from options_v4_dagster.trading.orders import (
+    IllegalTransition,
+    OrderRequest,
+    OrderStatus,
+    Side,
+    StrategyState,
+)
 
 from .scripted_broker import EXPIRY, seed_allocation
 

@@ -149,3 +149,12 @@ def test_migrated_database_protects_the_schema_version_table(pg_url):
                           psycopg.errors.InsufficientPrivilege)
     finally:
         conn.close()
+
+
+def test_every_table_of_the_schema_has_row_level_security(db):
+    """A table added to store/schema.py must also be listed in sql/postgres_extras.sql."""
+    from options_v4_dagster.store import metadata
+
+    rls = dict(db.execute("select relname, relrowsecurity from pg_class where relname = any(%s) and relkind = 'r'",
+                          [list(metadata.tables)]).fetchall())
+    assert {t for t in metadata.tables if not rls.get(t)} == set()

@@ -236,7 +236,7 @@ def test_margin_estimate():
 # -- ledger ---------------------------------------------------------------------------------------
 
 def test_ledger_average_cost_realized_and_flip():
-    from options_v4_dagster.trading.ledger import Ledger
+    from options_v4_dagster.trading.accounting import Ledger
 
     spec = rules.InstrumentSpec("A", "NIFTY", EXP, 25000.0, "CE", 75)
     led = Ledger(spec)

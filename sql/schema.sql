@@ -199,6 +199,65 @@ COMMENT ON COLUMN option_greeks.forward_method IS 'futures, parity or carry';
 COMMENT ON COLUMN option_greeks.t_years IS 'calendar days to 15:30 IST on expiry / 365';
 COMMENT ON COLUMN option_greeks.df IS 'discount factor to expiry, exp(-rate * T) at the rate the IVs used';
 
+CREATE TABLE IF NOT EXISTS orders (
+	correlation_id VARCHAR(32) NOT NULL, 
+	allocation_id VARCHAR(64), 
+	position_id VARCHAR(128), 
+	position_no INTEGER, 
+	strategy_id VARCHAR(96), 
+	leg INTEGER NOT NULL, 
+	slice_no INTEGER NOT NULL, 
+	attempt INTEGER NOT NULL, 
+	purpose VARCHAR(8) NOT NULL, 
+	intent VARCHAR(128), 
+	broker VARCHAR(16) NOT NULL, 
+	security_id VARCHAR(32) NOT NULL, 
+	symbol VARCHAR(32) NOT NULL, 
+	expiry DATE, 
+	strike FLOAT, 
+	option_type VARCHAR(3), 
+	side VARCHAR(4) NOT NULL, 
+	quantity INTEGER NOT NULL, 
+	lot_size INTEGER, 
+	order_type VARCHAR(8) NOT NULL, 
+	price FLOAT, 
+	modifications INTEGER NOT NULL, 
+	status VARCHAR(16) NOT NULL, 
+	version INTEGER NOT NULL, 
+	broker_order_id VARCHAR(64), 
+	filled_quantity INTEGER NOT NULL, 
+	average_price FLOAT, 
+	reason TEXT, 
+	error_code VARCHAR(32), 
+	adopted BOOLEAN NOT NULL, 
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (correlation_id)
+);
+
+CREATE INDEX IF NOT EXISTS ix_orders_allocation_id ON orders (allocation_id);
+
+CREATE INDEX IF NOT EXISTS ix_orders_broker_order_id ON orders (broker_order_id);
+
+CREATE INDEX IF NOT EXISTS ix_orders_position ON orders (allocation_id, position_id, leg);
+
+CREATE INDEX IF NOT EXISTS ix_orders_status ON orders (status);
+
+COMMENT ON TABLE orders IS 'Every order, one row per correlation id, written before the request is sent; append-only';
+COMMENT ON COLUMN orders.correlation_id IS 'deterministic (allocation, position, leg, slice, attempt) or exit intent; written before the request is sent: one key, one order';
+COMMENT ON COLUMN orders.allocation_id IS 'null for an adopted order of unknown origin';
+COMMENT ON COLUMN orders.position_no IS '1-based position number within the snapshot (in the id)';
+COMMENT ON COLUMN orders.purpose IS 'entry / exit';
+COMMENT ON COLUMN orders.intent IS 'exit intent key (e.g. unwind, strategy:rule:level)';
+COMMENT ON COLUMN orders.broker IS 'paper / dhan';
+COMMENT ON COLUMN orders.option_type IS 'CE / PE / FUT / EQ';
+COMMENT ON COLUMN orders.quantity IS 'shares ordered';
+COMMENT ON COLUMN orders.price IS 'limit price per share, INR (the latest after repricing)';
+COMMENT ON COLUMN orders.status IS 'INITIALIZED, SUBMITTED, UNKNOWN, TRANSIT, PENDING, PART_TRADED, TRADED, REJECTED, CANCELLED, EXPIRED';
+COMMENT ON COLUMN orders.version IS 'compare-and-set counter of updates';
+COMMENT ON COLUMN orders.average_price IS 'volume-weighted over fills; null when nothing traded';
+COMMENT ON COLUMN orders.adopted IS 'found at the broker by reconciliation, not placed by this store';
+
 CREATE TABLE IF NOT EXISTS pipeline_failures (
 	trade_date DATE NOT NULL, 
 	asset VARCHAR(64) NOT NULL, 
@@ -241,6 +300,44 @@ COMMENT ON COLUMN portfolio_allocation_summary.source IS 'market-data source of 
 COMMENT ON COLUMN portfolio_allocation_summary.rules IS 'JSON: the resolved market_conditions.yaml rules used';
 COMMENT ON COLUMN portfolio_allocation_summary.industry_views IS 'JSON: industry weights, LONG/SHORT views and symbol -> industry mapping used';
 COMMENT ON COLUMN portfolio_allocation_summary.summary IS 'JSON: tiers, industries, limits, greeks, notes';
+
+CREATE TABLE IF NOT EXISTS positions (
+	allocation_id VARCHAR(64) NOT NULL, 
+	position_id VARCHAR(128) NOT NULL, 
+	leg INTEGER NOT NULL, 
+	strategy_id VARCHAR(96), 
+	symbol VARCHAR(32) NOT NULL, 
+	security_id VARCHAR(32) NOT NULL, 
+	expiry DATE, 
+	strike FLOAT, 
+	option_type VARCHAR(3), 
+	entry_side VARCHAR(4), 
+	quantity INTEGER NOT NULL, 
+	average_price FLOAT, 
+	entry_quantity INTEGER NOT NULL, 
+	entry_price FLOAT, 
+	buy_quantity INTEGER NOT NULL, 
+	buy_value FLOAT NOT NULL, 
+	sell_quantity INTEGER NOT NULL, 
+	sell_value FLOAT NOT NULL, 
+	realized_pnl FLOAT NOT NULL, 
+	fees FLOAT NOT NULL, 
+	opened_at TIMESTAMP WITH TIME ZONE, 
+	closed_at TIMESTAMP WITH TIME ZONE, 
+	updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (allocation_id, position_id, leg)
+);
+
+COMMENT ON TABLE positions IS 'Per allocation, position and leg: open quantity, entry prices and realized P&L, derived from trades';
+COMMENT ON COLUMN positions.entry_side IS 'side of the entry order (BUY / SELL)';
+COMMENT ON COLUMN positions.quantity IS 'open shares, signed: + long, - short';
+COMMENT ON COLUMN positions.average_price IS 'average entry price of the open quantity, INR; null when flat';
+COMMENT ON COLUMN positions.entry_quantity IS 'shares filled by entry orders';
+COMMENT ON COLUMN positions.entry_price IS 'VWAP of the entry fills (across slices and partial fills)';
+COMMENT ON COLUMN positions.buy_value IS 'INR';
+COMMENT ON COLUMN positions.sell_value IS 'INR';
+COMMENT ON COLUMN positions.realized_pnl IS 'INR, before fees (average cost)';
+COMMENT ON COLUMN positions.fees IS 'INR, total of the fills'' charges';
 
 CREATE TABLE IF NOT EXISTS sector_allocations_current (
 	sector VARCHAR(64) NOT NULL, 
@@ -318,6 +415,36 @@ CREATE INDEX IF NOT EXISTS ix_strategy_details_trade_date ON strategy_details (t
 COMMENT ON TABLE strategy_details IS 'Legs of each strategy candidate';
 COMMENT ON COLUMN strategy_details.quantity IS 'shares (lots x lot size)';
 COMMENT ON COLUMN strategy_details.price IS 'executable price per share: ask to buy, bid to sell, mid if one-sided';
+
+CREATE TABLE IF NOT EXISTS strategy_execution_status (
+	allocation_id VARCHAR(64) NOT NULL, 
+	position_id VARCHAR(128) NOT NULL, 
+	position_no INTEGER, 
+	strategy_id VARCHAR(96) NOT NULL, 
+	symbol VARCHAR(32) NOT NULL, 
+	strategy_name VARCHAR(48), 
+	approval_id VARCHAR(40), 
+	broker VARCHAR(16) NOT NULL, 
+	state VARCHAR(24) NOT NULL, 
+	reason TEXT, 
+	legs INTEGER, 
+	entry_premium FLOAT, 
+	fees FLOAT, 
+	started_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	opened_at TIMESTAMP WITH TIME ZONE, 
+	closed_at TIMESTAMP WITH TIME ZONE, 
+	updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (allocation_id, position_id)
+);
+
+CREATE INDEX IF NOT EXISTS ix_strategy_execution_status_state ON strategy_execution_status (state);
+
+CREATE INDEX IF NOT EXISTS ix_strategy_execution_status_strategy_id ON strategy_execution_status (strategy_id);
+
+COMMENT ON TABLE strategy_execution_status IS 'One row per executed strategy position (the seed''s table) with its state across legs';
+COMMENT ON COLUMN strategy_execution_status.approval_id IS 'the approval whose execution started it';
+COMMENT ON COLUMN strategy_execution_status.state IS 'PENDING, PARTIALLY_ESTABLISHED, OPEN, FAILED, UNWOUND, PARTIALLY_EXITED, CLOSED';
+COMMENT ON COLUMN strategy_execution_status.entry_premium IS 'INR: sells minus buys of the entry fills (> 0 credit)';
 
 CREATE TABLE IF NOT EXISTS strategy_exit_levels (
 	strategy_id VARCHAR(96) NOT NULL, 
@@ -437,6 +564,43 @@ CREATE INDEX IF NOT EXISTS ix_underlying_bars_date ON underlying_bars (date);
 
 COMMENT ON TABLE underlying_bars IS 'Daily OHLCV of every underlying (a year back from each materialized session)';
 
+CREATE TABLE IF NOT EXISTS allocation_approvals (
+	approval_id VARCHAR(40) NOT NULL, 
+	allocation_id VARCHAR(64) NOT NULL, 
+	position_set VARCHAR(64) NOT NULL, 
+	position_ids TEXT, 
+	approved_by VARCHAR(64) NOT NULL, 
+	approved_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (approval_id), 
+	CONSTRAINT uq_allocation_approvals_position_set UNIQUE (allocation_id, position_set), 
+	FOREIGN KEY(allocation_id) REFERENCES portfolio_allocation_summary (allocation_id)
+);
+
+CREATE INDEX IF NOT EXISTS ix_allocation_approvals_allocation_id ON allocation_approvals (allocation_id);
+
+COMMENT ON TABLE allocation_approvals IS 'Approvals of an allocation snapshot (or some of its positions) for execution (the seed''s mark_for_execution); append-only';
+COMMENT ON COLUMN allocation_approvals.approval_id IS 'deterministic: ap- + sha256 of (allocation_id, position_set); the sensor''s run key';
+COMMENT ON COLUMN allocation_approvals.position_set IS '''*'' = every position, else sha256 of the sorted position_ids';
+COMMENT ON COLUMN allocation_approvals.position_ids IS 'JSON list of the approved position_ids; null = all';
+
+CREATE TABLE IF NOT EXISTS order_events (
+	id SERIAL NOT NULL, 
+	correlation_id VARCHAR(32) NOT NULL, 
+	at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	from_status VARCHAR(16), 
+	to_status VARCHAR(16), 
+	source VARCHAR(16) NOT NULL, 
+	payload TEXT, 
+	PRIMARY KEY (id), 
+	FOREIGN KEY(correlation_id) REFERENCES orders (correlation_id)
+);
+
+CREATE INDEX IF NOT EXISTS ix_order_events_correlation_id ON order_events (correlation_id);
+
+COMMENT ON TABLE order_events IS 'Append-only log of every order state change and broker message';
+COMMENT ON COLUMN order_events.source IS 'local / broker / reconcile / check';
+COMMENT ON COLUMN order_events.payload IS 'JSON: the request, the broker''s answer or message';
+
 CREATE TABLE IF NOT EXISTS portfolio_allocation (
 	allocation_id VARCHAR(64) NOT NULL, 
 	position_id VARCHAR(128) NOT NULL, 
@@ -508,3 +672,43 @@ CREATE INDEX IF NOT EXISTS ix_portfolio_allocation_runs_trade_date ON portfolio_
 COMMENT ON TABLE portfolio_allocation_runs IS 'Append-only log of portfolio_allocation materializations: the latest row of a session names its latest snapshot';
 COMMENT ON COLUMN portfolio_allocation_runs.run_id IS 'the Dagster run';
 COMMENT ON COLUMN portfolio_allocation_runs.allocation_id IS 'the snapshot this materialization gave; null = no candidates to allocate';
+
+CREATE TABLE IF NOT EXISTS trades (
+	broker VARCHAR(16) NOT NULL, 
+	trade_id VARCHAR(64) NOT NULL, 
+	correlation_id VARCHAR(32) NOT NULL, 
+	broker_order_id VARCHAR(64), 
+	allocation_id VARCHAR(64), 
+	position_id VARCHAR(128), 
+	strategy_id VARCHAR(96), 
+	leg INTEGER, 
+	purpose VARCHAR(8), 
+	security_id VARCHAR(32) NOT NULL, 
+	symbol VARCHAR(32), 
+	expiry DATE, 
+	strike FLOAT, 
+	option_type VARCHAR(3), 
+	side VARCHAR(4) NOT NULL, 
+	quantity INTEGER NOT NULL, 
+	price FLOAT NOT NULL, 
+	brokerage FLOAT, 
+	stt FLOAT, 
+	exchange_charges FLOAT, 
+	sebi_fees FLOAT, 
+	stamp_duty FLOAT, 
+	gst FLOAT, 
+	fees FLOAT NOT NULL, 
+	traded_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	recorded_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (broker, trade_id), 
+	FOREIGN KEY(correlation_id) REFERENCES orders (correlation_id)
+);
+
+CREATE INDEX IF NOT EXISTS ix_trades_allocation_id ON trades (allocation_id);
+
+CREATE INDEX IF NOT EXISTS ix_trades_correlation_id ON trades (correlation_id);
+
+COMMENT ON TABLE trades IS 'Fills (the seed''s table name): one row per trade, unique per broker; append-only';
+COMMENT ON COLUMN trades.quantity IS 'shares';
+COMMENT ON COLUMN trades.price IS 'INR per share';
+COMMENT ON COLUMN trades.fees IS 'INR, total of the charges above';

@@ -80,7 +80,7 @@ from .broker import (
 )
 from .clock import ManualClock  # noqa: F401  (re-exported: the paper broker's test clock)
 from .fees import ChargeRates, fill_charges, load_charges
-from .ledger import Ledger
+from .accounting import Ledger
 from .margin import MarginLeg, estimate_margin
 from .orders import OrderRequest, OrderStatus, OrderType, Side, check_transition
 from .quotes import Quote, QuoteBook

@@ -66,6 +66,7 @@ import numpy as np
 
 from ..calendar import IST, MARKET_CLOSE, is_session
 from ..universe import is_index
+from .accounting import Ledger
 from .broker import (
     BrokerOrder,
     BrokerPosition,
@@ -80,7 +81,6 @@ from .broker import (
 )
 from .clock import ManualClock  # noqa: F401  (re-exported: the paper broker's test clock)
 from .fees import ChargeRates, fill_charges, load_charges
-from .accounting import Ledger
 from .margin import MarginLeg, estimate_margin
 from .orders import OrderRequest, OrderStatus, OrderType, Side, check_transition
 from .quotes import Quote, QuoteBook

@@ -615,7 +615,7 @@ def test_circuit_closes_again_after_its_reset_time(make, monkeypatch):
     p = make(base_url=f"http://127.0.0.1:{port}", max_attempts=1, circuit_failures=2, circuit_reset=60.0)
     _bars_loop(p, SYMBOLS[:3])
     assert p.attempts == 2 and p.circuit_open
-    import options_v4_dagster.market.dhan as dhan_mod
+    import options_v4_dagster.market.dhan_client as dhan_mod
 
     real = time.monotonic
     monkeypatch.setattr(dhan_mod.time, "monotonic", lambda: real() + 61.0)

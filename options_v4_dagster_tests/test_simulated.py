@@ -14,7 +14,7 @@ import pytest
 
 from options_v4_dagster import calendar, universe
 from options_v4_dagster.errors import DataError, DataUnavailable
-from options_v4_dagster.market import simulated
+from options_v4_dagster.market import simulated, simulated_paths
 from options_v4_dagster.market.base import BARS_SCHEMA, CHAIN_SCHEMA
 from options_v4_dagster.market.simulated import SimulatedMarket
 
@@ -35,8 +35,8 @@ def nifty_thu(mkt) -> pl.DataFrame:
 
 
 def _clear_caches() -> None:
-    for fn in (simulated._market, simulated._sector, simulated._params, simulated._path, simulated._vix_path,
-               simulated._expiries):
+    for fn in (simulated_paths.market_state, simulated_paths.sector_factor, simulated_paths.symbol_params,
+               simulated_paths.symbol_path, simulated_paths.vix_path, simulated._expiries):
         fn.cache_clear()
 
 
@@ -140,7 +140,8 @@ def test_strikes_on_step_grid_and_around_spot(mkt):
     for sym in ("NIFTY", "BANKNIFTY", BANK, "GAIL", "LTM"):
         c = mkt.option_chain(sym, D_TUE)
         # LTM has no strike step in the universe: the NSE-like step for its price applies
-        step = universe.get(sym).strike_step or simulated._default_step(mkt.daily_bars(sym, D_TUE, D_TUE)["close"][0])
+        step = universe.get(sym).strike_step or simulated_paths.default_step(
+            mkt.daily_bars(sym, D_TUE, D_TUE)["close"][0])
         q = c["strike"].to_numpy() / step
         assert np.allclose(q, np.round(q), atol=1e-6), sym
         spot = c["underlying_price"][0]

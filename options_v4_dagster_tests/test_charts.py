@@ -15,10 +15,11 @@ from options_v4_dagster import calendar
 from options_v4_dagster.market.simulated import SimulatedMarket
 from options_v4_dagster.quant import surface
 from options_v4_dagster.reports.iv_chart import break_gaps, iv_charts_markdown, iv_png, session_gaps
-from options_v4_dagster.reports.payoff_chart import charts_markdown, payoff_png
+from options_v4_dagster.reports.payoff_chart import PNG_POINTS, charts_markdown, payoff_png
 from options_v4_dagster.reports.png import PNG_MAGIC, markdown_image
 from options_v4_dagster.store import Warehouse
 from options_v4_dagster.strategies import pipeline
+from options_v4_dagster.strategies.payoff_curves import payoff_curves
 
 SESSION = dt.date(2025, 7, 17)
 DATA_URI = re.compile(r"!\[([^\]]*)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)")
@@ -43,21 +44,21 @@ def _decode(png: bytes):
 
 def test_payoff_png_is_a_small_readable_image(ranked):
     for rc in ranked[:6]:
-        png = payoff_png(rc.candidate)
+        png = payoff_png(payoff_curves(rc.candidate, PNG_POINTS))
         img = _decode(png)
         assert img.format == "PNG" and 300 <= img.width <= 1000 and 200 <= img.height <= 700, img.size
         assert 5_000 < len(png) <= 60_000, len(png)
 
 
 def test_metadata_markdown_embeds_one_decodable_png_per_chart(ranked):
-    md = charts_markdown(ranked, 2)
+    md = charts_markdown(pipeline.chart_curves(ranked, 2, PNG_POINTS))
     found = DATA_URI.findall(md)
     assert len(found) == 2 and "file://" not in md
     best = sorted((rc for rc in ranked if rc.rank == 1), key=lambda rc: -rc.scored.total_score)[:2]
     for (alt, b64), rc in zip(found, best, strict=True):
         assert rc.candidate.symbol in alt
         _decode(base64.b64decode(b64, validate=True))
-    assert charts_markdown(ranked, 0) == ""
+    assert pipeline.chart_curves(ranked, 0) == [] and charts_markdown([]) == ""
 
 
 def test_markdown_image_keeps_the_alt_text_closed():

@@ -12,6 +12,8 @@ daily_pipeline = dg.define_asset_job(
     "daily_pipeline",
     selection=dg.AssetSelection.groups(*DAILY_GROUPS),
     partitions_def=nse_sessions,
-    description="Materialize one NSE session end to end: universe, option chains, bars, market conditions "
-    "(and what later areas add to these groups).",
+    description="Materialize one NSE session end to end, group by group: market_data (universe, option chains, "
+    "underlying bars, market conditions), volatility (option greeks and implied vols, IV history, IV "
+    "percentiles), strategies (technical signals; strategy candidates with analytics, scores, exit levels and "
+    "payoff charts) and allocation (the portfolio allocation snapshot), with the assets' checks.",
 )

@@ -127,7 +127,7 @@ INDEX_VOL_EDGES = (0.11, 0.16, 0.22)
 STOCK_VOL_EDGES = (0.20, 0.30, 0.45)
 # realized vol used for the bucket: the mean of rv_20 and rv_60 (recent but not one-month noisy);
 # whichever exists when only one does.
-LIQUIDITY_BUCKETS = ("HIGH", "MEDIUM", "LOW")
+
 # Total open interest and total volume over the whole chain (all strikes and expiries), in
 # contracts (lots) as NSE shows them. Both must reach the bar. On NSE's 11-Sep-2025 bhavcopy
 # the medians over 214 underlyings were ~13,400 contracts of OI and of volume, the upper

@@ -29,7 +29,6 @@ DEFAULT_RATE = 0.065
 NSE_RATE = 0.10  # the rate NSE states for its option-chain IVs
 NSE_MIN_T = 1.0 / 365.0  # NSE's IVs on expiry day use one day (measured on 17-Jul-2025: 110 legs, median 24.0 h)
 SECONDS_PER_YEAR = 365.0 * 86400.0
-EXPIRY_CLOSE_UTC = dt.time(10, 0)  # 15:30 IST
 PARITY_STRIKES = 6  # strikes nearest the money used for the parity forward
 
 

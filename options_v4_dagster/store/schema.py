@@ -158,13 +158,6 @@ session_provenance = sa.Table(
 sa.Index("ix_option_chain_data_symbol_date", option_chain_data.c.symbol, option_chain_data.c.trade_date)
 sa.Index("ix_underlying_bars_date", underlying_bars.c.date)
 
-#: Tables written per session (delete the session's rows, insert) and their date column.
-PARTITIONED_TABLES = {
-    "fno_universe": "trade_date",
-    "option_chain_data": "trade_date",
-    "market_conditions": "trade_date",
-}
-
 # --- volatility --------------------------------------------------------------------------
 
 option_greeks = sa.Table(
@@ -230,8 +223,6 @@ iv_percentiles = sa.Table(
 )
 
 sa.Index("ix_historical_iv_summary_symbol_date", historical_iv_summary.c.symbol, historical_iv_summary.c.trade_date)
-PARTITIONED_TABLES.update({"option_greeks": "trade_date", "historical_iv_summary": "trade_date",
-                           "iv_percentiles": "trade_date"})
 
 # --- strategy creation -------------------------------------------------------------------
 
@@ -264,10 +255,20 @@ technical_signals = sa.Table(
     comment="Technical indicators, direction and market state per underlying and session",
 )
 
-strategies = sa.Table(
-    "strategies", metadata,
-    sa.Column("strategy_id", sa.String(96), primary_key=True),
-    sa.Column("trade_date", sa.Date, nullable=False, index=True),
+def _per_candidate(name: str, *columns: sa.Column, comment: str) -> sa.Table:
+    """A table with one row per strategy candidate: ``strategy_id`` (the key) and the session's
+    ``trade_date`` (indexed), then ``columns``."""
+    return sa.Table(
+        name, metadata,
+        sa.Column("strategy_id", sa.String(96), primary_key=True),
+        sa.Column("trade_date", sa.Date, nullable=False, index=True),
+        *columns,
+        comment=comment,
+    )
+
+
+strategies = _per_candidate(
+    "strategies",
     sa.Column("symbol", sa.String(32), nullable=False),
     sa.Column("strategy_name", sa.String(48), nullable=False),
     sa.Column("category", sa.String(24)),
@@ -303,10 +304,8 @@ strategy_details = sa.Table(
     comment="Legs of each strategy candidate",
 )
 
-strategy_parameters = sa.Table(
-    "strategy_parameters", metadata,
-    sa.Column("strategy_id", sa.String(96), primary_key=True),
-    sa.Column("trade_date", sa.Date, nullable=False, index=True),
+strategy_parameters = _per_candidate(
+    "strategy_parameters",
     sa.Column("net_premium", sa.Float, comment="INR for the position; > 0 credit, < 0 debit"),
     sa.Column("max_profit", sa.Float, comment="INR; null = unbounded"),
     sa.Column("max_loss", sa.Float, comment="INR, positive; null = unbounded"),
@@ -328,10 +327,8 @@ strategy_parameters = sa.Table(
     comment="Metrics of each strategy candidate",
 )
 
-strategy_exit_levels = sa.Table(
-    "strategy_exit_levels", metadata,
-    sa.Column("strategy_id", sa.String(96), primary_key=True),
-    sa.Column("trade_date", sa.Date, nullable=False, index=True),
+strategy_exit_levels = _per_candidate(
+    "strategy_exit_levels",
     sa.Column("profit_target", sa.Float, comment="INR P&L at which to take profit (primary)"),
     sa.Column("profit_target_pct", sa.Float, comment="share of max profit (or of debit for unbounded)"),
     sa.Column("scale_out", sa.Text, comment="JSON: [{at_pct, pnl, close_fraction}] at 25/50/75%"),
@@ -344,9 +341,6 @@ strategy_exit_levels = sa.Table(
     sa.Column("adjustments", sa.Text, comment="JSON: breakeven and short-strike delta triggers"),
     comment="Exit levels per strategy candidate",
 )
-PARTITIONED_TABLES.update({"technical_signals": "trade_date", "strategies": "trade_date",
-                           "strategy_details": "trade_date", "strategy_parameters": "trade_date",
-                           "strategy_exit_levels": "trade_date"})
 
 # -- allocation -----------------------------------------------------------------------------------------------
 

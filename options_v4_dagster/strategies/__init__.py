@@ -3,7 +3,11 @@
 * :mod:`.catalogue` -- declarative strategy definitions (:data:`CATALOGUE`);
 * :mod:`.strikes` -- chain views, strike selection with liquidity fallbacks, strike validation;
 * :mod:`.build` -- candidates (legs at executable prices) for every buildable strategy;
-* :mod:`.analytics` -- payoff, max profit/loss, breakevens, POP, expected value, greeks, margin.
+* :mod:`.analytics` -- payoff, max profit/loss, breakevens, POP, expected value, greeks, margin
+  (:mod:`.leg_arrays` holds the padded leg arrays and P&L functions, :mod:`.margin` the SPAN-like margin);
+* :mod:`.scoring` -- scores, conviction, risk filters and ranking (:mod:`.scoring_config` the YAML,
+  :mod:`.market_view` the view per underlying);
+* :mod:`.payoff_curves` -- the payoff curves a chart draws (the drawing is in :mod:`options_v4_dagster.reports`).
 
 Typical use on one session::
 

@@ -86,10 +86,6 @@ __all__ = [
 
 #: The packaged configuration (scoring weights, filters and exit rules): ``options_v4_dagster/config/scoring.yaml``.
 DEFAULT_CONFIG = "config/scoring.yaml"
-EXIT_COLUMNS = (
-    "strategy_id", "trade_date", "profit_target", "profit_target_pct", "scale_out", "stop_loss", "stop_loss_pct",
-    "time_exit_dte", "time_exit_date", "trailing_activation", "trailing_distance", "adjustments",
-)
 _CREDIT_TOL = 0.01  # max profit within 1% (+1 INR) of the credit counts as "the credit"
 _DEBIT_LOSS_TOL = 1.5  # a debit position whose max loss is at most 1.5x the debit is sized by its debit
 

@@ -20,6 +20,7 @@ from .analytics import analyze
 from .build import BuildConfig, Candidate, build_candidates
 from .exits import ExitLevels, exit_levels_all
 from .inputs import SessionInputs, SignalInputs
+from .payoff_curves import PayoffCurves, payoff_curves
 from .scoring import Scored, ScoringConfig, rank, score_candidates, views_from_signals
 
 #: IV / realized-vol ratios that stand in for the IV environment before 20 sessions of IV history exist
@@ -231,15 +232,15 @@ def legs_not_in_chain(details: pl.DataFrame, chain: pl.DataFrame, strategies: pl
     return [f"{r['strategy_id']}:{r['leg']}" for r in missing.iter_rows(named=True)]
 
 
-def write_payoff_charts(ranked: list[RankedCandidate], session: dt.date, count: int, folder=None) -> list:
-    """HTML payoff charts of the ``count`` best-scoring first-ranked candidates of the session."""
-    from pathlib import Path
-
-    from .. import config
-    from ..reports.payoff_chart import write_payoff_chart
-
+def best_for_charts(ranked: list[RankedCandidate], count: int) -> list[RankedCandidate]:
+    """The ``count`` best-scoring first-ranked candidates of the session (the ones it charts)."""
     if count <= 0:
         return []
-    best = sorted((rc for rc in ranked if rc.rank == 1), key=lambda rc: -rc.scored.total_score)[:count]
-    base = Path(folder) if folder else config.home_dir() / "charts" / f"payoff_{session:%Y%m%d}"
-    return [write_payoff_chart(rc.candidate, base / f"{rc.candidate.symbol}_{rc.candidate.name}.html") for rc in best]
+    return sorted((rc for rc in ranked if rc.rank == 1), key=lambda rc: -rc.scored.total_score)[:count]
+
+
+def chart_curves(ranked: list[RankedCandidate], count: int, points: int = 600) -> list[PayoffCurves]:
+    """Payoff curves (``points`` per curve) of the :func:`best_for_charts` candidates, with their
+    score and conviction: the data :mod:`options_v4_dagster.reports.payoff_chart` draws."""
+    return [payoff_curves(rc.candidate, points, score=rc.scored.total_score, conviction=rc.scored.conviction)
+            for rc in best_for_charts(ranked, count)]

@@ -63,6 +63,9 @@ the reasons in ``rejections``; the score does not depend on the tolerance.
 
 :func:`rank` orders each symbol's candidates, passed first, then by conviction, then by score (ties by strategy name),
 and sets ``Scored.rank`` (1 = best).
+
+The YAML's models are in :mod:`.scoring_config`, the market view in :mod:`.market_view`; the names
+other modules use are re-exported here.
 """
 
 from __future__ import annotations
@@ -70,283 +73,31 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
 
-from ..errors import ConfigError
 from ..types import RISK_TOLERANCES
-from ..yaml_config import StrictModel, validate_model
 from .analytics import analyze
 from .build import Candidate
-from .catalogue import Category, IVPreference, Outlook
-from .exits import ExitConfig, near_extremes, payoff_profile, read_yaml
+from .catalogue import IVPreference, Outlook
+from .exits import near_extremes, payoff_profile
+from .market_view import IV_ENVS, MarketView, views_from_signals
+from .scoring_config import (
+    COMPONENTS,
+    CONVICTIONS,
+    ConvictionThresholds,
+    LiquidityParams,
+    RiskFilter,
+    ScoringConfig,
+    check_risk,
+)
 from .strikes import LEVELS
 
 __all__ = [
     "COMPONENTS", "CONVICTIONS", "RISK_TOLERANCES", "MarketView", "RiskFilter", "Scored", "ScoringConfig",
     "conviction", "rank", "score_candidates", "views_from_signals",
 ]
-
-COMPONENTS = ("probability", "reward_risk", "market_alignment", "iv_fit", "liquidity", "time_decay", "complexity",
-              "momentum")
-CONVICTIONS = ("VERY_HIGH", "HIGH", "MEDIUM", "LOW", "VERY_LOW")
-_DIRECTIONS = ("BULLISH", "NEUTRAL", "BEARISH")
-_IV_ENVS = ("LOW", "NORMAL", "HIGH")
-
-
-# --------------------------------------------------------------------------------------------
-# configuration
-
-class Weights(StrictModel):
-    probability: float = Field(0.25, ge=0)
-    reward_risk: float = Field(0.15, ge=0)
-    market_alignment: float = Field(0.20, ge=0)
-    iv_fit: float = Field(0.15, ge=0)
-    liquidity: float = Field(0.10, ge=0)
-    time_decay: float = Field(0.05, ge=0)
-    complexity: float = Field(0.05, ge=0)
-    momentum: float = Field(0.05, ge=0)
-
-    @model_validator(mode="after")
-    def _positive_total(self) -> Weights:
-        if sum(self.as_dict().values()) <= 0:
-            raise ValueError("the weights add up to 0")
-        return self
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(getattr(self, k)) for k in COMPONENTS}
-
-
-class ConvictionThresholds(StrictModel):
-    VERY_HIGH: float = Field(80.0, ge=0, le=100)
-    HIGH: float = Field(65.0, ge=0, le=100)
-    MEDIUM: float = Field(45.0, ge=0, le=100)
-    LOW: float = Field(30.0, ge=0, le=100)
-    #: the highest conviction a candidate with a negative expected value can get
-    negative_ev_cap: str = "MEDIUM"
-
-    @model_validator(mode="after")
-    def _descending(self) -> ConvictionThresholds:
-        if not self.VERY_HIGH > self.HIGH > self.MEDIUM > self.LOW:
-            raise ValueError("thresholds must decrease: VERY_HIGH > HIGH > MEDIUM > LOW")
-        if self.negative_ev_cap not in CONVICTIONS:
-            raise ValueError(f"negative_ev_cap {self.negative_ev_cap!r} is not one of {', '.join(CONVICTIONS)}")
-        return self
-
-
-class IVFitRow(StrictModel):
-    LOW: float = Field(ge=0, le=1)
-    NORMAL: float = Field(ge=0, le=1)
-    HIGH: float = Field(ge=0, le=1)
-
-
-class IVFit(StrictModel):
-    HIGH: IVFitRow = IVFitRow(LOW=0.0, NORMAL=0.5, HIGH=1.0)
-    LOW: IVFitRow = IVFitRow(LOW=1.0, NORMAL=0.5, HIGH=0.0)
-    ANY: IVFitRow = IVFitRow(LOW=0.6, NORMAL=0.6, HIGH=0.6)
-    unknown: float = Field(0.5, ge=0, le=1)
-
-
-class LiquidityParams(StrictModel):
-    level_weight: float = Field(0.4, ge=0)
-    spread_weight: float = Field(0.4, ge=0)
-    oi_weight: float = Field(0.2, ge=0)
-    max_spread_pct: float = Field(0.10, gt=0)
-    full_oi: float = Field(10_000.0, gt=0)
-
-    @model_validator(mode="after")
-    def _positive_total(self) -> LiquidityParams:
-        if self.level_weight + self.spread_weight + self.oi_weight <= 0:
-            raise ValueError("the liquidity weights add up to 0")
-        return self
-
-
-class ComponentParams(StrictModel):
-    reward_risk_pivot: float = Field(1.0, gt=0)
-    band_sigmas: float = Field(3.0, gt=0, le=10)
-    unbounded_loss_penalty: float = Field(0.5, ge=0, le=1)
-    grid_points: int = Field(400, ge=50, le=5000)
-    theta_scale: float = Field(0.05, gt=0)
-    complexity_scores: tuple[float, float, float, float, float] = (1.0, 0.85, 0.7, 0.5, 0.3)
-    unknown_view: float = Field(0.5, ge=0, le=1)
-    iv_fit: IVFit = IVFit()
-    liquidity: LiquidityParams = LiquidityParams()
-
-    @field_validator("complexity_scores")
-    @classmethod
-    def _unit(cls, v: tuple[float, ...]) -> tuple[float, ...]:
-        if any(not 0.0 <= x <= 1.0 for x in v):
-            raise ValueError("complexity scores must be in [0, 1]")
-        return v
-
-
-class RiskFilter(StrictModel):
-    min_pop: float = Field(0.3, ge=0, le=1)
-    allow_unlimited_risk: bool = False
-    max_loss_to_margin: float | None = Field(None, gt=0)
-    max_loss_inr: float | None = Field(None, gt=0)
-    min_reward_risk: float = Field(0.0, ge=0)
-    max_fallback_level: int = Field(len(LEVELS) - 1, ge=0, le=len(LEVELS) - 1)
-    max_complexity: int = Field(5, ge=1, le=5)
-    excluded_categories: tuple[Category, ...] = ()
-
-
-class RiskFilters(StrictModel):
-    conservative: RiskFilter = RiskFilter(min_pop=0.5, allow_unlimited_risk=False, max_loss_to_margin=1.5,
-                                          min_reward_risk=0.2, max_fallback_level=1, max_complexity=4)
-    moderate: RiskFilter = RiskFilter(min_pop=0.25, allow_unlimited_risk=False, max_loss_to_margin=3.0,
-                                      min_reward_risk=0.1, max_fallback_level=2, max_complexity=5)
-    aggressive: RiskFilter = RiskFilter(min_pop=0.15, allow_unlimited_risk=True, max_loss_to_margin=None,
-                                        min_reward_risk=0.0, max_fallback_level=3, max_complexity=5)
-
-
-class ScoringConfig(StrictModel):
-    """scoring.yaml: ``weights``, ``conviction``, ``components``, ``risk_tolerances``, ``exits``."""
-
-    weights: Weights = Weights()
-    conviction: ConvictionThresholds = ConvictionThresholds()
-    components: ComponentParams = ComponentParams()
-    risk_tolerances: RiskFilters = RiskFilters()
-    exits: ExitConfig = ExitConfig()
-
-    @classmethod
-    def load(cls, path: str | Path | None = None) -> ScoringConfig:
-        """Read and validate a scoring YAML (default: the packaged ``config/scoring.yaml``); a bad
-        file raises :class:`~options_v4_dagster.errors.ConfigError` naming the key(s) at fault.
-        Keys left out take the defaults documented in the packaged file."""
-        if path is None:
-            return _default_config()
-        data, p = read_yaml(path)
-        return validate_model(cls, data, p)
-
-    def filters(self, risk: str) -> RiskFilter:
-        return getattr(self.risk_tolerances, _check_risk(risk))
-
-
-@lru_cache(maxsize=1)
-def _default_config() -> ScoringConfig:
-    data, p = read_yaml(None)
-    return validate_model(ScoringConfig, data, p)
-
-
-def _check_risk(risk: str) -> str:
-    r = str(risk).strip().lower()
-    if r not in RISK_TOLERANCES:
-        raise ConfigError(f"risk tolerance {risk!r} is not one of {', '.join(RISK_TOLERANCES)}")
-    return r
-
-
-# --------------------------------------------------------------------------------------------
-# market view
-
-@dataclass(frozen=True)
-class MarketView:
-    """What the market analysis says about one underlying (a ``technical_signals`` row).
-
-    ``direction`` BULLISH / NEUTRAL / BEARISH (None = unknown), ``strength`` 0..1,
-    ``iv_environment`` LOW / NORMAL / HIGH (None = unknown), ``market_state`` e.g. BULLISH_HIGH_IV
-    (fills a missing direction / IV environment), ``momentum`` -1..1 (None = unknown).
-    """
-
-    direction: str | None
-    strength: float
-    iv_environment: str | None
-    market_state: str | None
-    momentum: float | None = None
-
-    def __post_init__(self) -> None:
-        d = _upper(self.direction)
-        env = _upper(self.iv_environment)
-        state = _upper(self.market_state)
-        if state:
-            parts = state.split("_")
-            if d is None and parts[0] in _DIRECTIONS:
-                d = parts[0]
-            if env is None and len(parts) >= 2 and parts[1] in _IV_ENVS:
-                env = parts[1]
-        if d is not None and d not in _DIRECTIONS:
-            raise ValueError(f"direction must be one of {_DIRECTIONS} or None, got {self.direction!r}")
-        if env is not None and env not in _IV_ENVS:
-            raise ValueError(f"iv_environment must be one of {_IV_ENVS} or None, got {self.iv_environment!r}")
-        s = _num(self.strength)
-        m = _num(self.momentum)
-        object.__setattr__(self, "direction", d)
-        object.__setattr__(self, "iv_environment", env)
-        object.__setattr__(self, "market_state", state)
-        object.__setattr__(self, "strength", 0.0 if s is None else min(max(s, 0.0), 1.0))
-        object.__setattr__(self, "momentum", None if m is None else min(max(m, -1.0), 1.0))
-
-    @classmethod
-    def neutral(cls) -> MarketView:
-        """No view: every view-dependent component scores its neutral value."""
-        return cls(None, 0.0, None, None, None)
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> MarketView:
-        """From a ``technical_signals``-like mapping; momentum from ``momentum`` or the MACD/RSI columns."""
-        mom = row.get("momentum")
-        if _num(mom) is None:
-            mom = _momentum(row)
-        return cls(row.get("direction"), row.get("strength") or 0.0, row.get("iv_environment"),
-                   row.get("market_state"), mom)
-
-
-def _upper(x: Any) -> str | None:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return None
-    s = str(x).strip().upper()
-    return s or None
-
-
-def _num(x: Any) -> float | None:
-    if x is None:
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def _clip1(x: float) -> float:
-    return min(max(x, -1.0), 1.0)
-
-
-def _momentum(row: Mapping[str, Any]) -> float | None:
-    """MACD and RSI votes as in :mod:`quant.indicators` (weights 0.20 / 0.15): the ``vote_macd`` /
-    ``vote_rsi`` columns when present, else from ``macd``, ``macd_hist``, ``atr14`` and ``rsi14``."""
-    votes: list[tuple[float, float]] = []
-    vm, vr = _num(row.get("vote_macd")), _num(row.get("vote_rsi"))
-    if vm is None:
-        macd, hist, atr = _num(row.get("macd")), _num(row.get("macd_hist")), _num(row.get("atr14"))
-        if macd is not None and atr:
-            vm = _clip1(macd / atr) if hist is None else 0.5 * _clip1(macd / atr) + 0.5 * _clip1(4 * hist / atr)
-    if vr is None:
-        rsi = _num(row.get("rsi14"))
-        if rsi is not None:
-            vr = _clip1((rsi - 50.0) / 20.0)
-    if vm is not None:
-        votes.append((0.20, vm))
-    if vr is not None:
-        votes.append((0.15, vr))
-    if not votes:
-        return None
-    return sum(w * v for w, v in votes) / sum(w for w, _ in votes)
-
-
-def views_from_signals(signals) -> dict[str, MarketView]:
-    """``{symbol: MarketView}`` from a ``technical_signals`` frame (polars / pandas) or rows (dicts)."""
-    if hasattr(signals, "to_dicts"):
-        rows = signals.to_dicts()
-    elif hasattr(signals, "to_dict") and hasattr(signals, "columns"):
-        rows = signals.to_dict("records")
-    else:
-        rows = list(signals)
-    return {str(r["symbol"]): MarketView.from_row(r) for r in rows}
 
 
 # --------------------------------------------------------------------------------------------
@@ -475,7 +226,7 @@ def score_candidates(candidates: list[Candidate], views: Mapping[str, MarketView
     is scored against :meth:`MarketView.neutral` (a note, not a rejection). Order is preserved;
     see :func:`rank`."""
     cfg = config if config is not None else ScoringConfig.load()
-    risk = _check_risk(risk)
+    risk = check_risk(risk)
     flt = cfg.filters(risk)
     if not candidates:
         return []
@@ -544,7 +295,7 @@ def score_candidates(candidates: list[Candidate], views: Mapping[str, MarketView
     # IV fit
     ivf = p.iv_fit
     pref_rows = {IVPreference.HIGH: ivf.HIGH, IVPreference.LOW: ivf.LOW, IVPreference.ANY: ivf.ANY}
-    table = np.array([[getattr(pref_rows[c.strategy.iv_preference], e) for e in _IV_ENVS] for c in candidates])
+    table = np.array([[getattr(pref_rows[c.strategy.iv_preference], e) for e in IV_ENVS] for c in candidates])
     c_iv = np.where(env >= 0, table[np.arange(n), np.maximum(env, 0)], ivf.unknown)
 
     comps = {

@@ -42,8 +42,6 @@ __all__ = [
     "chain_views", "select_strike", "target_strike", "validate",
 ]
 
-WEIGHTS_DEFAULT = (0.4, 0.3, 0.2, 0.1)
-
 
 class StrategyUnavailable(DataError):
     """A strategy cannot be built for a symbol/session; ``reason`` says why."""

@@ -115,7 +115,8 @@ def strategy_candidates(context: dg.AssetExecutionContext, warehouse: WarehouseR
     writes = [Replace.partition(name, session, tables[name])  # the four tables in one transaction
               for name in ("strategies", "strategy_details", "strategy_parameters", "strategy_exit_levels")]
     record_failures(wh, session, "strategy_candidates", result.failures, *writes, source=source)
-    charts = strategy_pipeline.write_payoff_charts(result.ranked, session, config.charts)
+    charts = payoff_chart.write_payoff_charts(
+        strategy_pipeline.chart_curves(result.ranked, config.charts, payoff_chart.HTML_POINTS), session)
     elapsed = time.perf_counter() - t0
     top = tables["strategies"].filter(pl.col("rank") == 1).sort("total_score", descending=True)
     context.log.info(f"strategy_candidates {session}: {result.built} built for {result.symbols} symbols, "
@@ -133,7 +134,8 @@ def strategy_candidates(context: dg.AssetExecutionContext, warehouse: WarehouseR
         "timings": dg.MetadataValue.json({k: round(v, 3) for k, v in result.timings.items()}),
         "best_per_symbol": dg.MetadataValue.md(frame_markdown(
             top.select("symbol", "strategy_name", "total_score", "conviction"), 20)),
-        **({"payoff_charts": dg.MetadataValue.md(payoff_chart.charts_markdown(result.ranked, config.charts)),
+        **({"payoff_charts": dg.MetadataValue.md(payoff_chart.charts_markdown(
+            strategy_pipeline.chart_curves(result.ranked, config.charts, payoff_chart.PNG_POINTS))),
             "payoff_charts_html": dg.MetadataValue.text("\n".join(str(p) for p in charts))} if charts else {}),
     })
     legs_missing = strategy_pipeline.legs_not_in_chain(tables["strategy_details"],

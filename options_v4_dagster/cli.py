@@ -169,8 +169,9 @@ def parse_session(value: str | dt.date | None) -> dt.date:
 
 
 def check_database() -> str:
-    """Connect once to the warehouse named by ``DATABASE_URL``: a clear :class:`ConfigError` naming the
-    variable and host:port (never the password) instead of SQLAlchemy's traceback. Returns the location."""
+    """Connect once to the warehouse named by ``DATABASE_URL`` (or, with ``OPTIONS_V4_WAREHOUSE=supabase``,
+    ``SUPABASE_DB_URL`` / ``SUPABASE_URL``): a clear :class:`ConfigError` naming the variable and
+    host:port (never the password) instead of SQLAlchemy's traceback. Returns the location."""
     import sqlalchemy as sa
 
     url = config.database_url()
@@ -185,7 +186,8 @@ def check_database() -> str:
         password = engine.url.password
         if password:
             reason = reason.replace(str(password), "***")
-        raise ConfigError(f"DATABASE_URL: cannot connect to the warehouse at {where}: {reason}") from None
+        raise ConfigError(f"{config.database_url_variable()}: cannot connect to the warehouse at {where}: "
+                          f"{reason}") from None
     finally:
         engine.dispose()
     return where
@@ -641,7 +643,7 @@ def _save_allocation(session: dt.date, capital: float, risk: str | None, rules: 
 
     instance = _instance()
     job = build_defs().resolve_job_def("daily_pipeline")
-    op_cfg = {"capital": float(capital), "risk_tolerance": risk or "", "market_conditions_file": rules or ""}
+    op_cfg = {"capital": float(capital), "risk_tolerance": risk, "market_conditions_file": rules or ""}
     result = job.execute_in_process(
         partition_key=session.isoformat(), instance=instance,
         asset_selection=[dg.AssetKey("portfolio_allocation")],
@@ -882,7 +884,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-#: Commands that read or write the warehouse: DATABASE_URL is checked (one connection) before they start.
+#: Commands that read or write the warehouse: its URL is checked (one connection) before they start.
 USES_WAREHOUSE = frozenset({"run", "iv", "backfill", "analyze", "allocate", "industries", "db"})
 #: Commands that read market data: OPTIONS_V4_MARKET_DATA is checked when --source is not given.
 USES_MARKET = frozenset({"run", "iv", "backfill", "analyze"})

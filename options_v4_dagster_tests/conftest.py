@@ -41,6 +41,8 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("OPTIONS_V4_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("OPTIONS_V4_MARKET_DATA", raising=False)
+    for var in ("OPTIONS_V4_WAREHOUSE", "SUPABASE_DB_URL", "SUPABASE_URL", "SUPABASE_DB_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
 
 
 @pytest.fixture(scope="session")

@@ -227,11 +227,9 @@ def test_json_written_with_nan_is_still_read_as_nan(tmp_path):
 PIPE_TABLES = ("fno_universe", "option_chain_data", "option_greeks", "strategies", "portfolio_allocation")
 
 
-def _run(session, root, monkeypatch):
+def _run(session, root):
     from options_v4_dagster.cli import run_pipeline
-    from options_v4_dagster.defs import resources
 
-    monkeypatch.setattr(resources, "_providers", {})  # a new process would scan the folder afresh
     return run_pipeline(session, "nse_files", str(root))[0]
 
 
@@ -260,11 +258,11 @@ def test_a_broken_bhavcopy_fails_the_run_and_keeps_the_session(nse_data_dir, tmp
     from options_v4_dagster.store import Warehouse
 
     root = nse_copy(nse_data_dir, tmp_path / "nse", only=[UDIFF_2025_09_11, NIFTY_HISTORY, VIX_HISTORY])
-    assert _run(D_UDIFF, root, monkeypatch).success
+    assert _run(D_UDIFF, root).success
     before = _counts(pipe_env, D_UDIFF)
     assert before["fno_universe"] > 200 and before["option_chain_data"] > 20_000
     faults.damage_garbage(root / UDIFF_2025_09_11)
-    result = _run(D_UDIFF, root, monkeypatch)
+    result = _run(D_UDIFF, root)
     assert not result.success
     assert _counts(pipe_env, D_UDIFF) == before  # nothing replaced by less
     failed = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
@@ -285,7 +283,7 @@ def test_nan_spot_of_one_symbol_is_recorded_and_the_rest_is_stored_as_clean(nse_
 
     root = _oc_copy(nse_data_dir, tmp_path)
     faults.damage_oc_spot(root / REL, float("nan"))
-    result = _run(D_OC, root, monkeypatch)
+    result = _run(D_OC, root)
     assert result.success
     wh = Warehouse(pipe_env)
     stored = wh.read_partition("option_chain_data", D_OC)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ..store import Replace, Warehouse
+from ..store import Replace, WarehouseLike
 from ..store.industries import current_industry_weights, symbol_industries
 from .config import MarketRules, load_market_conditions
 from .engine import AllocationError, AllocationResult, NoCandidates, allocate, candidates_from_tables
@@ -49,7 +49,7 @@ class SessionAllocation:
                 "risk_tolerance": self.risk_tolerance}
 
 
-def write_industry_tables(wh: Warehouse, allocations: IndustryAllocations,
+def write_industry_tables(wh: WarehouseLike, allocations: IndustryAllocations,
                           universe: pl.DataFrame | None = None) -> dict[str, int]:
     """Replace the three industry tables with ``allocations`` (in one transaction)."""
     now = dt.datetime.now(dt.UTC)
@@ -64,7 +64,7 @@ def write_industry_tables(wh: Warehouse, allocations: IndustryAllocations,
     return {r.table: r.frame.height for r in writes}
 
 
-def industry_allocations(wh: Warehouse, *, seed: bool = False) -> IndustryAllocations:
+def industry_allocations(wh: WarehouseLike, *, seed: bool = False) -> IndustryAllocations:
     """The current industry weights and views from the warehouse; when the tables are empty, the
     packaged defaults (written to the tables only when ``seed``: the portfolio_allocation asset
     seeds, readers such as ``options-v4 allocate`` do not)."""
@@ -82,7 +82,7 @@ def industry_allocations(wh: Warehouse, *, seed: bool = False) -> IndustryAlloca
         source=str(ind.get_column("source")[0] or "warehouse"))
 
 
-def session_rules(wh: Warehouse, session: dt.date, rules_path: str | Path | None = None) -> MarketRules:
+def session_rules(wh: WarehouseLike, session: dt.date, rules_path: str | Path | None = None) -> MarketRules:
     """The market_conditions.yaml rules for the session's stored market conditions (DEFAULT when
     the session has none)."""
     mc = wh.read_partition("market_conditions", session, ["vix_band", "nifty_trend", "pcr_sentiment"])
@@ -93,7 +93,7 @@ def session_rules(wh: Warehouse, session: dt.date, rules_path: str | Path | None
     return cfg.resolve(r["vix_band"], r["nifty_trend"], r["pcr_sentiment"])
 
 
-def allocate_session(wh: Warehouse, session: dt.date, capital: float, industries: IndustryAllocations, *,
+def allocate_session(wh: WarehouseLike, session: dt.date, capital: float, industries: IndustryAllocations, *,
                      risk_tolerance: str | None = None, rules_path: str | Path | None = None) -> SessionAllocation:
     """Allocate ``capital`` over the session's stored candidates with these industry weights and
     views (recorded with the snapshot). Writes nothing. Raises :class:`NoCandidates` when strategy

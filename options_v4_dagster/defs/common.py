@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Sequence
 
 import dagster as dg
 import polars as pl
 
 from options_v4_dagster.errors import MixedSources
-from options_v4_dagster.store import Replace, Warehouse, WriteResult
+from options_v4_dagster.store import Replace, WarehouseLike, WriteResult
 from options_v4_dagster.store.provenance import provenance_replace, sources_of
-from options_v4_dagster.types import Failure
+from options_v4_dagster.types import MARKET_SOURCES, RISK_TOLERANCES, Failure
+
+# Run config takes the closed vocabularies of types.py. Dagster's config schema accepts a bare
+# ``Literal`` (as an enum: ``risk_tolerance: RiskTolerance``) but not ``RiskTolerance | None``
+# (dagster 1.13: "Unable to resolve config type"), so an optional choice is a ``StrEnum`` of the same
+# values: the launchpad offers them, anything else fails validation, and a member is its string.
+MarketSourceChoice = enum.StrEnum("MarketSourceChoice", [(v, v) for v in MARKET_SOURCES])
+RiskToleranceChoice = enum.StrEnum("RiskToleranceChoice", [(v, v) for v in RISK_TOLERANCES])
 
 
-def record_failures(wh: Warehouse, session: dt.date, asset: str, failures: Sequence[Failure],
+def record_failures(wh: WarehouseLike, session: dt.date, asset: str, failures: Sequence[Failure],
                     *data: Replace, source: str | None = None) -> list[WriteResult]:
     """Replace this asset's failure rows for the session together with the asset's own table
     replaces ``data`` (and, with ``source``, its session_provenance row), in one transaction
@@ -24,7 +32,7 @@ def record_failures(wh: Warehouse, session: dt.date, asset: str, failures: Seque
     return wh.replace_together([*data, failures_replace(session, asset, failures), *extra])[:len(data) + 1]
 
 
-def upstream_source(wh: Warehouse, session: dt.date, asset: str, upstream: Sequence[str]) -> str:
+def upstream_source(wh: WarehouseLike, session: dt.date, asset: str, upstream: Sequence[str]) -> str:
     """The one market-data source of the ``upstream`` assets' rows for the session.
 
     Raises :class:`MixedSources` when they disagree (e.g. chains replayed from nse_files while the

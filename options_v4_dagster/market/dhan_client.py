@@ -216,21 +216,27 @@ class DhanClient:
         self.throttle = Throttle(clock=clock, sleep=self._sleep)
 
     @classmethod
-    def from_env(cls, base_url: str | None = None, **kw: Any) -> Self:
-        """Credentials from ``DHAN_CLIENT_ID`` / ``DHAN_ACCESS_TOKEN``; REST base from ``base_url``,
-        else ``DHAN_API_BASE_URL``, else Dhan's (``https://api.dhan.co/v2``)."""
-        values = {}
-        for var in (ENV_CLIENT_ID, ENV_ACCESS_TOKEN):
-            value = os.environ.get(var, "").strip()
-            if not value:
-                raise ConfigError(f"{var} is not set: the dhan market data source needs {ENV_CLIENT_ID} and "
+    def from_credentials(cls, client_id: str, access_token: str, base_url: str | None = None,
+                         **kw: Any) -> Self:
+        """Credentials passed in (the Dagster resource resolves them from ``dg.EnvVar``); an empty one is a
+        :class:`ConfigError` naming its variable. REST base from ``base_url``, else ``DHAN_API_BASE_URL``,
+        else Dhan's (``https://api.dhan.co/v2``); transport settings from :func:`config.dhan_settings`."""
+        for var, value in ((ENV_CLIENT_ID, client_id), (ENV_ACCESS_TOKEN, access_token)):
+            if not (value or "").strip():
+                raise ConfigError(f"{var} is not set: Dhan needs {ENV_CLIENT_ID} and "
                                   f"{ENV_ACCESS_TOKEN} (from web.dhan.co > My Profile > DhanHQ Trading APIs)")
-            values[var] = value
         base_url = base_url or os.environ.get(ENV_BASE_URL, "").strip() or None
         from .. import config
 
         kw = {**config.dhan_settings(), **kw}
-        return cls(values[ENV_CLIENT_ID], values[ENV_ACCESS_TOKEN], base_url=base_url, **kw)
+        return cls(client_id.strip(), access_token.strip(), base_url=base_url, **kw)
+
+    @classmethod
+    def from_env(cls, base_url: str | None = None, **kw: Any) -> Self:
+        """Credentials from ``DHAN_CLIENT_ID`` / ``DHAN_ACCESS_TOKEN`` (the CLI's path; Dagster runs pass
+        them to :meth:`from_credentials`), otherwise as :meth:`from_credentials`."""
+        return cls.from_credentials(os.environ.get(ENV_CLIENT_ID, ""), os.environ.get(ENV_ACCESS_TOKEN, ""),
+                                    base_url, **kw)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(client_id={self.client_id!r}, base_url={self.base_url!r})"

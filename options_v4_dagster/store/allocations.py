@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import polars as pl
 import sqlalchemy as sa
 
+from .protocol import WarehouseLike
 from .schema import portfolio_allocation, portfolio_allocation_runs, portfolio_allocation_summary
-from .warehouse import Append, Warehouse
+from .warehouse import Append
 
 SUMMARY, POSITIONS, RUNS = "portfolio_allocation_summary", "portfolio_allocation", "portfolio_allocation_runs"
 
@@ -44,12 +45,12 @@ def run_append(run_id: str, session: dt.date, allocation_id: str | None) -> Appe
     return Append(RUNS, frame)
 
 
-def snapshot_exists(wh: Warehouse, allocation_id: str) -> bool:
+def snapshot_exists(wh: WarehouseLike, allocation_id: str) -> bool:
     t = portfolio_allocation_summary
     return wh.read(sa.select(t.c.allocation_id).where(t.c.allocation_id == allocation_id)).height > 0
 
 
-def latest_allocation_id(wh: Warehouse, session: dt.date) -> str | None:
+def latest_allocation_id(wh: WarehouseLike, session: dt.date) -> str | None:
     """The snapshot the session's latest portfolio_allocation materialization gave (None when it had
     nothing to allocate); without a recorded run, the session's most recently created snapshot."""
     r = portfolio_allocation_runs
@@ -63,7 +64,7 @@ def latest_allocation_id(wh: Warehouse, session: dt.date) -> str | None:
     return snaps.item() if snaps.height else None
 
 
-def read_snapshot(wh: Warehouse, allocation_id: str) -> StoredSnapshot | None:
+def read_snapshot(wh: WarehouseLike, allocation_id: str) -> StoredSnapshot | None:
     """A snapshot by id (positions by capital used, largest first), or None."""
     t, p = portfolio_allocation_summary, portfolio_allocation
     summ = wh.read(sa.select(t).where(t.c.allocation_id == allocation_id))
@@ -74,13 +75,13 @@ def read_snapshot(wh: Warehouse, allocation_id: str) -> StoredSnapshot | None:
     return StoredSnapshot(allocation_id, summ.row(0, named=True), pos)
 
 
-def latest_snapshot(wh: Warehouse, session: dt.date) -> StoredSnapshot | None:
+def latest_snapshot(wh: WarehouseLike, session: dt.date) -> StoredSnapshot | None:
     """The session's latest allocation snapshot (see :func:`latest_allocation_id`), or None."""
     aid = latest_allocation_id(wh, session)
     return read_snapshot(wh, aid) if aid else None
 
 
-def session_snapshots(wh: Warehouse, session: dt.date) -> pl.DataFrame:
+def session_snapshots(wh: WarehouseLike, session: dt.date) -> pl.DataFrame:
     """The session's snapshots (allocation_id, capital, positions, created_at), oldest first."""
     t = portfolio_allocation_summary
     return wh.read(sa.select(t.c.allocation_id, t.c.capital, t.c.positions, t.c.market_state, t.c.created_at)

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 import polars as pl
 import sqlalchemy as sa
 
+from .protocol import WarehouseLike
 from .schema import pipeline_failures
-from .warehouse import Warehouse
 
 
-def missing_session_reason(wh: Warehouse, session: dt.date) -> str | None:
+def missing_session_reason(wh: WarehouseLike, session: dt.date) -> str | None:
     """The reason the universe recorded the session as missing (a "missing" failure row of asset
     ``universe``: the source holds no data that day), or None when it recorded no such gap."""
     t = pipeline_failures
@@ -21,7 +21,7 @@ def missing_session_reason(wh: Warehouse, session: dt.date) -> str | None:
     return rows.get_column("reason")[0] if rows.height else None
 
 
-def failure_counts(wh: Warehouse, session: dt.date, assets: Sequence[str]) -> pl.DataFrame:
+def failure_counts(wh: WarehouseLike, session: dt.date, assets: Sequence[str]) -> pl.DataFrame:
     """Failure rows of the session per (asset, kind) for the given assets: columns asset, kind, n,
     ordered by asset."""
     t = pipeline_failures

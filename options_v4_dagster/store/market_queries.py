@@ -8,37 +8,37 @@ import datetime as dt
 import polars as pl
 import sqlalchemy as sa
 
+from .protocol import WarehouseLike
 from .schema import india_vix_data, nifty_historical_data, underlying_bars
-from .warehouse import Warehouse
 
 
-def closes_between(wh: Warehouse, first: dt.date, last: dt.date) -> pl.DataFrame:
+def closes_between(wh: WarehouseLike, first: dt.date, last: dt.date) -> pl.DataFrame:
     """Underlying closes (symbol, date, close) with ``first <= date <= last``, by symbol and date."""
     t = underlying_bars
     return wh.read(sa.select(t.c.symbol, t.c.date, t.c.close).where(t.c.date.between(first, last))
                    .order_by(t.c.symbol, t.c.date))
 
 
-def nifty_closes_until(wh: Warehouse, session: dt.date) -> pl.DataFrame:
+def nifty_closes_until(wh: WarehouseLike, session: dt.date) -> pl.DataFrame:
     """NIFTY 50 closes (date, close) on or before the session, oldest first."""
     t = nifty_historical_data
     return wh.read(sa.select(t.c.date, t.c.close).where(t.c.date <= session).order_by(t.c.date))
 
 
-def vix_on(wh: Warehouse, session: dt.date) -> float | None:
+def vix_on(wh: WarehouseLike, session: dt.date) -> float | None:
     """India VIX close of the session itself, or None when none is stored."""
     t = india_vix_data
     rows = wh.read(sa.select(t.c.close).where(t.c.date == session))
     return float(rows.item()) if rows.height else None
 
 
-def latest_vix(wh: Warehouse, session: dt.date) -> pl.DataFrame:
+def latest_vix(wh: WarehouseLike, session: dt.date) -> pl.DataFrame:
     """The newest India VIX row (date, close) on or before the session: zero or one row."""
     t = india_vix_data
     return wh.read(sa.select(t.c.date, t.c.close).where(t.c.date <= session).order_by(t.c.date.desc()).limit(1))
 
 
-def stored_sources(wh: Warehouse, table: str, session: dt.date) -> list[str]:
+def stored_sources(wh: WarehouseLike, table: str, session: dt.date) -> list[str]:
     """The distinct market-data sources of ``table``'s rows for the session (a table with a
     ``trade_date`` and a ``source`` column), sorted; empty when nothing is stored."""
     t = wh.table(table)
@@ -46,7 +46,7 @@ def stored_sources(wh: Warehouse, table: str, session: dt.date) -> list[str]:
     return sorted(str(x) for x in rows.get_column("source").to_list()) if rows.height else []
 
 
-def universe_sources_between(wh: Warehouse, first: dt.date, last: dt.date) -> dict[dt.date, str]:
+def universe_sources_between(wh: WarehouseLike, first: dt.date, last: dt.date) -> dict[dt.date, str]:
     """``{session: source}`` of the fno_universe rows of each session in ``first..last`` (the
     source's name, or ``"mixed"`` when a session holds rows of two sources)."""
     t = wh.table("fno_universe")

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import polars as pl
 import sqlalchemy as sa
 
+from .protocol import WarehouseLike
 from .schema import session_provenance
-from .warehouse import Replace, Warehouse
+from .warehouse import Replace
 
 
 def provenance_replace(session: dt.date, asset: str, source: str) -> Replace:
@@ -21,7 +22,7 @@ def provenance_replace(session: dt.date, asset: str, source: str) -> Replace:
     return Replace.partition("session_provenance", session, frame, where={"asset": asset})
 
 
-def sources_of(wh: Warehouse, session: dt.date, assets: Sequence[str] | None = None) -> dict[str, str]:
+def sources_of(wh: WarehouseLike, session: dt.date, assets: Sequence[str] | None = None) -> dict[str, str]:
     """``{asset: source}`` recorded for the session (only ``assets`` when given)."""
     t = session_provenance
     stmt = sa.select(t.c.asset, t.c.source).where(t.c.trade_date == session)

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from ..errors import DataError
 from ..quant import surface
 from ..strategies.inputs import SIGNAL_BARS_DAYS, SessionInputs, SignalInputs, bars_for_signals, ivs_frame
+from .protocol import WarehouseLike
 from .provenance import sources_of
 from .schema import strategies, underlying_bars
-from .warehouse import Warehouse
 
 #: the assets whose rows make a stored session's strategy inputs (provenance names)
 INPUT_ASSETS = ("universe", "option_chains", "option_greeks", "technical_signals")
@@ -25,7 +25,7 @@ _INPUT_TABLES = {"universe": "fno_universe", "option_chains": "option_chain_data
                  "technical_signals": "technical_signals"}
 
 
-def stored_source(wh: Warehouse, session: dt.date) -> str | None:
+def stored_source(wh: WarehouseLike, session: dt.date) -> str | None:
     """The market-data source of a session whose universe, chains, option greeks and technical signals
     are all stored and recorded from that one source; None when any is missing or they disagree."""
     by_asset = sources_of(wh, session, INPUT_ASSETS)
@@ -36,7 +36,7 @@ def stored_source(wh: Warehouse, session: dt.date) -> str | None:
     return next(iter(by_asset.values()))
 
 
-def signal_inputs(wh: Warehouse, session: dt.date) -> SignalInputs:
+def signal_inputs(wh: WarehouseLike, session: dt.date) -> SignalInputs:
     """The stored inputs of the session's technical signals (universe, bars up to the session, chain
     liquidity, IV summary with realized vol and the IV environment)."""
     universe = wh.read_partition("fno_universe", session, ["symbol", "instrument"])
@@ -55,7 +55,7 @@ def signal_inputs(wh: Warehouse, session: dt.date) -> SignalInputs:
     return SignalInputs(session, universe, bars, chain, ivs_frame(summary, summary, env))
 
 
-def session_inputs(wh: Warehouse, session: dt.date, source: str | None = None) -> SessionInputs:
+def session_inputs(wh: WarehouseLike, session: dt.date, source: str | None = None) -> SessionInputs:
     """The stored inputs of the session's strategy creation: option_greeks as stored (IVs and greeks
     at the IVSettings they were computed with) joined to the stored chain's quote columns, in
     :func:`quant.surface.chain_iv` form, and the stored technical signals. Raises :class:`DataError`
@@ -76,7 +76,7 @@ def session_inputs(wh: Warehouse, session: dt.date, source: str | None = None) -
     return SessionInputs(session, iv, signals, "stored", source or "unknown")
 
 
-def latest_candidates_session(wh: Warehouse) -> dt.date | None:
+def latest_candidates_session(wh: WarehouseLike) -> dt.date | None:
     """The newest session with stored strategy candidates, or None when none is stored."""
     r = wh.read(sa.select(sa.func.max(strategies.c.trade_date).label("d")))
     v = r.item() if r.height else None

@@ -8,11 +8,11 @@ import datetime as dt
 import polars as pl
 import sqlalchemy as sa
 
+from .protocol import WarehouseLike
 from .schema import historical_iv_summary, iv_percentiles, session_provenance
-from .warehouse import Warehouse
 
 
-def atm_iv_history(wh: Warehouse, first: dt.date, last: dt.date, source: str) -> pl.DataFrame:
+def atm_iv_history(wh: WarehouseLike, first: dt.date, last: dt.date, source: str) -> pl.DataFrame:
     """30-day ATM IVs (trade_date, symbol, atm_iv_30d) of the sessions ``first..last``, by symbol and
     date, from the market-data ``source`` only: sessions whose iv_history provenance names another
     source are left out, sessions without provenance (written before it was recorded) are kept."""
@@ -29,7 +29,7 @@ _FLOATS = ("spot", "atm_iv_30d", "atm_iv_near", "skew_25d", "rv_20", "india_vix"
            "iv_percentile", "iv_rank")
 
 
-def symbol_iv_history(wh: Warehouse, symbol: str, first: dt.date | None = None,
+def symbol_iv_history(wh: WarehouseLike, symbol: str, first: dt.date | None = None,
                       last: dt.date | None = None) -> pl.DataFrame:
     """One symbol's stored IV summary sessions (trade_date, spot, atm_iv_30d, atm_iv_near, skew_25d,
     rv_20, india_vix), within ``first..last`` when given, each with its iv_percentiles row where one

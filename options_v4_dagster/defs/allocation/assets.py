@@ -7,7 +7,7 @@ import dagster as dg
 from options_v4_dagster.allocation import session as allocation_session
 from options_v4_dagster.allocation.engine import InsufficientCapital, NoCandidates, limit_breaches
 from options_v4_dagster.allocation.invariants import MAX_ABS_MONTHLY_RETURN, allocation_violations
-from options_v4_dagster.defs.common import frame_markdown, upstream_source
+from options_v4_dagster.defs.common import RiskToleranceChoice, frame_markdown, upstream_source
 from options_v4_dagster.defs.market_data.assets import market_conditions
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import WarehouseResource
@@ -20,7 +20,7 @@ GROUP = "allocation"
 
 class AllocationSettings(dg.Config):
     capital: float = 1_500_000.0  # INR
-    risk_tolerance: str = ""  # the candidates' stored tolerance ("" = the one strategy_candidates stored)
+    risk_tolerance: RiskToleranceChoice | None = None  # None: the one strategy_candidates stored
     market_conditions_file: str = ""  # a market_conditions.yaml ("" = the packaged one)
     max_abs_monthly_return: float = MAX_ABS_MONTHLY_RETURN  # |expected monthly return| above this fails the step
 
@@ -58,7 +58,7 @@ def portfolio_allocation(context: dg.AssetExecutionContext, warehouse: Warehouse
     industries = allocation_session.industry_allocations(wh, seed=True)  # the packaged defaults on first use
     try:
         sa = allocation_session.allocate_session(wh, session, config.capital, industries,
-                                                 risk_tolerance=config.risk_tolerance or None,
+                                                 risk_tolerance=str(config.risk_tolerance) if config.risk_tolerance else None,
                                                  rules_path=config.market_conditions_file or None)
     except NoCandidates as exc:  # no snapshot; the run row says the session's latest materialization had none
         wh.replace_together([run_append(context.run_id, session, None)])

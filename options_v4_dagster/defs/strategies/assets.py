@@ -14,7 +14,7 @@ from options_v4_dagster.reports import payoff_chart
 from options_v4_dagster.store import Replace, strategies_queries
 from options_v4_dagster.strategies import pipeline as strategy_pipeline
 from options_v4_dagster.strategies.invariants import candidate_violations
-from options_v4_dagster.types import Failure
+from options_v4_dagster.types import Failure, RiskTolerance
 
 GROUP = "strategies"
 
@@ -57,7 +57,7 @@ def technical_signals(context: dg.AssetExecutionContext, warehouse: WarehouseRes
 
 
 class CandidateSettings(dg.Config):
-    risk_tolerance: str = "moderate"
+    risk_tolerance: RiskTolerance = "moderate"
     top_per_symbol: int = 5  # candidates stored per symbol (all that pass the filters when 0)
     lots: int = 1
     charts: int = 5  # payoff charts for the best candidates of the session

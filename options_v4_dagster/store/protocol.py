@@ -53,3 +53,9 @@ class WarehouseLike(Protocol):
     def table(self, name: str) -> sa.Table:
         """The SQLAlchemy table of that name (for building selects in ``store/``)."""
         ...
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The SQLAlchemy engine: the trading store (``store/trading.py``) runs its exactly-once
+        compare-and-set updates in transactions of its own on it."""
+        ...

@@ -696,18 +696,18 @@ def cmd_allocate(args) -> int:
                       str(r["lots"]), f"{r['capital_used']:,.0f}", f"{r['weight']:.1%}", f"{r['kelly_fraction']:.3f}",
                       "" if r["pop"] is None else f"{r['pop']:.0%}", f"{r['expected_return']:,.0f}", r["conviction"])
     console.print(table)
-    tiers = ", ".join(f"{t} {s['tier_shares'][t]:.1%} (target {s['tier_targets'][t]:.0%})" for t in s["tier_shares"])
-    console.print(f"{s['positions']} positions, {s['lots']} lots; deployed INR {s['capital_used']:,.0f} = "
-                  f"{s['deployment']:.1%} (target {s['deployment_target']:.0%}); tiers: {tiers}")
-    console.print(f"expected monthly return {s['expected_monthly_return']:.2%} (INR "
-                  f"{s['expected_monthly_return_inr']:,.0f}) vs target {s['target_monthly_return']:.0%}; "
-                  f"net delta {s['greeks']['delta']:,.0f}, theta {s['greeks']['theta']:,.0f}/day, "
-                  f"vega {s['greeks']['vega']:,.0f}")
+    tiers = ", ".join(f"{t} {s.tier_shares[t]:.1%} (target {s.tier_targets[t]:.0%})" for t in s.tier_shares)
+    console.print(f"{s.positions} positions, {s.lots} lots; deployed INR {s.capital_used:,.0f} = "
+                  f"{s.deployment:.1%} (target {s.deployment_target:.0%}); tiers: {tiers}")
+    console.print(f"expected monthly return {s.expected_monthly_return:.2%} (INR "
+                  f"{s.expected_monthly_return_inr:,.0f}) vs target {s.target_monthly_return:.0%}; "
+                  f"net delta {s.greeks['delta']:,.0f}, theta {s.greeks['theta']:,.0f}/day, "
+                  f"vega {s.greeks['vega']:,.0f}")
     console.print(f"market data: {source} (the candidates of {session} were built from it; another source or "
                   "session gives other positions)")
     console.print(f"allocation {out['allocation_id']}" + (" (stored)" if args.save else
                                                           " (not stored: --save materializes it)"))
-    for note in s["notes"]:
+    for note in s.notes:
         console.print(f"  note: {note}")
     return 0
 

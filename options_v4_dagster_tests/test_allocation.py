@@ -583,3 +583,32 @@ def test_limit_breaches_finds_every_kind_of_breach(result):
     assert any(f"{first['symbol']}: symbol" in b for b in limit_breaches(twice, {**lim, "max_symbol_capital":
                                                                                   first["capital_used"]}, CAPITAL))
     assert any(b.startswith("capital used") for b in limit_breaches(pos, lim, 0.5 * CAPITAL))
+
+
+def test_exclusions_carry_a_code_beside_the_text(synth, rules):
+    """Every excluded symbol and every excluded candidate count has an ExclusionCode; the summary's
+    counts by code and by kind agree, and the typed summary reads like its JSON."""
+    from options_v4_dagster.allocation import AllocationSummary, ExclusionCode
+
+    cands, alloc = synth
+    only_bullish = cands.filter(pl.col("outlook") == "BULLISH")
+    r = rules.with_limits(min_expected_value=0.0, max_unlimited_risk_pct=0.01)
+    res = allocate(only_bullish, CAPITAL, r, alloc)
+    ex = res.excluded
+    assert ex.columns == ["symbol", "industry", "code", "reason"] and ex.height
+    assert set(ex["code"]) <= {c.value for c in ExclusionCode}
+    shorts = {i for i, pt in alloc.position_types.items() if pt == "SHORT"}
+    short_ex = ex.filter(pl.col("industry").is_in(list(shorts)))
+    assert (short_ex["code"] == ExclusionCode.OPPOSES_VIEW).all()
+    assert ex.filter(pl.col("code") == ExclusionCode.NOT_SELECTED)["reason"].str.contains("not selected").all()
+    s = allocate(cands, CAPITAL, r, alloc).summary
+    assert isinstance(s, AllocationSummary)
+    assert s.excluded_codes[ExclusionCode.LOW_EXPECTED_VALUE] > 0
+    assert s.excluded_codes[ExclusionCode.LOT_ABOVE_UNLIMITED_RISK_LIMIT] > 0
+    assert sum(s.excluded_codes.values()) == sum(s.excluded_reasons.values())
+    assert s.excluded_reasons["expected value too low"] == s.excluded_codes[ExclusionCode.LOW_EXPECTED_VALUE]
+    d = s.to_dict()
+    assert d["excluded_codes"] == s.excluded_codes and d["notes"] == list(s.notes) and s["lots"] == s.lots
+    assert res.to_dict()["position_count"] == res.summary.positions == res.positions.height
+    with pytest.raises(KeyError):
+        s["no_such_field"]

@@ -55,7 +55,6 @@ from pathlib import Path
 from typing import Literal
 
 import polars as pl
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import ConfigError
@@ -400,11 +399,3 @@ def _from_csv(text: str, name: str, universe: pl.DataFrame) -> IndustryAllocatio
     return _build(entries, weighting="fno_count", default_pt="NEUTRAL", include_unlisted=False,
                   universe=universe, source=name)
 
-
-def dump_yaml(allocations: IndustryAllocations) -> str:
-    """The allocations as an ``industry_allocations.yaml`` with explicit weights (for export)."""
-    body = {"weighting": "fno_count", "default_position_type": allocations.default_position_type,
-            "include_unlisted": False,
-            "industries": {k: {"position_type": allocations.position_type(k), "weight": round(v, 6)}
-                           for k, v in sorted(allocations.weights.items())}}
-    return yaml.safe_dump(body, sort_keys=False)

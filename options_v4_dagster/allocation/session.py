@@ -19,8 +19,10 @@ import polars as pl
 
 from ..store import Replace, WarehouseLike
 from ..store.industries import current_industry_weights, symbol_industries
+from .candidates import candidates_from_tables
 from .config import MarketRules, load_market_conditions
-from .engine import AllocationError, AllocationResult, NoCandidates, allocate, candidates_from_tables
+from .engine import AllocationResult, allocate
+from .errors import AllocationError, NoCandidates
 from .industries import IndustryAllocations, allocation_tables, default_industry_allocations
 from .snapshot import allocation_id, canonical_json, industry_views, snapshot_inputs
 
@@ -147,11 +149,11 @@ def allocation_frames(sa: SessionAllocation, source: str | None = None) -> dict[
     s = sa.result.summary
     summary = pl.DataFrame([{
         "allocation_id": aid, "trade_date": sa.session, "capital": sa.capital,
-        "capital_used": float(s["capital_used"]), "deployment": float(s["deployment"]),
-        "positions": int(s["positions"]), "expected_monthly_return": float(s["expected_monthly_return"]),
-        "target_monthly_return": float(s["target_monthly_return"]), "market_state": sa.rules.state,
+        "capital_used": float(s.capital_used), "deployment": float(s.deployment),
+        "positions": int(s.positions), "expected_monthly_return": float(s.expected_monthly_return),
+        "target_monthly_return": float(s.target_monthly_return), "market_state": sa.rules.state,
         "risk_tolerance": sa.risk_tolerance, "source": source, "rules": canonical_json(sa.rules.to_dict()),
         "industry_views": canonical_json(industry_views(sa.industries)),
-        "summary": json.dumps(s, default=str), "created_at": now,
+        "summary": json.dumps(s.to_dict(), default=str), "created_at": now,
     }], schema_overrides={"created_at": pl.Datetime("us", "UTC"), "risk_tolerance": pl.Utf8, "source": pl.Utf8})
     return {"portfolio_allocation": pos, "portfolio_allocation_summary": summary}

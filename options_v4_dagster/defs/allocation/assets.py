@@ -71,7 +71,7 @@ def portfolio_allocation(context: dg.AssetExecutionContext, warehouse: Warehouse
         raise dg.Failure(description=f"portfolio_allocation {session}: {exc}",
                          metadata={"capital": config.capital}) from exc
     s, pos = sa.result.summary, sa.result.positions
-    broken = allocation_violations(pos, sa.capital, float(s["capital_used"]), float(s["expected_monthly_return"]),
+    broken = allocation_violations(pos, sa.capital, s.capital_used, s.expected_monthly_return,
                                    config.max_abs_monthly_return)
     if broken:
         raise dg.Failure(description=f"portfolio_allocation {session}: " + "; ".join(broken[:5])
@@ -87,11 +87,11 @@ def portfolio_allocation(context: dg.AssetExecutionContext, warehouse: Warehouse
     new = written[0].inserted > 0
     elapsed = time.perf_counter() - t0
     context.log.info(f"portfolio_allocation {session}: snapshot {aid} ({'new' if new else 'existing'}), "
-                     f"{s['positions']} positions, deployment "
-                     f"{_pct(s['deployment'])} of INR {config.capital:,.0f}, expected monthly return "
-                     f"{s['expected_monthly_return']:.2%} (target {s['target_monthly_return']:.0%}), "
+                     f"{s.positions} positions, deployment "
+                     f"{_pct(s.deployment)} of INR {config.capital:,.0f}, expected monthly return "
+                     f"{s.expected_monthly_return:.2%} (target {s.target_monthly_return:.0%}), "
                      f"rules {sa.rules.state}, in {elapsed:.2f}s")
-    for note in s["notes"]:
+    for note in s.notes:
         context.log.info(f"portfolio_allocation {session}: {note}")
     table = pos.select("symbol", "strategy_name", "tier", "industry", "lots", "capital_used", "expected_return",
                        "conviction")
@@ -101,25 +101,26 @@ def portfolio_allocation(context: dg.AssetExecutionContext, warehouse: Warehouse
         "snapshot": "new" if new else "existing",
         "industry_views": industries.source,
         "capital": dg.MetadataValue.float(sa.capital),
-        "capital_used": dg.MetadataValue.float(float(s["capital_used"])),
-        "deployment": dg.MetadataValue.float(round(float(s["deployment"]), 4)),
+        "capital_used": dg.MetadataValue.float(s.capital_used),
+        "deployment": dg.MetadataValue.float(round(s.deployment, 4)),
         "positions": pos.height,
         "market_rules": sa.rules.state,
         "source": source,
-        "tier_shares": dg.MetadataValue.json({k: round(v, 4) for k, v in s["tier_shares"].items()}),
-        "industry_shares": dg.MetadataValue.json({k: round(v, 4) for k, v in s["industry_shares"].items()}),
-        "expected_monthly_return": dg.MetadataValue.float(round(float(s["expected_monthly_return"]), 5)),
-        "target_monthly_return": dg.MetadataValue.float(float(s["target_monthly_return"])),
-        "greeks": dg.MetadataValue.json({k: round(v, 2) for k, v in s["greeks"].items()}),
-        "limits": dg.MetadataValue.json(s["limits"]),
-        "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in s["notes"]) or "_none_"),
+        "tier_shares": dg.MetadataValue.json({k: round(v, 4) for k, v in s.tier_shares.items()}),
+        "industry_shares": dg.MetadataValue.json({k: round(v, 4) for k, v in s.industry_shares.items()}),
+        "expected_monthly_return": dg.MetadataValue.float(round(s.expected_monthly_return, 5)),
+        "target_monthly_return": dg.MetadataValue.float(float(s.target_monthly_return)),
+        "greeks": dg.MetadataValue.json({k: round(v, 2) for k, v in s.greeks.items()}),
+        "limits": dg.MetadataValue.json(s.limits),
+        "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in s.notes) or "_none_"),
         "positions_table": dg.MetadataValue.md(frame_markdown(table, 30)),
-        "excluded_reasons": dg.MetadataValue.json(s["excluded_reasons"]),
+        "excluded_reasons": dg.MetadataValue.json(s.excluded_reasons),
+        "excluded_codes": dg.MetadataValue.json(s.excluded_codes),
         "seconds": round(elapsed, 3),
     })
     yield dg.AssetCheckResult(check_name="allocation_invariants", passed=True, description="ok",
-                              metadata={"expected_monthly_return": float(s["expected_monthly_return"])})
-    problems = limit_breaches(pos, s["limits"], sa.capital)
+                              metadata={"expected_monthly_return": s.expected_monthly_return})
+    problems = limit_breaches(pos, s.limits, sa.capital)
     yield dg.AssetCheckResult(check_name="within_limits", passed=not problems,
                               metadata={"breaches": len(problems)},
                               description="ok" if not problems else "; ".join(problems[:5]))

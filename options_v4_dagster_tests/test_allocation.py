@@ -112,7 +112,7 @@ def _check_limits(res: AllocationResult, rules, capital: float = CAPITAL) -> Non
     assert pos.get_column("capital_used").sum() <= risk.max_portfolio_margin_pct * capital + tol
     assert pos.height <= lim.max_positions
     # the summary reports the same limits
-    lims = res.summary["limits"]
+    lims = res.summary.limits
     assert lims["max_position_capital"] == pytest.approx(lim.max_position_pct * capital)
     assert lims["max_industry_capital"] == pytest.approx(lim.max_industry_pct * capital)
     assert lims["max_symbol_capital"] == pytest.approx(lim.max_symbol_pct * capital)
@@ -124,18 +124,18 @@ def _check_limits(res: AllocationResult, rules, capital: float = CAPITAL) -> Non
 def test_synthetic_set_meets_the_targets(result, rules):
     s = result.summary
     pos = result.positions
-    assert 20 <= s["positions"] == pos.height <= 30
-    assert s["deployment"] >= 0.95
-    assert s["deployment"] <= 1.0
-    assert s["meets_deployment_target"]
+    assert 20 <= s.positions == pos.height <= 30
+    assert s.deployment >= 0.95
+    assert s.deployment <= 1.0
+    assert s.meets_deployment_target
     for t in TIERS:
-        assert abs(s["tier_shares"][t] - rules.tier_split[t]) <= 0.05, (t, s["tier_shares"])
-    assert sum(s["tier_shares"].values()) == pytest.approx(1.0)
+        assert abs(s.tier_shares[t] - rules.tier_split[t]) <= 0.05, (t, s.tier_shares)
+    assert sum(s.tier_shares.values()) == pytest.approx(1.0)
     assert pos.get_column("symbol").n_unique() == pos.height  # one position per symbol
     assert "status" not in pos.columns  # execution status lives in the trading tables, not the allocation
     assert pos.get_column("position_id").n_unique() == pos.height
-    assert s["capital_used"] == pytest.approx(pos.get_column("capital_used").sum())
-    assert pos.get_column("weight").sum() == pytest.approx(s["deployment"])
+    assert s.capital_used == pytest.approx(pos.get_column("capital_used").sum())
+    assert pos.get_column("weight").sum() == pytest.approx(s.deployment)
 
 
 def test_whole_lots_and_capital_per_lot(result, synth):
@@ -168,8 +168,8 @@ def test_each_limit_holds_when_tightened(synth, rules, changes):
     _check_limits(res, r)
     if "max_unlimited_risk_pct" in changes and changes["max_unlimited_risk_pct"] == 0.0:
         assert not res.positions.get_column("unlimited_risk").any()
-    if res.summary["deployment"] < r.deployment_target:
-        assert any("below the" in n for n in res.summary["notes"])
+    if res.summary.deployment < r.deployment_target:
+        assert any("below the" in n for n in res.summary.notes)
 
 
 def test_limits_that_bind_are_reported(synth, rules):
@@ -177,9 +177,9 @@ def test_limits_that_bind_are_reported(synth, rules):
     r = rules.with_limits(max_position_pct=0.02, max_positions=25, target_positions=25, min_positions=20)
     res = allocate(cands, CAPITAL, r, alloc)
     _check_limits(res, r)
-    assert res.summary["deployment"] < 0.95
-    assert not res.summary["meets_deployment_target"]
-    note = next(n for n in res.summary["notes"] if "below the 95% target" in n)
+    assert res.summary.deployment < 0.95
+    assert not res.summary.meets_deployment_target
+    note = next(n for n in res.summary.notes if "below the 95% target" in n)
     assert "limits bind: max per position 2% x 25 positions = 50% of capital" in note
 
 
@@ -192,11 +192,11 @@ def test_expected_return_is_computed_from_ev_and_expiry(result, synth, rules):
                                                                             strict=True)]
     assert np.allclose(pos["expected_return"], want, atol=0.01)
     s = result.summary
-    assert s["expected_monthly_return"] == pytest.approx(sum(want) / CAPITAL, abs=1e-6)
-    assert s["target_monthly_return"] == 0.04
-    assert s["meets_return_target"] == (s["expected_monthly_return"] >= 0.04)
+    assert s.expected_monthly_return == pytest.approx(sum(want) / CAPITAL, abs=1e-6)
+    assert s.target_monthly_return == 0.04
+    assert s.meets_return_target == (s.expected_monthly_return >= 0.04)
     for g in ("delta", "gamma", "theta", "vega"):
-        assert s["greeks"][g] == pytest.approx(result.positions.get_column(g).sum())
+        assert s.greeks[g] == pytest.approx(result.positions.get_column(g).sum())
 
 
 def test_same_result_twice_and_independent_of_row_order(synth, rules, result):
@@ -273,14 +273,14 @@ def test_fallback_level_recorded_matches_the_strategy(result, rules):
         assert row["fallback_level"] == _expected_level(row, rules)
         assert row["selection_reason"].startswith(prefix[row["fallback_level"]])
         assert row["strategy_name"] in row["selection_reason"]
-    assert result.summary["fallback_levels"]["0"] > 0
+    assert result.summary.fallback_levels["0"] > 0
 
 
 def test_removing_preferred_strategies_uses_the_next_level(synth, rules, result):
     cands, alloc = synth
     no_pref = cands.filter(~pl.col("strategy_name").is_in(list(rules.preferred_strategies)))
     res = allocate(no_pref, CAPITAL, rules, alloc)
-    levels = res.summary["fallback_levels"]
+    levels = res.summary.fallback_levels
     assert levels["0"] == 0 and levels["1"] > 0
     assert not res.positions.get_column("strategy_name").is_in(list(rules.preferred_strategies)).any()
     for row in res.positions.iter_rows(named=True):
@@ -289,7 +289,7 @@ def test_removing_preferred_strategies_uses_the_next_level(synth, rules, result)
     none = no_pref.filter(~pl.col("category").is_in(list(rules.preferred_categories)))
     res2 = allocate(none, CAPITAL, rules, alloc)
     assert set(res2.positions.get_column("fallback_level").unique()) <= {2, 3}
-    assert res2.summary["fallback_levels"]["2"] > 0
+    assert res2.summary.fallback_levels["2"] > 0
 
 
 def test_fallback_order_for_one_symbol(rules):
@@ -528,7 +528,7 @@ def test_zero_weight_industry_is_left_out(synth, rules):
     w[top] = 0.0
     res = allocate(cands, CAPITAL, rules, IndustryAllocations.from_weights(w, alloc.position_types))
     assert top not in set(res.positions["industry"])
-    assert math.isclose(sum(res.summary["industry_shares"].values()), res.summary["deployment"], rel_tol=1e-9)
+    assert math.isclose(sum(res.summary.industry_shares.values()), res.summary.deployment, rel_tol=1e-9)
 
 
 def test_candidates_from_tables_joins_the_warehouse_tables(rules):
@@ -567,7 +567,7 @@ def test_limit_breaches_finds_every_kind_of_breach(result):
     """The asset check's verdict: nothing on the engine's own output, each breach when planted."""
     from options_v4_dagster.allocation import limit_breaches
 
-    pos, lim = result.positions, result.summary["limits"]
+    pos, lim = result.positions, result.summary.limits
     assert limit_breaches(pos, lim, CAPITAL) == []
     first = pos.row(0, named=True)
     over = pos.with_columns(pl.when(pl.col("strategy_id") == first["strategy_id"])
@@ -587,7 +587,7 @@ def test_limit_breaches_finds_every_kind_of_breach(result):
 
 def test_exclusions_carry_a_code_beside_the_text(synth, rules):
     """Every excluded symbol and every excluded candidate count has an ExclusionCode; the summary's
-    counts by code and by kind agree, and the typed summary reads like its JSON."""
+    counts by code and by kind agree, and the typed summary is not read by string keys."""
     from options_v4_dagster.allocation import AllocationSummary, ExclusionCode
 
     cands, alloc = synth
@@ -608,7 +608,7 @@ def test_exclusions_carry_a_code_beside_the_text(synth, rules):
     assert sum(s.excluded_codes.values()) == sum(s.excluded_reasons.values())
     assert s.excluded_reasons["expected value too low"] == s.excluded_codes[ExclusionCode.LOW_EXPECTED_VALUE]
     d = s.to_dict()
-    assert d["excluded_codes"] == s.excluded_codes and d["notes"] == list(s.notes) and s["lots"] == s.lots
+    assert d["excluded_codes"] == s.excluded_codes and d["notes"] == list(s.notes) and d["lots"] == s.lots
     assert res.to_dict()["position_count"] == res.summary.positions == res.positions.height
-    with pytest.raises(KeyError):
-        s["no_such_field"]
+    with pytest.raises(TypeError):  # a dataclass, not a dict read by string keys
+        s["deployment"]

@@ -65,14 +65,7 @@ class AllocationSummary:
         out["notes"] = list(self.notes)
         return out
 
-    def __getitem__(self, key: str) -> Any:
-        """A field by its JSON name (``summary["deployment"]``), for code written against the dict."""
-        if key not in _FIELDS:
-            raise KeyError(key)
-        return getattr(self, key)
 
-
-_FIELDS = frozenset(f.name for f in dataclasses.fields(AllocationSummary))
 
 
 def _sector_shares(pos: pl.DataFrame, capital: float) -> dict[str, float]:

@@ -181,7 +181,7 @@ def test_killed_run_is_marked_failed_at_the_next_start(tmp_path):
 
 
 def test_process_liveness_uses_the_start_token():
-    from options_v4_dagster.cli import _process_alive, _process_start_token
+    from options_v4_dagster.cli.instance import _process_alive, _process_start_token
 
     token = _process_start_token(os.getpid())
     assert token and _process_alive(os.getpid(), token)

@@ -1,0 +1,185 @@
+"""``options-v4``: the command line of Options V4 on Dagster (console script ``options_v4_dagster.cli:main``).
+
+    options-v4 run [--date D] [--source S] [--nse-dir DIR]     the daily pipeline for one session
+    options-v4 backfill --start D --end D [--job daily_pipeline|iv_collection] [--source S] [--nse-dir DIR]
+    options-v4 runs [--limit N]                                the latest Dagster runs
+    options-v4 iv collect [--date D] [--source S] [--nse-dir DIR] | iv analyze [--date D]
+    options-v4 iv show SYMBOL [--days N] [--out FILE]          a symbol's IV history: a table and a chart
+    options-v4 strategies [--json]                             the strategy catalogue
+    options-v4 analyze [--symbol S1,S2 | --universe] [--date D] [--risk R] [--source S] [--nse-dir DIR]
+                       [--all] [--top N] [--json]              best strategy candidates per symbol
+    options-v4 allocate CAPITAL [--date D] [--risk R] [--rules FILE] [--save] [--json]
+    options-v4 industries [show | import FILE | reset] [--json]
+    options-v4 db upgrade | current | history                  warehouse schema migrations
+    options-v4 sessions [--start D] [--end D]                  NSE trading sessions
+
+D is a session YYYY-MM-DD (default: the latest one), S a market-data source of
+:data:`~options_v4_dagster.types.MARKET_SOURCES` (default ``OPTIONS_V4_MARKET_DATA`` or ``simulated``),
+R a risk tolerance of :data:`~options_v4_dagster.types.RISK_TOLERANCES`.
+
+``run``, ``backfill``, ``iv collect|analyze`` and ``allocate --save`` execute Dagster jobs in this
+process against the instance in ``DAGSTER_HOME`` (default: ``.dagster_home`` in the checkout), so
+every run shows in the Dagster UI; each start first marks the runs of killed ``options-v4``
+processes failed. Exit status: 0 success, 1 a run or analysis that failed, 2 a bad argument or
+setting (one line on stderr).
+
+Modules: :mod:`.args` (argument validators), :mod:`.instance` (DAGSTER_HOME, run tags,
+:func:`run_pipeline`), :mod:`.output` (console, tables, JSON, run summaries), and one per command
+area: :mod:`.runs` (run, backfill, runs, sessions), :mod:`.iv`, :mod:`.analyze` (strategies,
+analyze), :mod:`.allocate` (allocate, industries), :mod:`.db`. Dagster, polars and pandas are
+imported inside the commands, so ``options-v4 --help`` does not load them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from options_v4_dagster import config
+from options_v4_dagster.errors import OptionsV4Error
+from options_v4_dagster.types import MARKET_SOURCES, RISK_TOLERANCES
+
+from .allocate import cmd_allocate, cmd_industries
+from .analyze import cmd_analyze, cmd_strategies
+from .args import (
+    DATE_HELP,
+    capital_arg,
+    date_arg,
+    existing_dir,
+    existing_file,
+    last_partition,
+    positive_int,
+    session_arg,
+    symbol_arg,
+    symbols_arg,
+)
+from .db import check_database, cmd_db
+from .instance import run_pipeline
+from .iv import cmd_iv
+from .runs import cmd_backfill, cmd_run, cmd_runs, cmd_sessions
+
+__all__ = ["build_parser", "last_partition", "main", "run_pipeline"]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one line on stderr (no usage block), status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="options-v4", description="Options V4 on Dagster (NSE F&O options).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="materialize the daily pipeline for one session through Dagster")
+    r.add_argument("--date", type=session_arg, help=DATE_HELP)
+    r.add_argument("--source", choices=MARKET_SOURCES,
+                   help="market data (default: OPTIONS_V4_MARKET_DATA or simulated)")
+    r.add_argument("--nse-dir", type=existing_dir,
+                   help="folder of NSE files for --source nse_files (OPTIONS_V4_NSE_DATA_DIR)")
+    r.set_defaults(func=cmd_run)
+
+    iv = sub.add_parser("iv", help="implied-volatility collection, analysis and history")
+    ivs = iv.add_subparsers(dest="iv_command", required=True)
+    for name, text in (("collect", "collect the session's chains and compute IVs through iv_percentiles"),
+                       ("analyze", "recompute option_greeks, iv_history and iv_percentiles from stored chains")):
+        c = ivs.add_parser(name, help=text)
+        c.add_argument("--date", type=session_arg, help=DATE_HELP)
+        if name == "collect":
+            c.add_argument("--source", choices=MARKET_SOURCES)
+            c.add_argument("--nse-dir", type=existing_dir)
+    show = ivs.add_parser("show", help="a symbol's IV history as a table and a chart file")
+    show.add_argument("symbol", type=symbol_arg)
+    show.add_argument("--days", type=positive_int, default=30, help="sessions shown in the table (default 30)")
+    show.add_argument("--out", help="chart file (.html); default .data/charts/iv_SYMBOL.html")
+    iv.set_defaults(func=cmd_iv)
+
+    b = sub.add_parser("backfill", help="materialize a range of sessions in order, one Dagster run each")
+    b.add_argument("--start", required=True, type=date_arg)
+    b.add_argument("--end", required=True, type=date_arg)
+    b.add_argument("--job", default="daily_pipeline", choices=("daily_pipeline", "iv_collection"))
+    b.add_argument("--source", choices=MARKET_SOURCES)
+    b.add_argument("--nse-dir", type=existing_dir)
+    b.set_defaults(func=cmd_backfill)
+
+    st = sub.add_parser("strategies", help="list the strategy catalogue")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_strategies)
+
+    an = sub.add_parser("analyze", help="best strategy candidates per symbol (from the market-data source)")
+    an.add_argument("--symbol", type=symbols_arg, help="one symbol or a comma-separated list (default NIFTY)")
+    an.add_argument("--universe", action="store_true", help="every underlying the source serves that day")
+    an.add_argument("--date", type=session_arg, help=DATE_HELP + "; the same sessions as `run`")
+    an.add_argument("--risk", default="moderate", choices=RISK_TOLERANCES)
+    an.add_argument("--source", choices=MARKET_SOURCES)
+    an.add_argument("--nse-dir", type=existing_dir)
+    an.add_argument("--all", action="store_true", help="every catalogue strategy that can be built")
+    an.add_argument("--top", type=positive_int, default=3, help="candidates per symbol (default 3)")
+    an.add_argument("--json", action="store_true")
+    an.set_defaults(func=cmd_analyze)
+
+    al = sub.add_parser("allocate", help="allocate capital over a session's stored strategy candidates")
+    al.add_argument("capital", type=capital_arg, help="INR, e.g. 1500000")
+    al.add_argument("--date", type=session_arg, help="session YYYY-MM-DD (default: the latest session with candidates)")
+    al.add_argument("--risk", choices=RISK_TOLERANCES,
+                    help="which stored candidates (default: those of the session's run)")
+    al.add_argument("--rules", type=existing_file, help="a market_conditions.yaml (default: the packaged one)")
+    al.add_argument("--save", action="store_true", help="also materialize portfolio_allocation with this capital")
+    al.add_argument("--json", action="store_true")
+    al.set_defaults(func=cmd_allocate)
+
+    ind = sub.add_parser("industries", help="show, import (CSV/YAML) or reset the industry weights and views")
+    ind.add_argument("action", nargs="?", default="show", choices=("show", "import", "reset"))
+    ind.add_argument("file", nargs="?", type=existing_file)
+    ind.add_argument("--json", action="store_true")
+    ind.set_defaults(func=cmd_industries)
+
+    rn = sub.add_parser("runs", help="the latest Dagster runs; marks runs of killed options-v4 processes failed")
+    rn.add_argument("--limit", type=positive_int, default=10)
+    rn.set_defaults(func=cmd_runs)
+
+    db = sub.add_parser("db", help="warehouse schema migrations: upgrade, current revision, history")
+    db.add_argument("db_command", choices=("upgrade", "current", "history"))
+    db.set_defaults(func=cmd_db)
+
+    s = sub.add_parser("sessions", help="list NSE trading sessions")
+    s.add_argument("--start", type=date_arg)
+    s.add_argument("--end", type=date_arg)
+    s.set_defaults(func=cmd_sessions)
+    return p
+
+
+#: Commands that read or write the warehouse: its URL is checked (one connection) before they start.
+USES_WAREHOUSE = frozenset({"run", "iv", "backfill", "analyze", "allocate", "industries", "db"})
+#: Commands that read market data: OPTIONS_V4_MARKET_DATA is checked when --source is not given.
+USES_MARKET = frozenset({"run", "iv", "backfill", "analyze"})
+
+
+def _fail(prog: str, message: str) -> int:
+    print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status 0 success, 1 a run or analysis that failed, 2 a bad argument or setting (one line on stderr).
+
+    Only the project's typed errors are turned into that line; anything else is a bug and keeps its traceback."""
+    prog = "options-v4"
+    try:
+        args = build_parser().parse_args(argv)
+        prog = f"options-v4 {args.command}"
+        config.partition_start()
+        if args.command in USES_MARKET and getattr(args, "iv_command", None) != "show":
+            config.market_source(getattr(args, "source", None))
+        if args.command in USES_WAREHOUSE:
+            check_database()
+        return int(args.func(args) or 0)
+    except SystemExit as exc:  # argparse: --help (0) or a bad argument (2, its one line already printed)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except OptionsV4Error as exc:
+        return _fail(prog, str(exc))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,13 +4,17 @@ market_conditions.yaml, industry_allocations.yaml)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import ConfigError
+
+T = TypeVar("T")
 
 
 class StrictModel(BaseModel):
@@ -61,3 +65,24 @@ def validate_model(model: type[BaseModel], data: Any, where: str | Path, section
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_errors(exc, f"{where}: invalid configuration", section)) from None
+
+
+class PackagedYaml(Generic[T]):
+    """A YAML file shipped in the package (``relative``, e.g. ``config/charges.yaml``) and any
+    replacement for it, read through ``parse`` (path -> validated value); the packaged file is read
+    once per process."""
+
+    def __init__(self, relative: str, parse: Callable[[Path], T]) -> None:
+        self.relative, self._parse = relative, parse
+        self._default: T | None = None
+
+    @property
+    def default_path(self) -> Path:
+        return Path(str(resources.files("options_v4_dagster").joinpath(self.relative)))
+
+    def load(self, path: str | Path | None = None) -> T:
+        if path is not None:
+            return self._parse(Path(path))
+        if self._default is None:
+            self._default = self._parse(self.default_path)
+        return self._default

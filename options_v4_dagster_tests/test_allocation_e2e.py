@@ -16,6 +16,8 @@ from options_v4_dagster.store import Warehouse
 from options_v4_dagster.store.allocations import latest_snapshot
 from options_v4_dagster.store.schema import portfolio_allocation_summary
 
+from .pipeline_run import run_session
+
 D = dt.date(2025, 7, 17)
 CAPITAL = 1_500_000
 
@@ -25,15 +27,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def day(tmp_path_factory):
     """One simulated session materialized through Dagster (the README's `options-v4 run`)."""
-    base = tmp_path_factory.mktemp("alloc")
-    env = {"DAGSTER_HOME": str(base / "dagster_home"), "DATABASE_URL": f"sqlite:///{base / 'wh.db'}",
-           "OPTIONS_V4_HOME": str(base / "home")}
-    (base / "dagster_home").mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        mp.delenv("OPTIONS_V4_MARKET_DATA", raising=False)
-        assert cli_main(["run", "--date", D.isoformat(), "--source", "simulated"]) == 0
+    env = run_session(tmp_path_factory.mktemp("alloc"), D)
+    assert env.pop("exit_code") == 0
     return env
 
 

@@ -14,6 +14,8 @@ import pytest
 from options_v4_dagster.cli import main as cli_main
 from options_v4_dagster.store import Warehouse
 
+from .pipeline_run import run_session
+
 D = dt.date(2025, 7, 17)
 TOP = 5  # CandidateSettings.top_per_symbol's default; risk moderate and one lot are the defaults of both
 
@@ -21,14 +23,8 @@ pytestmark = pytest.mark.slow
 
 
 def _run(base, source: str, extra: list[str]) -> dict:
-    env = {"DAGSTER_HOME": str(base / "dagster_home"), "DATABASE_URL": f"sqlite:///{base / 'wh.db'}",
-           "OPTIONS_V4_HOME": str(base / "home")}
-    (base / "dagster_home").mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        mp.delenv("OPTIONS_V4_MARKET_DATA", raising=False)
-        cli_main(["run", "--date", D.isoformat(), "--source", source, *extra])  # allocation may fail: not compared
+    env = run_session(base, D, source, extra)  # allocation may fail: not compared
+    env.pop("exit_code")
     return env
 
 

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from options_v4_dagster.store import Warehouse
-from options_v4_dagster.store.schema import order_events
+from options_v4_dagster.store.schema import option_chain_data, order_events
 from options_v4_dagster.store.trading import TradingStore
 from options_v4_dagster.store.trading_queries import (
     ApprovalError,
@@ -20,6 +20,7 @@ from options_v4_dagster.store.trading_queries import (
     pending_approvals,
     positions_by_number,
     positions_frame,
+    session_quote_book,
 )
 from options_v4_dagster.trading.broker import Fill
 from options_v4_dagster.trading.ledger import (
@@ -36,7 +37,7 @@ from options_v4_dagster.trading.orders import (
     StrategyState,
 )
 
-from .scripted_broker import EXPIRY, seed_allocation
+from .trading_seed import EXPIRY, D, chain_row, seed_allocation
 
 S = OrderStatus
 T0 = dt.datetime(2025, 7, 17, 5, 0, tzinfo=dt.UTC)
@@ -174,10 +175,42 @@ def test_approvals_are_idempotent_and_pending_until_executed(tmp_path):
 def test_plan_scales_legs_by_allocated_lots_and_slices_by_freeze(tmp_path):
     wh = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
     aid = seed_allocation(wh)
-    plan = allocation_plan(wh, aid, freeze_quantity=lambda s: 100 if s == "NIFTY" else None)
+    plan = allocation_plan(wh, aid, freeze_quantity=lambda s, lot: 100 if s == "NIFTY" else None)
     nifty = next(p for p in plan.positions if p.symbol == "NIFTY")
     assert (nifty.position_no, nifty.lots) == (1, 2)
     assert [leg.quantity for leg in nifty.legs] == [150, 150]
     assert nifty.legs[0].slices() == [75, 75]  # 100-share freeze limit: one lot of 75 per order
     assert [leg.side for leg in nifty.buy_legs] == [Side.BUY]
+    wh.dispose()
+
+
+def test_plan_slices_by_the_packaged_freeze_limits_strictly_below_the_freeze_quantity(tmp_path):
+    wh = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
+    legs = [("BUY", "CE", 25000.0, 120.0, "N25000CE"), ("SELL", "CE", 25200.0, 60.0, None)]
+    aid = seed_allocation(wh, positions={"AL-NIFTY": ("NIFTY", 24, 75, legs)}, capital=2.5e6)
+    plan = allocation_plan(wh, aid)  # config/freeze_limits.yaml: NIFTY 1,800 shares
+    leg = plan.positions[0].legs[0]
+    assert (leg.quantity, leg.freeze_quantity) == (1800, 1800)
+    assert leg.slices() == [1725, 75]  # an order of exactly the freeze quantity would be frozen
+    assert plan.capital == 2.5e6 and plan.symbols == ["NIFTY"]
+    # a leg without a broker id is named by its contract_key, which the session's quote book knows
+    sell = plan.positions[0].legs[1]
+    assert (sell.security_id, sell.security_id_known) == ("NIFTY-20250731-25200-CE", False)
+    book = session_quote_book(wh, plan.trade_date, plan.symbols)
+    assert (book.quote(sell.security_id).bid, book.quote(leg.security_id).ask) == (60.0, 120.0)
+    with pytest.raises(ApprovalError, match="no stored option chain"):
+        session_quote_book(wh, plan.trade_date, ["TCS"])
+    wh.dispose()
+
+
+def test_the_quote_book_finds_a_contract_by_its_key_whatever_id_the_chain_gives_it(tmp_path):
+    wh = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
+    legs = [("BUY", "CE", 25000.0, 120.0, None)]
+    aid = seed_allocation(wh, positions={"AL-NIFTY": ("NIFTY", 1, 75, legs)}, quotes=False)
+    with wh.engine.begin() as c:  # the chain has the broker's id, the candidate had none
+        c.execute(option_chain_data.insert().values(**chain_row("NIFTY", 25000.0, "CE", "BUY", 120.0, "35001", 75)))
+    leg = allocation_plan(wh, aid).positions[0].legs[0]
+    book = session_quote_book(wh, D)
+    assert leg.security_id == "NIFTY-20250731-25000-CE" and book.quote(leg.security_id).ask == 120.0
+    assert book.quote("35001").ask == 120.0
     wh.dispose()

@@ -7,13 +7,17 @@ Concurrency: :meth:`TradingStore.reserve_order` is ``INSERT ... ON CONFLICT DO N
 primary key (PostgreSQL and SQLite), so of two processes reserving one correlation id at once
 exactly one creates the row and the other reads it back. :meth:`TradingStore.transition` updates
 ``WHERE status = <stored> AND version = <stored>``: a lost race raises ConcurrentUpdate.
+
+Speed: every statement of the order path is built once (bound parameters, module level or cached
+per dialect) and executed with its values, so SQLAlchemy compiles and caches it once; an execution
+runs some twenty small statements per order.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields as dc_fields
 
 import sqlalchemy as sa
@@ -58,18 +62,62 @@ def _json(payload: Mapping | None) -> str | None:
     return None if payload is None else json.dumps(payload, default=str, sort_keys=True)
 
 
+_STATEMENTS: dict[tuple, sa.Executable] = {}
+
+
+def _cached(key: tuple, build: Callable[[], sa.Executable]) -> sa.Executable:
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        stmt = _STATEMENTS[key] = build()
+    return stmt
+
+
+def _insert(conn: sa.Connection, table: sa.Table):
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
 def insert_ignore(conn: sa.Connection, table: sa.Table, values: dict, keys: Sequence[str]) -> int:
     """INSERT ... ON CONFLICT (keys) DO NOTHING RETURNING keys: 1 when the row was inserted, 0 when
     one with the same keys exists (rowcount is not reliable here across drivers)."""
-    ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table).values(**values)
-    stmt = ins.on_conflict_do_nothing(index_elements=list(keys)).returning(*(table.c[k] for k in keys))
-    return len(conn.execute(stmt).all())
+    stmt = _cached(("insert_ignore", conn.dialect.name, table.name, tuple(keys)),
+                   lambda: _insert(conn, table).on_conflict_do_nothing(index_elements=list(keys))
+                   .returning(*(table.c[k] for k in keys)))
+    return len(conn.execute(stmt, values).all())
 
 
 def upsert(conn: sa.Connection, table: sa.Table, values: dict, keys: Sequence[str]) -> None:
-    ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table).values(**values)
-    conn.execute(ins.on_conflict_do_update(index_elements=list(keys),
-                                           set_={k: v for k, v in values.items() if k not in keys}))
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET every other column of ``values``."""
+    cols = tuple(values)
+
+    def build():
+        ins = _insert(conn, table)
+        return ins.on_conflict_do_update(index_elements=list(keys),
+                                         set_={c: ins.excluded[c] for c in cols if c not in keys})
+
+    conn.execute(_cached(("upsert", conn.dialect.name, table.name, tuple(keys), cols), build), values)
+
+
+_P = sa.bindparam
+_ORDER = sa.select(orders).where(orders.c.correlation_id == _P("cid_"))
+_ORDER_CAS = sa.select(orders.c.status, orders.c.version).where(orders.c.correlation_id == _P("cid_"))
+_MOVE = (orders.update().where(orders.c.correlation_id == _P("cid_"), orders.c.status == _P("old_status"),
+                               orders.c.version == _P("old_version")).returning(*orders.c))
+_EVENT = order_events.insert()
+_FILLED = (sa.select(sa.func.sum(trades.c.quantity), sa.func.sum(trades.c.quantity * trades.c.price))
+           .where(trades.c.correlation_id == _P("cid_")))
+_LEG_FILLS = (sa.select(trades.c.side, trades.c.quantity, trades.c.price, trades.c.fees, trades.c.purpose,
+                        trades.c.traded_at)
+              .where(trades.c.allocation_id == _P("aid_"), trades.c.position_id == _P("pid_"),
+                     trades.c.leg == _P("leg_")).order_by(trades.c.traded_at, trades.c.trade_id))
+_E = strategy_execution_status
+_STATUS = sa.select(_E).where(_E.c.allocation_id == _P("aid_"), _E.c.position_id == _P("pid_"))
+_STATE = sa.select(_E.c.state).where(_E.c.allocation_id == _P("aid_"), _E.c.position_id == _P("pid_"))
+_SET_STATE = (_E.update().where(_E.c.allocation_id == _P("aid_"), _E.c.position_id == _P("pid_"),
+                                _E.c.state == _P("old_state")).returning(*_E.c))
+_PREMIUM_FEES = (sa.select(sa.func.sum(sa.case((trades.c.side == "SELL", 1), else_=-1) * trades.c.quantity
+                                       * trades.c.price).filter(trades.c.purpose == "entry"),
+                           sa.func.sum(trades.c.fees))
+                 .where(trades.c.allocation_id == _P("aid_"), trades.c.position_id == _P("pid_")))
 
 
 def _order(row) -> StoredOrder:
@@ -86,8 +134,8 @@ def _status(row) -> StrategyStatus:
 
 
 def _event(conn, cid: str, frm, to, source: str, payload: Mapping | None, at: dt.datetime) -> None:
-    conn.execute(order_events.insert().values(correlation_id=cid, at=at, from_status=frm and str(frm),
-                                              to_status=to and str(to), source=source, payload=_json(payload)))
+    conn.execute(_EVENT, dict(correlation_id=cid, at=at, from_status=frm and str(frm), to_status=to and str(to),
+                              source=source, payload=_json(payload)))
 
 
 class TradingStore:
@@ -116,7 +164,7 @@ class TradingStore:
                 _event(conn, request.correlation_id, None, OrderStatus.INITIALIZED, "local",
                        {"request": {k: values[k] for k in ("security_id", "side", "quantity", "price",
                                                            "order_type")}}, at)
-            row = conn.execute(sa.select(orders).where(orders.c.correlation_id == request.correlation_id)).one()
+            row = conn.execute(_ORDER, {"cid_": request.correlation_id}).one()
         stored = _order(row)
         if not created:
             differ = [k for k in _IDENTITY if str(getattr(stored, k)) != str(values[k])]
@@ -128,24 +176,25 @@ class TradingStore:
 
     def order(self, correlation_id: str) -> StoredOrder | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(orders).where(orders.c.correlation_id == correlation_id)).first()
+            row = conn.execute(_ORDER, {"cid_": correlation_id}).first()
         return _order(row) if row else None
 
     def orders(self, *, allocation_id: str | None = None, position_id: str | None = None,
                statuses: Sequence[OrderStatus] | None = None, broker: str | None = None) -> list[StoredOrder]:
-        q = sa.select(orders)
-        if allocation_id is not None:
-            q = q.where(orders.c.allocation_id == allocation_id)
-        if position_id is not None:
-            q = q.where(orders.c.position_id == position_id)
-        if statuses is not None:
-            q = q.where(orders.c.status.in_([str(s) for s in statuses]))
-        if broker is not None:
-            q = q.where(orders.c.broker == broker)
-        q = q.order_by(orders.c.position_no, orders.c.leg, orders.c.slice_no, orders.c.attempt,
-                       orders.c.correlation_id)
+        params = {"aid_": allocation_id, "pid_": position_id, "broker_": broker,
+                  "statuses_": None if statuses is None else [str(s) for s in statuses]}
+        given = tuple(k for k, v in params.items() if v is not None)
+
+        def build():
+            conds = {"aid_": orders.c.allocation_id == _P("aid_"), "pid_": orders.c.position_id == _P("pid_"),
+                     "broker_": orders.c.broker == _P("broker_"),
+                     "statuses_": orders.c.status.in_(_P("statuses_", expanding=True))}
+            return sa.select(orders).where(*(conds[k] for k in given)).order_by(
+                orders.c.position_no, orders.c.leg, orders.c.slice_no, orders.c.attempt, orders.c.correlation_id)
+
         with self.engine.connect() as conn:
-            return [_order(r) for r in conn.execute(q)]
+            return [_order(r) for r in conn.execute(_cached(("orders", given), build),
+                                                    {k: params[k] for k in given})]
 
     def transition(self, correlation_id: str, new_status: OrderStatus, *, expected_version: int | None = None,
                    source: str = "local", payload: Mapping | None = None, at: dt.datetime | None = None,
@@ -155,23 +204,20 @@ class TradingStore:
             raise TypeError(f"transition cannot set {sorted(unknown)}")
         at = at or _now()
         with self.engine.begin() as conn:
-            cur = conn.execute(sa.select(orders.c.status, orders.c.version)
-                               .where(orders.c.correlation_id == correlation_id)).first()
+            cur = conn.execute(_ORDER_CAS, {"cid_": correlation_id}).first()
             if cur is None:
                 raise KeyError(f"no order {correlation_id}")
             if expected_version is not None and cur.version != expected_version:
                 raise ConcurrentUpdate(f"{correlation_id}: version {cur.version}, expected {expected_version}")
             new = check_transition(cur.status, new_status, what=correlation_id)
-            res = conn.execute(orders.update()
-                               .where(orders.c.correlation_id == correlation_id, orders.c.status == cur.status,
-                                      orders.c.version == cur.version)
-                               .values(status=str(new), version=cur.version + 1, updated_at=at, **fields))
-            if res.rowcount != 1:
+            row = conn.execute(_MOVE, {"cid_": correlation_id, "old_status": cur.status, "old_version": cur.version,
+                                       "status": str(new), "version": cur.version + 1, "updated_at": at,
+                                       **fields}).first()
+            if row is None:
                 raise ConcurrentUpdate(f"{correlation_id}: changed by another process while moving "
                                        f"{cur.status} -> {new}")
             _event(conn, correlation_id, cur.status, new, source,
                    {**({k: v for k, v in fields.items()}), **(payload or {})} or None, at)
-            row = conn.execute(sa.select(orders).where(orders.c.correlation_id == correlation_id)).one()
         return _order(row)
 
     def record_event(self, correlation_id: str, *, source: str, payload: Mapping,
@@ -203,7 +249,7 @@ class TradingStore:
             created = insert_ignore(conn, orders, values, ["correlation_id"]) == 1
             if created:
                 _event(conn, cid, None, order.status, "reconcile", {"adopted": reason, "order_id": order.order_id}, at)
-            row = conn.execute(sa.select(orders).where(orders.c.correlation_id == cid)).one()
+            row = conn.execute(_ORDER, {"cid_": cid}).one()
         return _order(row), created
 
     def orders_created_since(self, since: dt.datetime, *, broker: str) -> int:
@@ -219,7 +265,7 @@ class TradingStore:
             return 0
         fees = list(fees) if fees is not None else [{}] * len(fills)
         with self.engine.begin() as conn:
-            o = conn.execute(sa.select(orders).where(orders.c.correlation_id == correlation_id)).one()
+            o = conn.execute(_ORDER, {"cid_": correlation_id}).one()
             rows = []
             for f, fee in zip(fills, fees, strict=True):
                 charges = {k: float(fee.get(k, 0.0)) for k in FEE_FIELDS}
@@ -237,19 +283,14 @@ class TradingStore:
         return inserted
 
     def filled_from_trades(self, correlation_id: str) -> tuple[int, float | None]:
-        q = sa.select(sa.func.sum(trades.c.quantity), sa.func.sum(trades.c.quantity * trades.c.price)) \
-            .where(trades.c.correlation_id == correlation_id)
         with self.engine.connect() as conn:
-            qty, value = conn.execute(q).one()
+            qty, value = conn.execute(_FILLED, {"cid_": correlation_id}).one()
         return (int(qty), float(value) / int(qty)) if qty else (0, None)
 
     def _refresh_position(self, conn: sa.Connection, o) -> None:
         """Recompute the leg's position from all its trades (average cost; realized P&L on the
         closing part of each opposite fill)."""
-        t = trades
-        fills = conn.execute(sa.select(t.c.side, t.c.quantity, t.c.price, t.c.fees, t.c.purpose, t.c.traded_at)
-                             .where(t.c.allocation_id == o.allocation_id, t.c.position_id == o.position_id,
-                                    t.c.leg == o.leg).order_by(t.c.traded_at, t.c.trade_id)).all()
+        fills = conn.execute(_LEG_FILLS, {"aid_": o.allocation_id, "pid_": o.position_id, "leg_": o.leg}).all()
         q, avg, realized = 0, 0.0, 0.0
         acc = {"buy_quantity": 0, "buy_value": 0.0, "sell_quantity": 0, "sell_value": 0.0, "fees": 0.0}
         entry_q, entry_v, entry_side = 0, 0.0, None
@@ -292,30 +333,22 @@ class TradingStore:
         t = strategy_execution_status
         with self.engine.begin() as conn:
             created = insert_ignore(conn, t, values, ["allocation_id", "position_id"]) == 1
-            row = conn.execute(sa.select(t).where(t.c.allocation_id == status.allocation_id,
-                                                  t.c.position_id == status.position_id)).one()
+            row = conn.execute(_STATUS, {"aid_": status.allocation_id, "pid_": status.position_id}).one()
         return _status(row), created
 
     def strategy_status(self, allocation_id: str, position_id: str) -> StrategyStatus | None:
-        t = strategy_execution_status
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(t).where(t.c.allocation_id == allocation_id,
-                                                  t.c.position_id == position_id)).first()
+            row = conn.execute(_STATUS, {"aid_": allocation_id, "pid_": position_id}).first()
         return _status(row) if row else None
 
     def set_strategy_state(self, allocation_id: str, position_id: str, state: StrategyState, *,
                            reason: str | None = None, at: dt.datetime | None = None) -> StrategyStatus:
         at = at or _now()
-        t = strategy_execution_status
+        key = {"aid_": allocation_id, "pid_": position_id}
         with self.engine.begin() as conn:
-            cur = conn.execute(sa.select(t.c.state).where(t.c.allocation_id == allocation_id,
-                                                          t.c.position_id == position_id)).scalar_one()
+            cur = conn.execute(_STATE, key).scalar_one()
             new = check_strategy_transition(cur, state, what=f"{allocation_id}/{position_id}")
-            premium, fees = conn.execute(
-                sa.select(sa.func.sum(sa.case((trades.c.side == "SELL", 1), else_=-1) * trades.c.quantity
-                                      * trades.c.price).filter(trades.c.purpose == "entry"),
-                          sa.func.sum(trades.c.fees))
-                .where(trades.c.allocation_id == allocation_id, trades.c.position_id == position_id)).one()
+            premium, fees = conn.execute(_PREMIUM_FEES, key).one()
             values = dict(state=str(new), updated_at=at, entry_premium=premium, fees=fees)
             if reason is not None:
                 values["reason"] = reason
@@ -323,10 +356,7 @@ class TradingStore:
                 values["opened_at"] = at
             if new in (StrategyState.CLOSED, StrategyState.UNWOUND):
                 values["closed_at"] = at
-            res = conn.execute(t.update().where(t.c.allocation_id == allocation_id, t.c.position_id == position_id,
-                                                t.c.state == cur).values(**values))
-            if res.rowcount != 1:
+            row = conn.execute(_SET_STATE, {**key, "old_state": cur, **values}).first()
+            if row is None:
                 raise ConcurrentUpdate(f"{allocation_id}/{position_id}: state changed while moving {cur} -> {new}")
-            row = conn.execute(sa.select(t).where(t.c.allocation_id == allocation_id,
-                                                  t.c.position_id == position_id)).one()
         return _status(row)

@@ -17,10 +17,14 @@ import polars as pl
 import sqlalchemy as sa
 
 from ..errors import OptionsV4Error
+from ..trading.broker import OrderRejected
 from ..trading.orders import OrderStatus, Side
 from ..trading.plan import AllocationPlan, LegPlan, PositionPlan
+from ..trading.quotes import ChainQuoteBook, contract_key
+from ..trading.rules import TICK_SIZE, load_freeze_limits
 from .schema import (
     allocation_approvals,
+    option_chain_data,
     orders,
     portfolio_allocation,
     portfolio_allocation_summary,
@@ -132,20 +136,25 @@ def pending_approvals(wh: Warehouse) -> list[Approval]:
 
 # -- the execution plan ---------------------------------------------------------------------------
 
-def _synthetic_security_id(symbol: str, expiry, instrument: str, strike) -> str:
-    exp = f"{expiry:%y%m%d}" if expiry else ""
-    k = f"{strike:g}" if strike is not None else ""
-    return f"{symbol}{exp}{instrument}{k}"[:32]
+def _contract_id(symbol: str, expiry, instrument: str, strike) -> str:
+    """The id of a contract without a broker security id: :func:`~..trading.quotes.contract_key` for
+    an option (what :func:`session_quote_book` keys such contracts by), ``SYMBOL-YYYYMMDD-FUT|EQ`` else."""
+    if instrument in ("CE", "PE") and expiry is not None and strike is not None:
+        return contract_key(symbol, expiry, strike, instrument)
+    return f"{symbol.upper()}-{expiry:%Y%m%d}-{instrument}" if expiry else f"{symbol.upper()}-{instrument}"
 
 
 def allocation_plan(wh: Warehouse, allocation_id: str, position_ids: Sequence[str] | None = None, *,
-                    approval_id: str | None = None, tick_size: float = 0.05,
-                    freeze_quantity: Callable[[str], int | None] | None = None) -> AllocationPlan:
+                    approval_id: str | None = None, tick_size: float = TICK_SIZE,
+                    freeze_quantity: Callable[[str, int], int | None] | None = None) -> AllocationPlan:
     """The positions of a snapshot (all, or ``position_ids``) with their legs from strategy_details:
     quantity per leg = the candidate's quantity per lot x the allocated lots. ``freeze_quantity``:
-    symbol -> the exchange's freeze limit in shares (None: no slicing)."""
+    (symbol, lot size) -> the exchange's freeze limit in shares (None: no slicing); default the
+    packaged freeze limits (``config/freeze_limits.yaml``, :class:`~..trading.rules.FreezeLimits`).
+    A leg without a broker security id gets its :func:`~..trading.quotes.contract_key`."""
+    freeze_quantity = freeze_quantity or load_freeze_limits().freeze_quantity
     s = portfolio_allocation_summary
-    summ = wh.read(sa.select(s.c.trade_date).where(s.c.allocation_id == allocation_id))
+    summ = wh.read(sa.select(s.c.trade_date, s.c.capital).where(s.c.allocation_id == allocation_id))
     if summ.height == 0:
         raise ApprovalError(f"allocation {allocation_id} does not exist")
     numbers = position_numbers(wh, allocation_id)
@@ -171,7 +180,10 @@ def allocation_plan(wh: Warehouse, allocation_id: str, position_ids: Sequence[st
                                 "(strategy_details of its session were replaced or never written)")
         cand_lots = int(r0["cand_lots"] or 1)
         lot = int(r0["alloc_lot_size"] or r0["cand_lot_size"] or 1)
-        freeze = freeze_quantity(r0["symbol"]) if freeze_quantity else None
+        try:
+            freeze = freeze_quantity(r0["symbol"], lot)
+        except OrderRejected as exc:
+            raise ApprovalError(f"{allocation_id}/{pid}: {exc}") from exc
         leg_plans = []
         for r in legs:
             per_lot, rest = divmod(int(r["quantity"]), cand_lots)
@@ -182,11 +194,30 @@ def allocation_plan(wh: Warehouse, allocation_id: str, position_ids: Sequence[st
             leg_plans.append(LegPlan(
                 leg=int(r["leg"]), side=Side(r["side"]), instrument=r["instrument"], strike=r["strike"],
                 expiry=r["expiry"], quantity=per_lot * int(r0["lots"]), price=float(r["price"] or 0.0),
-                security_id=sec or _synthetic_security_id(r0["symbol"], r["expiry"], r["instrument"], r["strike"]),
+                security_id=sec or _contract_id(r0["symbol"], r["expiry"], r["instrument"], r["strike"]),
                 lot_size=lot, tick_size=tick_size, freeze_quantity=freeze, security_id_known=sec is not None))
         plans.append(PositionPlan(allocation_id, pid, numbers[pid], r0["strategy_id"], r0["symbol"],
                                   r0["strategy_name"], int(r0["lots"]), tuple(leg_plans)))
-    return AllocationPlan(allocation_id, summ.item(0, "trade_date"), tuple(plans), approval_id)
+    return AllocationPlan(allocation_id, summ.item(0, "trade_date"), tuple(plans), approval_id,
+                          summ.item(0, "capital"))
+
+
+def session_quote_book(wh: Warehouse, session: dt.date, symbols: Sequence[str] | None = None) -> ChainQuoteBook:
+    """The stored quotes of ``session`` (option_chain_data; the underlyings ``symbols``, default all)
+    as a :class:`~..trading.quotes.ChainQuoteBook`: the paper broker executes a session's allocation
+    at these, so a past session replays at its stored quotes. Contracts are keyed by their stored
+    security id, else their :func:`~..trading.quotes.contract_key` (as :func:`allocation_plan`).
+    ApprovalError when the session has no stored chain for them."""
+    c = option_chain_data
+    q = sa.select(c.c.symbol, c.c.expiry, c.c.strike, c.c.option_type, c.c.bid, c.c.ask, c.c.bid_qty, c.c.ask_qty,
+                  c.c.ltp, c.c.security_id, c.c.snapshot_ts).where(c.c.trade_date == session)
+    if symbols is not None:
+        q = q.where(c.c.symbol.in_(sorted(set(symbols))))
+    chain = wh.read(q)
+    if chain.height == 0:
+        raise ApprovalError(f"no stored option chain for {session}"
+                            + (f" ({', '.join(sorted(set(symbols)))})" if symbols is not None else ""))
+    return ChainQuoteBook(chain)
 
 
 # -- reads for the CLI ----------------------------------------------------------------------------

@@ -17,11 +17,12 @@ from dataclasses import asdict, dataclass, field, replace
 
 from .. import calendar
 from ..errors import OptionsV4Error
-from .broker import Broker, BrokerRateLimited, BrokerUnavailable, OutcomeUnknown
+from .broker import Broker, BrokerRateLimited, BrokerUnavailable, OrderRejected, OutcomeUnknown
 from .ledger import RETRYABLE_CODES, ExecutionStore, OrderMeta, StoredOrder, StrategyStatus
 from .orders import OrderRequest, OrderStatus, Side, StrategyState, entry_correlation_id, exit_correlation_id
 from .placement import ExecutionConfig, OrderDesk
-from .plan import AllocationPlan, LegPlan, PositionPlan, round_to_tick, slice_quantities
+from .plan import AllocationPlan, LegPlan, PositionPlan
+from .rules import round_to_tick, slices
 
 S, T = OrderStatus, StrategyState
 #: strategy states execution leaves alone (done, or for a human / the monitor)
@@ -119,6 +120,10 @@ def pre_trade_checks(positions: list[PositionPlan], broker: Broker, store: Execu
                 raise PreTradeCheckFailed("lot_quantity", f"{where}: no limit price")
             if config.live and not leg.security_id_known:
                 raise PreTradeCheckFailed("instrument", f"{where}: no broker security id")
+            try:
+                leg.slices()
+            except (OrderRejected, ValueError) as exc:
+                raise PreTradeCheckFailed("freeze_quantity", f"{where}: {exc}") from exc
     reqs = [r for p in positions for leg in p.legs for r in _requests(p, leg)]
     ist_midnight = dt.datetime.combine(now.astimezone(calendar.IST).date(), dt.time(), calendar.IST)
     used = store.orders_created_since(ist_midnight.astimezone(dt.UTC), broker=broker.name)
@@ -199,7 +204,7 @@ class _Position:
         low, high = self.config.band(leg.price)
         step = max(leg.tick_size, leg.price * self.config.reprice_step) * k
         price = min(leg.price + step, high) if side is Side.BUY else max(leg.price - step, low)
-        return round_to_tick(price, leg.tick_size, side=side)
+        return round_to_tick(price, leg.tick_size, side)
 
     def _cancel_working(self, rows: dict) -> dict:
         out = {}
@@ -234,8 +239,8 @@ class _Position:
             side = Side.SELL if q > 0 else Side.BUY
             _, avg = self.store.filled_from_trades(o.correlation_id)
             low, high = self.config.band(avg or leg.price)
-            price = round_to_tick(low if side is Side.SELL else high, leg.tick_size, side=side)
-            for i, qty in enumerate(slice_quantities(abs(q), leg.lot_size, leg.freeze_quantity)):
+            price = round_to_tick(low if side is Side.SELL else high, leg.tick_size, side)
+            for i, qty in enumerate(slices(abs(q), leg.lot_size, leg.freeze_quantity)):
                 req = OrderRequest(exit_correlation_id(intent, leg_no, i, 0), leg.security_id, self.pos.symbol,
                                    leg.expiry, leg.strike or 0.0, leg.instrument, side, qty, price,
                                    lot_size=leg.lot_size, tick_size=leg.tick_size)

@@ -17,24 +17,27 @@ the same arithmetic for a single fill.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 from pydantic import Field
 
-from ..yaml_config import StrictModel, read_yaml_mapping, validate_model
+from ..yaml_config import PackagedYaml, StrictModel, read_yaml_mapping, validate_model
+from .broker import Fill
 from .orders import Side
 
-__all__ = ["CHARGE_COLUMNS", "ChargeRates", "Charges", "charges_frame", "default_charges_path", "fill_charges",
-           "load_charges"]
+__all__ = ["CHARGE_COLUMNS", "TRADES_COLUMNS", "ChargeRates", "Charges", "charges_frame", "default_charges_path",
+           "fill_charges", "load_charges", "order_charges"]
 
 DEFAULT_FILE = "config/charges.yaml"
 CRORE = 1e7
 CHARGE_COLUMNS = ("turnover", "brokerage", "stt", "exchange_txn", "sebi_fee", "stamp_duty", "gst", "total_charges")
+#: the charges under the trades table's column names (``fees``: their total)
+TRADES_COLUMNS = {"brokerage": "brokerage", "stt": "stt", "exchange_txn": "exchange_charges", "sebi_fee": "sebi_fees",
+                  "stamp_duty": "stamp_duty", "gst": "gst", "total_charges": "fees"}
 
 
 class ChargeRates(StrictModel):
@@ -108,19 +111,33 @@ def fill_charges(side: Side | str, quantity: int, price: float, rates: ChargeRat
     return Charges(**{k: float(v[0]) for k, v in cols.items()})
 
 
+def _parse(p: Path) -> ChargeRates:
+    return validate_model(ChargeRates, read_yaml_mapping(p, "the charges", "rates"), p.name)
+
+
+_FILE = PackagedYaml(DEFAULT_FILE, _parse)
+
+
+def order_charges(fills: Sequence[Fill], order: object = None, rates: ChargeRates | None = None
+                  ) -> list[dict[str, float]]:
+    """The charges of one order's fills, keyed as the ``trades`` table (:data:`TRADES_COLUMNS`:
+    brokerage, stt, exchange_charges, sebi_fees, stamp_duty, gst and their total ``fees``).
+    ``fills`` are all of the order's fills so far, earliest first: brokerage falls on the first.
+    The execution's default ``fees_fn`` (``order`` is the stored order, unused)."""
+    if not fills:
+        return []
+    r = rates or load_charges()
+    first = np.zeros(len(fills), dtype=bool)
+    first[0] = True
+    cols = _compute(np.array([Side(f.side) is Side.BUY for f in fills]),
+                    np.array([float(f.quantity) for f in fills]), np.array([float(f.price) for f in fills]), first, r)
+    return [{name: float(cols[c][i]) for c, name in TRADES_COLUMNS.items()} for i in range(len(fills))]
+
+
 def default_charges_path() -> Path:
-    return Path(str(resources.files("options_v4_dagster").joinpath(DEFAULT_FILE)))
+    return _FILE.default_path
 
 
 def load_charges(path: str | Path | None = None) -> ChargeRates:
     """Read and validate a charges YAML (default: the packaged one); ConfigError naming the key."""
-    return _default() if path is None else _load(Path(path))
-
-
-@lru_cache(maxsize=1)
-def _default() -> ChargeRates:
-    return _load(default_charges_path())
-
-
-def _load(p: Path) -> ChargeRates:
-    return validate_model(ChargeRates, read_yaml_mapping(p, "the charges", "rates"), p.name)
+    return _FILE.load(path)

@@ -125,9 +125,10 @@ class StrategyStatus:
     updated_at: dt.datetime | None = None
 
 
-#: fees of one fill: (fill, its order) -> {brokerage, stt, ...} INR. ``trading/fees.py`` provides
-#: the NSE schedule; ``None`` records zero charges.
-FeesFn = Callable[[Fill, StoredOrder], Mapping[str, float]]
+#: fees of one order's fills: (all its fills so far, earliest first; the order) -> per fill
+#: {brokerage, stt, exchange_charges, sebi_fees, stamp_duty, gst, fees} INR (brokerage on the first
+#: fill only). ``trading/fees.py``'s :func:`~.fees.order_charges` is the NSE schedule.
+FeesFn = Callable[[Sequence[Fill], StoredOrder], Sequence[Mapping[str, float]]]
 
 
 class ExecutionStore(Protocol):

@@ -30,18 +30,13 @@ from .broker import (
     OrderRejected,
     OutcomeUnknown,
 )
+from .fees import order_charges
 from .ledger import LOST, NOT_SENT, ConcurrentUpdate, ExecutionStore, FeesFn, OrderMeta, StoredOrder
 from .orders import IllegalTransition, OrderRequest, OrderStatus
+from .rules import protection_band
 
 S = OrderStatus
 _LOOKUP_ERRORS = (BrokerUnavailable, BrokerRateLimited, OutcomeUnknown)
-
-
-def nse_band(reference: float) -> tuple[float, float]:
-    """NSE limit-price protection around a reference premium: +-20 INR up to 50, +-40% above."""
-    if reference <= 50:
-        return max(0.05, reference - 20.0), reference + 20.0
-    return reference * 0.6, reference * 1.4
 
 
 def _utcnow() -> dt.datetime:
@@ -65,9 +60,9 @@ class ExecutionConfig:
     send_retries: int = 5  # BrokerRateLimited / BrokerUnavailable before sending: retries of the same request
     retry_wait: float = 1.0  # first backoff, doubled per retry
     kill_switch: bool | Callable[[], bool] = False
-    band: Callable[[float], tuple[float, float]] = nse_band
+    band: Callable[[float], tuple[float, float]] = protection_band  # (low, high) around a reference price
     market_open: Callable[[dt.datetime], bool] | None = None  # None: NSE 09:15-15:30 IST on sessions
-    fees_fn: FeesFn | None = None  # None: charges recorded as zero (wire trading/fees.py here)
+    fees_fn: FeesFn | None = order_charges  # NSE charges per fill (config/charges.yaml); None: recorded as zero
     clock: Callable[[], dt.datetime] = _utcnow
     sleep: Callable[[float], None] = time.sleep
 
@@ -196,12 +191,13 @@ class OrderDesk:
 
     def _fetch_fills(self, row: StoredOrder) -> None:
         try:
-            fills = [f for f in self.broker.trades(row.broker_order_id) if f.order_id == row.broker_order_id]
+            fills = sorted((f for f in self.broker.trades(row.broker_order_id) if f.order_id == row.broker_order_id),
+                           key=lambda f: (f.traded_at, f.trade_id))
         except _LOOKUP_ERRORS as exc:
             self.store.record_event(row.correlation_id, source="broker", payload={"trades_failed": str(exc)},
                                     at=self.now())
             return
-        fees = [dict(self.config.fees_fn(f, row)) for f in fills] if self.config.fees_fn else None
+        fees = [dict(x) for x in self.config.fees_fn(fills, row)] if self.config.fees_fn else None
         self.store.record_fills(row.correlation_id, fills, fees)
 
     def wait(self, rows: Iterable[StoredOrder], timeout: float) -> list[StoredOrder]:

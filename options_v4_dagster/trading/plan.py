@@ -7,10 +7,10 @@ candidates' lots (strategies) and legs (strategy_details). Quantities in shares.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from dataclasses import dataclass
 
 from .orders import Side
+from .rules import TICK_SIZE, slices
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,14 @@ class LegPlan:
     price: float  # reference limit price per share (the snapshot's executable price)
     security_id: str
     lot_size: int
-    tick_size: float = 0.05
-    freeze_quantity: int | None = None  # shares per order at most (exchange freeze limit)
-    security_id_known: bool = True  # False: a synthetic id (no scrip-master id in the candidate)
+    tick_size: float = TICK_SIZE
+    freeze_quantity: int | None = None  # the exchange freeze limit (shares): every order stays strictly below it
+    security_id_known: bool = True  # False: the contract_key stands in (no broker id in the candidate)
 
     def slices(self) -> list[int]:
-        """Shares per order: freeze-quantity slices rounded down to whole lots, the rest last."""
-        return slice_quantities(self.quantity, self.lot_size, self.freeze_quantity)
+        """Shares per order (:func:`~.rules.slices`): whole lots, each strictly below the freeze
+        quantity, full slices first."""
+        return slices(self.quantity, self.lot_size, self.freeze_quantity)
 
 
 @dataclass(frozen=True)
@@ -59,25 +60,10 @@ class AllocationPlan:
     trade_date: dt.date
     positions: tuple[PositionPlan, ...]
     approval_id: str | None = None
+    capital: float | None = None  # the snapshot's capital (INR): the paper account's default
 
+    @property
+    def symbols(self) -> list[str]:
+        """The underlyings of the positions, sorted (what the session's quote book needs)."""
+        return sorted({p.symbol for p in self.positions})
 
-def slice_quantities(quantity: int, lot_size: int, freeze_quantity: int | None) -> list[int]:
-    """``quantity`` split into orders of at most ``freeze_quantity`` shares, each a whole number of
-    lots (the largest multiple of the lot below the freeze limit)."""
-    if quantity <= 0:
-        return []
-    if not freeze_quantity or quantity <= freeze_quantity:
-        return [quantity]
-    per = (freeze_quantity // lot_size) * lot_size if lot_size > 0 else freeze_quantity
-    if per <= 0:
-        raise ValueError(f"freeze quantity {freeze_quantity} is below one lot of {lot_size}")
-    full, rest = divmod(quantity, per)
-    return [per] * full + ([rest] if rest else [])
-
-
-def round_to_tick(price: float, tick: float, *, side: Side | None = None) -> float:
-    """``price`` on the tick grid: down for a buy, up for a sell (never more aggressive than asked),
-    nearest otherwise."""
-    n = price / tick
-    k = math.floor(n + 1e-9) if side is Side.BUY else math.ceil(n - 1e-9) if side is Side.SELL else round(n)
-    return round(k * tick, 2)

@@ -127,9 +127,13 @@ class ChainQuoteBook:
         self._cols = {c: q.get_column(c).to_list() for c in (*_PRICE_COLS, *_QTY_COLS, "ts")}
 
     def quote(self, security_id: str) -> Quote | None:
+        """The quote of ``security_id``: a broker id, or a :func:`contract_key` (which finds the
+        contract whatever id the chain gives it)."""
         i = self._index.get(security_id)
         if i is None:
-            return None
+            i = self._index.get(self._by_contract.get(security_id, ""))
+            if i is None:
+                return None
         c = self._cols
         return Quote(security_id, c["bid"][i], c["ask"][i], c["bid_qty"][i], c["ask_qty"][i], c["ltp"][i], c["ts"][i])
 

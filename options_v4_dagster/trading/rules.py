@@ -25,14 +25,12 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 from pydantic import Field, field_validator
 
 from ..universe import is_index
-from ..yaml_config import StrictModel, read_yaml_mapping, validate_model
+from ..yaml_config import PackagedYaml, StrictModel, read_yaml_mapping, validate_model
 from .broker import OrderRejected
 from .orders import Side
 
@@ -222,20 +220,18 @@ class FreezeLimits:
         return slices(quantity, lot_size, self.freeze_quantity(symbol, lot_size))
 
 
+def _parse(p: Path) -> FreezeLimits:
+    data = read_yaml_mapping(p, "the freeze limits", "(indices, stocks, stock_default)")
+    return FreezeLimits(validate_model(FreezeLimitsFile, data, p.name), p)
+
+
+_FILE = PackagedYaml(DEFAULT_FILE, _parse)
+
+
 def default_freeze_limits_path() -> Path:
-    return Path(str(resources.files("options_v4_dagster").joinpath(DEFAULT_FILE)))
+    return _FILE.default_path
 
 
 def load_freeze_limits(path: str | Path | None = None) -> FreezeLimits:
     """Read and validate a freeze-limits YAML (default: the packaged one); ConfigError naming the key."""
-    return _default() if path is None else _load(Path(path))
-
-
-@lru_cache(maxsize=1)
-def _default() -> FreezeLimits:
-    return _load(default_freeze_limits_path())
-
-
-def _load(p: Path) -> FreezeLimits:
-    data = read_yaml_mapping(p, "the freeze limits", "(indices, stocks, stock_default)")
-    return FreezeLimits(validate_model(FreezeLimitsFile, data, p.name), p)
+    return _FILE.load(path)

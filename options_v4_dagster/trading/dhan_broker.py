@@ -30,13 +30,14 @@ Errors (the SDK never raises: its failure envelopes become these):
   BrokerUnavailable, 429 → BrokerRateLimited, 404 or a "not found" answer → OrderNotFound, else
   :class:`BrokerError`.
 
-Order requests (place, modify, cancel) first take a slot of the shared
-:class:`~.order_limiter.OrderRateLimiter` (10/s, 250/min, 1,000/h, 7,000/day across processes);
-reads are spaced by the client's own throttle (``read_interval``, 20/s).
+Order requests (place, modify, cancel) hold a slot of the shared
+:class:`~.order_limiter.OrderRateLimiter` (10/s, 250/min, 1,000/h, 7,000/day across processes) from
+before sending until the answer; reads are spaced by the client's own throttle (``read_interval``, 20/s).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
@@ -134,10 +135,9 @@ class DhanBroker:
 
     def _write(self, what: str, fn: Callable[[], dict], cid: str | None) -> Any:
         """One order request: a limiter slot, then sent exactly once; failures as broker errors."""
-        if self.limiter is not None:
-            self.limiter.acquire(cid or what)
         try:
-            return self.client.call(what, fn, slots=(), max_attempts=1)
+            with self.limiter.slot(cid or what) if self.limiter is not None else contextlib.nullcontext():
+                return self.client.call(what, fn, slots=(), max_attempts=1)
         except CircuitOpen as exc:
             cause = exc.__cause__
             if isinstance(cause, ProviderError) and getattr(cause, "connection_failure", False):
@@ -171,8 +171,7 @@ class DhanBroker:
             msg, code, status = _detail(exc), exc.code, exc.status
             if isinstance(exc, RateLimited):
                 raise BrokerRateLimited(msg, code=code or "DH-904") from exc
-            if (isinstance(exc, CircuitOpen) or getattr(exc, "connection_failure", False)
-                    or (status is not None and status >= 500) or code in TRANSIENT_CODES):
+            if isinstance(exc, CircuitOpen) or exc.retryable:  # no answer, 5xx, DH-908/909 (after retries)
                 raise BrokerUnavailable(msg, code=code) from exc
             if status == 404 or _NOT_FOUND.search(msg):
                 raise OrderNotFound(msg, code=code) from exc

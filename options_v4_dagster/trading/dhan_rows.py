@@ -21,13 +21,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from ..calendar import IST
 from .broker import BrokerOrder, BrokerPosition, Fill, Funds, MarginQuote
 from .orders import OrderStatus, Side
 
 log = logging.getLogger(__name__)
 S = OrderStatus
+IST = ZoneInfo("Asia/Kolkata")
 
 _ALIASES: dict[str, OrderStatus] = {
     "TRANSIT": S.TRANSIT, "PENDING": S.PENDING, "OPEN": S.PENDING, "TRIGGER_PENDING": S.PENDING,

@@ -410,3 +410,17 @@ def test_limiter_counts_a_slot_until_its_answer_and_a_dead_one_until_stale(tmp_p
     with lim.slot("after"):
         assert clock.t - t1 >= 6.0 - 1e-6  # in flight until inflight_timeout (5 s), then 1 s window
     lim.close()
+
+
+def test_from_env_shares_the_limiter_file_in_the_home_dir(standin, tmp_path, monkeypatch):
+    for k, v in standin.env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("OPTIONS_V4_HOME", str(tmp_path / "home"))
+    b = DhanBroker.from_env()
+    assert b.limiter.path == tmp_path / "home" / "dhan_order_limiter.sqlite" and standin.access_token not in repr(b)
+    assert b.place(req("e1-1-1-0-0")).status is S.TRADED and b.limiter.count() == 1
+    b.close()
+    monkeypatch.setenv("DHAN_ORDER_LIMITER_PATH", str(tmp_path / "elsewhere.sqlite"))
+    b = DhanBroker.from_env()
+    assert b.limiter.path == tmp_path / "elsewhere.sqlite"
+    b.close()

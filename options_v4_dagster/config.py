@@ -219,3 +219,21 @@ def dhan_settings() -> dict:
         "connect_timeout": _env_number("DHAN_CONNECT_TIMEOUT_SECONDS", 3.0, minimum=0.01),
         "call_timeout": _env_number("DHAN_CALL_TIMEOUT_SECONDS", 25.0, minimum=0.01),
     }
+
+
+def dhan_order_settings() -> dict:
+    """Settings of the live Dhan broker's shared order-rate limiter (defaults in brackets):
+
+    - ``DHAN_ORDER_LIMITER_PATH`` [``<home_dir>/dhan_order_limiter.sqlite``]: the SQLite file every
+      process placing orders for the account shares (with a ``.lock`` file beside it);
+    - ``DHAN_ORDER_MAX_WAIT_SECONDS`` [30]: longest wait for an order slot before the request is
+      refused as rate-limited (nothing sent);
+    - ``DHAN_ORDER_RATE_MARGIN_MS`` [0]: each of Dhan's windows (10/s, 250/min, 1,000/h, 7,000/day)
+      is counted this much longer (a request already holds its slot until its answer comes back).
+    """
+    path = os.environ.get("DHAN_ORDER_LIMITER_PATH", "").strip()
+    return {
+        "path": Path(path).expanduser() if path else home_dir() / "dhan_order_limiter.sqlite",
+        "max_wait": _env_number("DHAN_ORDER_MAX_WAIT_SECONDS", 30.0, minimum=0.0),
+        "margin_ms": int(_env_number("DHAN_ORDER_RATE_MARGIN_MS", 0, minimum=0, integer=True)),
+    }

@@ -28,9 +28,10 @@ Use::
         provider = DhanProvider(dhan.client_id, dhan.access_token, base_url=dhan.base_url)
         # or: monkeypatch.setenv(...) for each item of dhan.env(); DhanProvider.from_env()
 
-Extend it by subclassing and registering handlers with :meth:`DhanStandIn.route` (e.g. orders
-for later issues); a handler takes ``(body: dict, request: Recorded)`` and returns
-``(http_status, json_obj)``.
+Extend it by subclassing and registering handlers with :meth:`DhanStandIn.route` (the order
+endpoints: :mod:`.dhan_order_standin`); a handler takes ``(body: dict, request: Recorded)`` and
+returns ``(http_status, json_obj)``. A path may hold ``{name}`` parts (one path segment each),
+found in ``request.params``.
 
 The content is generated from simple deterministic formulas of the security id, the strike and
 the expiry, so tests can recompute what they expect with :meth:`chain_payload` or
@@ -42,6 +43,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -71,6 +73,7 @@ class Recorded:
     headers: dict[str, str]
     body: dict | None
     at: float  # time.monotonic() on arrival
+    params: dict[str, str] = field(default_factory=dict)  # {name} parts of a routed path
 
 
 @dataclass
@@ -135,6 +138,7 @@ class DhanStandIn:
         self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
         self._routes: dict[tuple[str, str], Handler] = {}
+        self._patterns: list[tuple[str, re.Pattern, Handler]] = []
         self._last_chain: dict[tuple, float] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -216,10 +220,15 @@ class DhanStandIn:
     # --- extension and inspection ---------------------------------------------------------
 
     def route(self, method: str, path: str) -> Callable[[Handler], Handler]:
-        """Register ``handler(body, request) -> (status, obj)`` for ``method path`` (exact path)."""
+        """Register ``handler(body, request) -> (status, obj)`` for ``method path`` (exact path, or
+        with ``{name}`` segments matched after every exact path)."""
 
         def deco(fn: Handler) -> Handler:
-            self._routes[(method.upper(), path)] = fn
+            if "{" in path:
+                rx = re.compile("^" + re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(path)) + "$")
+                self._patterns.append((method.upper(), rx, fn))
+            else:
+                self._routes[(method.upper(), path)] = fn
             return fn
 
         return deco
@@ -525,6 +534,12 @@ class DhanStandIn:
                 return
 
         handler = self._routes.get((method, path))
+        if handler is None:
+            for m, rx, fn in self._patterns:
+                hit = rx.match(path) if m == method else None
+                if hit:
+                    handler, rec.params = fn, hit.groupdict()
+                    break
         if handler is None:
             self._send(h, 404, {"errorType": "Input_Exception", "errorCode": "DH-905",
                                 "errorMessage": f"No such endpoint {method} {path}"})

@@ -37,7 +37,11 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Self
 from urllib.parse import urlsplit
 
+from requests.adapters import HTTPAdapter
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import ConnectTimeout, RequestException
 from tenacity import RetryCallState, Retrying, retry_if_exception
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from ..errors import CircuitOpen, ConfigError, DataError, DataUnavailable, ProviderError, RateLimited
 
@@ -131,6 +135,38 @@ def error_details(remarks: Any, body: str | None) -> tuple[str | None, str | Non
     return (str(code) if code else None), (str(etype) if etype else None), str(msg)
 
 
+def request_sent(exc: BaseException | None, message: str = "") -> bool:
+    """Whether a request that got no HTTP answer may have reached the server: False only when it
+    certainly did not (connection refused, DNS failure, connect timeout); a read timeout or a
+    connection dropped after connecting may have delivered it (True). ``exc`` is the requests
+    exception when it was captured, else the SDK's ``remarks`` string is read."""
+    if exc is not None:
+        if isinstance(exc, ConnectTimeout):
+            return False
+        if isinstance(exc, RequestsConnectionError):
+            reason = getattr(exc.args[0], "reason", None) if exc.args else None
+            if isinstance(reason, (NewConnectionError, ConnectTimeoutError)):
+                return False
+        return True
+    return not re.search(r"NewConnectionError|Failed to establish a new connection|ConnectTimeoutError|"
+                         r"connect timeout=|NameResolutionError", message)
+
+
+class _RecordingAdapter(HTTPAdapter):
+    """Keeps the exception of a failed request (the SDK turns it into a string) in a thread-local."""
+
+    def __init__(self, local: threading.local) -> None:
+        super().__init__()
+        self._local = local
+
+    def send(self, request, **kwargs):
+        try:
+            return super().send(request, **kwargs)
+        except RequestException as exc:
+            self._local.exc = exc
+            raise
+
+
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.retryable
 
@@ -190,6 +226,10 @@ class DhanClient:
         # The SDK drops the HTTP status and, for data-API errors, the error code; keep both.
         self._tl = threading.local()
         http.session.hooks["response"].append(self._capture_response)
+        # ... and the exception of a request without answer (was it sent? see request_sent)
+        adapter = _RecordingAdapter(self._tl)
+        http.session.mount("http://", adapter)
+        http.session.mount("https://", adapter)
         self._http = http
         self._dhan = dhanhq(self._ctx)
 
@@ -318,12 +358,16 @@ class DhanClient:
             raise self._circuit_error(what) from exc
 
     def call(self, what: str, fn: Callable[..., dict], *args: Any, symbol: str | None = None,
-             session: dt.date | None = None, slots: Sequence[tuple[Hashable, float]] | None = None) -> Any:
+             session: dt.date | None = None, slots: Sequence[tuple[Hashable, float]] | None = None,
+             max_attempts: int | None = None) -> Any:
         """One SDK call: throttled, retried on transient failures, unwrapped or turned into a typed error.
 
         ``slots`` replaces the default throttle key (the data APIs' 5/s); ``fn`` is called anew on
-        every attempt (the SDK adds ``dhanClientId`` to the payload it is given)."""
+        every attempt (the SDK adds ``dhanClientId`` to the payload it is given). ``max_attempts=1``
+        sends once, never again (order placement). A failure without an HTTP answer carries
+        ``connection_failure=True`` and ``request_sent`` (:func:`request_sent`)."""
         slots = list(slots) if slots is not None else [("data-api", self.data_interval)]
+        max_attempts = max_attempts or self.max_attempts
         attempts = 0
         started = time.monotonic()
 
@@ -333,7 +377,7 @@ class DhanClient:
             attempts += 1
             self.attempts += 1
             self.throttle.acquire(slots)
-            self._tl.last = None
+            self._tl.last = self._tl.exc = None
             resp = fn(*args)
             try:
                 out = self._unwrap(resp, what, symbol, session)
@@ -347,7 +391,7 @@ class DhanClient:
             return out
 
         def stop(state: RetryCallState) -> bool:
-            if state.attempt_number >= self.max_attempts:
+            if state.attempt_number >= max_attempts:
                 return True
             return self.call_timeout is not None and time.monotonic() - started >= self.call_timeout
 
@@ -384,6 +428,7 @@ class DhanClient:
                               status=None, code=None, retryable=True)
             err.connection_failure = True
             err.cause = connection_cause(message)
+            err.request_sent = request_sent(getattr(self._tl, "exc", None), message)
             raise err
         if status == 429 or code in RATE_LIMIT_CODES:
             raise self._error(RateLimited, what, f"rate limited ({detail})", status=status, code=code, retryable=True)

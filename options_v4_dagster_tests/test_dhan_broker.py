@@ -333,15 +333,17 @@ def test_execute_allocation_through_dhan_places_every_key_once(standin, broker, 
     from options_v4_dagster.trading.execution import ExecutionConfig, execute_allocation
     from options_v4_dagster.trading.orders import entry_correlation_id
 
-    from .scripted_broker import FakeClock, seed_allocation
+    from options_v4_dagster.trading.clock import ManualClock
+
+    from .trading_seed import seed_allocation
 
     aid = "d" * 64
     wh = Warehouse(f"sqlite:///{tmp_path / 'w.db'}")
     try:
         seed_allocation(wh, aid)
-        clock = FakeClock()
-        cfg = ExecutionConfig(fill_timeout=5, poll_interval=1, unknown_grace=10, max_reprices=3, clock=clock.now,
-                              sleep=clock.sleep)
+        clock = ManualClock(dt.datetime(2025, 7, 17, 5, 0, tzinfo=dt.UTC))  # 10:30 IST; moves only when slept on
+        cfg = ExecutionConfig(fill_timeout=5, poll_interval=1, unknown_grace=10, max_reprices=3, clock=clock,
+                              sleep=clock.advance)
         standin.script("N25200CE", "steps", steps=[(75, 60.0), (75, 60.0)])  # the NIFTY sell fills in two parts
         standin.inject_rate_limit("/v2/orders", times=1)  # the first request: 429, nothing placed
         standin.inject_after_accept(delay=1.0)  # the first accepted order (the same key): answer lost

@@ -330,10 +330,9 @@ def test_execute_allocation_through_dhan_places_every_key_once(standin, broker, 
     from options_v4_dagster.store import Warehouse
     from options_v4_dagster.store.trading import TradingStore
     from options_v4_dagster.store.trading_queries import allocation_plan
+    from options_v4_dagster.trading.clock import ManualClock
     from options_v4_dagster.trading.execution import ExecutionConfig, execute_allocation
     from options_v4_dagster.trading.orders import entry_correlation_id
-
-    from options_v4_dagster.trading.clock import ManualClock
 
     from .trading_seed import seed_allocation
 

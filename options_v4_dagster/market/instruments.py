@@ -195,11 +195,11 @@ def scrip_master_instruments(raw: pl.DataFrame, *, session: dt.date, symbols: It
     last = session + dt.timedelta(days=horizon_days) if horizon_days is not None else dt.date.max
     df = df.filter(~deriv | pl.col("expiry_d").is_between(session, last))
     df = df.with_columns(_number(df, "lot", file, cols, required=pl.lit(True)).alias("lot_f"),
-                         _number(df, "tick", file, cols, required=deriv).alias("tick_f"),
+                         _number(df, "tick", file, cols, required=pl.col("instrument") != "INDEX").alias("tick_f"),
                          _number(df, "strike", file, cols, required=option).alias("strike_f"))
     checks = [(df.filter((pl.col("lot_f") <= 0) | (pl.col("lot_f") != pl.col("lot_f").round(0))), "lot",
                "is not a positive whole number"),
-              (df.filter(deriv & (pl.col("tick_f") <= 0)), "tick", "is not positive"),
+              (df.filter((pl.col("instrument") != "INDEX") & (pl.col("tick_f") <= 0)), "tick", "is not positive"),
               (df.filter(option & (pl.col("strike_f") <= 0)), "strike", "is not positive"),
               (df.filter(option & ~pl.col("option_type").is_in(OPTION_TYPES)), "option_type", "is not CE or PE")]
     for rows, col, what in checks:

@@ -20,7 +20,7 @@ from options_v4_dagster.store import Warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 D = dt.date(2025, 7, 17)
-TABLES = ("fno_universe", "option_chain_data", "market_conditions", "option_greeks", "historical_iv_summary",
+TABLES = ("fno_universe", "option_chain_data", "instruments", "market_conditions", "option_greeks", "historical_iv_summary",
           "technical_signals", "strategies", "strategy_details", "strategy_parameters", "strategy_exit_levels",
           "portfolio_allocation", "portfolio_allocation_summary")
 
@@ -72,8 +72,8 @@ def test_simulated_day_end_to_end_and_idempotent(dagster_home, tmp_path, monkeyp
     # the run and its materializations are in the instance (what the UI shows)
     assert instance.get_run_by_id(result.run_id).tags["dagster/partition"] == "2025-07-17"
     mats = {e.asset_key.to_user_string() for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
-    assert {"universe", "option_chains", "underlying_bars", "market_conditions", "option_greeks", "iv_history",
-            "iv_percentiles", "technical_signals", "strategy_candidates", "portfolio_allocation"} <= mats
+    assert {"universe", "option_chains", "instruments", "underlying_bars", "market_conditions", "option_greeks",
+            "iv_history", "iv_percentiles", "technical_signals", "strategy_candidates", "portfolio_allocation"} <= mats
     checks = {e.event_specific_data.check_name: e.event_specific_data.passed
               for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert checks == {"chain_sanity": True, "legs_in_chain": True, "bounded_loss_unless_flagged": True,
@@ -97,9 +97,9 @@ def test_simulated_day_end_to_end_and_idempotent(dagster_home, tmp_path, monkeyp
     # provenance: every asset's rows of the session join to its market-data source
     prov = wh.read_partition("session_provenance", D)
     assert dict(prov.select("asset", "source").iter_rows()) == {
-        a: "simulated" for a in ("universe", "option_chains", "underlying_bars", "market_conditions", "option_greeks",
-                                 "iv_history", "iv_percentiles", "technical_signals", "strategy_candidates",
-                                 "portfolio_allocation")}
+        a: "simulated" for a in ("universe", "option_chains", "instruments", "underlying_bars", "market_conditions",
+                                 "option_greeks", "iv_history", "iv_percentiles", "technical_signals",
+                                 "strategy_candidates", "portfolio_allocation")}
     # inputs from two sources (bars replayed from files, chains still simulated) fail the step, naming both
     with wh.engine.begin() as conn:
         conn.execute(sa.text("update session_provenance set source = 'nse_files' "

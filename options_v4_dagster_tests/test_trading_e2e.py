@@ -13,6 +13,8 @@ import sqlalchemy as sa
 
 from options_v4_dagster.store import Warehouse
 from options_v4_dagster.store.allocations import latest_snapshot
+from options_v4_dagster.store.instruments import instrument_specs, session_instruments
+from options_v4_dagster.store.provenance import sources_of
 from options_v4_dagster.store.schema import trades
 from options_v4_dagster.store.trading import TradingStore
 from options_v4_dagster.store.trading_queries import (
@@ -92,4 +94,32 @@ def test_an_approved_snapshot_executes_on_paper_at_the_stored_quotes_exactly_onc
     again = execute_allocation(plan, again_px.broker, store, again_px.config)
     assert again.orders_placed == 0 and again.nothing_to_do and not again_px.broker.events
     assert orders_frame(wh, allocation_id=plan.allocation_id).height == report.orders_placed
+    wh.dispose()
+
+
+def test_the_daily_pipeline_materializes_instruments_and_the_plan_reads_them(warehouse_url):
+    wh = Warehouse(warehouse_url, create=False)
+    inst = session_instruments(wh, D)
+    chain = wh.read_partition("option_chain_data", D, ["symbol", "expiry", "strike", "option_type", "security_id",
+                                                       "lot_size"])
+    # one instruments row per stored contract (the simulated source: the chain's ids and lots, tick 0.05)
+    key = ["symbol", "expiry", "strike", "option_type"]
+    joined = chain.join(inst, on=key, how="left", suffix="_i")
+    assert inst.height >= chain.height > 10_000 and joined.get_column("security_id_i").null_count() == 0
+    assert (joined["security_id"] == joined["security_id_i"]).all() and (joined["lot_size"] == joined["lot_size_i"]).all()
+    assert set(inst.get_column("tick_size")) == {0.05} and inst.get_column("freeze_quantity").null_count() == 0
+    assert set(inst.get_column("symbol")) == set(wh.read_partition("fno_universe", D, ["symbol"]).get_column("symbol"))
+    assert sources_of(wh, D, ["instruments"]) == {"instruments": "simulated"}
+    assert wh.read_partition("pipeline_failures", D).filter(pl.col("asset") == "instruments").height == 0
+    # every option leg of the session's snapshot comes from the instruments rows
+    snap = latest_snapshot(wh, D)
+    plan = allocation_plan(wh, snap.allocation_id)
+    specs = instrument_specs(wh, D)
+    legs = [leg for p in plan.positions for leg in p.legs if leg.instrument in ("CE", "PE")]
+    assert legs and all(leg.instrument_source == "instruments" for leg in legs)
+    assert plan.instrument_source in ("instruments", "mixed")
+    for leg in legs:
+        spec = specs[leg.security_id]
+        assert (leg.lot_size, leg.tick_size, leg.freeze_quantity) == (spec.lot_size, spec.tick_size,
+                                                                     spec.freeze_quantity)
     wh.dispose()

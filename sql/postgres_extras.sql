@@ -41,7 +41,7 @@ DECLARE
   r_auth text;
   r_service text;
   missing text[];
-  tables text[] := ARRAY['fno_universe', 'option_chain_data', 'underlying_bars', 'nifty_historical_data',
+  tables text[] := ARRAY['fno_universe', 'option_chain_data', 'instruments', 'underlying_bars', 'nifty_historical_data',
                          'india_vix_data', 'market_conditions', 'pipeline_failures', 'session_provenance', 'option_greeks',
                          'historical_iv_summary', 'iv_percentiles', 'technical_signals', 'strategies',
                          'strategy_details', 'strategy_parameters', 'strategy_exit_levels',

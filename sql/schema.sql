@@ -78,6 +78,36 @@ COMMENT ON COLUMN industry_allocations_current.weight IS 'share of capital, the 
 COMMENT ON COLUMN industry_allocations_current.position_type IS 'LONG / SHORT / NEUTRAL';
 COMMENT ON COLUMN industry_allocations_current.source IS 'default weighting or the imported file';
 
+CREATE TABLE IF NOT EXISTS instruments (
+	trade_date DATE NOT NULL, 
+	security_id VARCHAR(32) NOT NULL, 
+	exchange_segment VARCHAR(16) NOT NULL, 
+	symbol VARCHAR(32) NOT NULL, 
+	instrument_type VARCHAR(8) NOT NULL, 
+	expiry DATE, 
+	strike FLOAT, 
+	option_type VARCHAR(2), 
+	lot_size INTEGER NOT NULL, 
+	tick_size FLOAT, 
+	freeze_quantity INTEGER, 
+	trading_symbol VARCHAR(64), 
+	source VARCHAR(16) NOT NULL, 
+	PRIMARY KEY (trade_date, security_id, exchange_segment), 
+	CONSTRAINT ck_instruments_option_type CHECK (option_type in ('CE', 'PE'))
+);
+
+CREATE INDEX IF NOT EXISTS ix_instruments_contract ON instruments (trade_date, symbol, expiry, strike, option_type);
+
+COMMENT ON TABLE instruments IS 'Tradable contracts per session (the broker''s scrip master or the session''s chain): security id, lot size, tick size and freeze quantity, what order validation and both brokers read';
+COMMENT ON COLUMN instruments.security_id IS 'the broker''s id (Dhan''s scrip master), else the chain''s id or the contract key';
+COMMENT ON COLUMN instruments.exchange_segment IS 'Dhan v2 segment: NSE_FNO, NSE_EQ, IDX_I';
+COMMENT ON COLUMN instruments.symbol IS 'the underlying';
+COMMENT ON COLUMN instruments.instrument_type IS 'OPTIDX, OPTSTK, FUTIDX, FUTSTK, INDEX, EQUITY';
+COMMENT ON COLUMN instruments.option_type IS 'CE / PE; null for futures and underlyings';
+COMMENT ON COLUMN instruments.lot_size IS 'shares';
+COMMENT ON COLUMN instruments.tick_size IS 'INR (Dhan''s scrip master states paise); null for an index';
+COMMENT ON COLUMN instruments.freeze_quantity IS 'shares: every order stays strictly below it; null for underlyings';
+
 CREATE TABLE IF NOT EXISTS iv_percentiles (
 	trade_date DATE NOT NULL, 
 	symbol VARCHAR(32) NOT NULL, 

@@ -14,11 +14,15 @@ from __future__ import annotations
 import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from ..errors import DataError, DataUnavailable, ProviderError
 from ..types import Failure  # noqa: F401  (re-exported: providers return it)
+
+if TYPE_CHECKING:
+    from ..trading.rules import FreezeLimits
 
 CHAIN_SCHEMA: dict[str, pl.DataType] = {
     "trade_date": pl.Date,
@@ -176,6 +180,17 @@ class MarketDataProvider(ABC):
             except (DataError, ProviderError) as exc:  # recorded per symbol by design; a bug fails loudly
                 failures.append(Failure.from_exception(sym, "option_chain", exc))
         return (pl.concat(frames, how="vertical") if frames else empty_chain()), failures
+
+    def instruments(self, symbols: Iterable[str], session: dt.date, *, horizon_days: int = 90,
+                    freeze: FreezeLimits | None = None) -> tuple[pl.DataFrame, list[Failure]]:
+        """The session's tradable contracts of ``symbols`` as ``market.instruments.INSTRUMENTS_SCHEMA``
+        rows, and the symbols that failed. Default: derived from the session's option chains
+        (:func:`~.instruments.chain_instruments`: the chain's security ids, lots, tick 0.05, freeze
+        limits from ``freeze``); a broker with a scrip master overrides it."""
+        from .instruments import chain_instruments
+
+        chain, failures = self.option_chains(symbols, session, horizon_days=horizon_days)
+        return chain_instruments(chain, freeze=freeze, source=self.name), failures
 
     def close(self) -> None:  # noqa: B027 - optional hook: providers holding connections override it
         """Release connections; nothing to release by default."""

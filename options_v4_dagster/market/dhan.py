@@ -45,8 +45,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -55,6 +57,10 @@ from ..errors import CircuitOpen, ConfigError, DataError, DataUnavailable, Provi
 from .base import Failure, MarketDataProvider, empty_chain, normalize_bars, normalize_chain
 from .dhan_client import PROVIDER, DhanClient, Throttle
 from .dhan_frames import QUOTE_SCHEMA, bars_frame, chain_frame, quote_row, quote_segment
+from .instruments import read_scrip_master, scrip_master_instruments
+
+if TYPE_CHECKING:
+    from ..trading.rules import FreezeLimits
 
 __all__ = ["CHAIN_INTERVAL", "IST", "QUOTE_BATCH_MAX", "QUOTE_METHODS", "QUOTE_SCHEMA", "QUOTE_SEGMENTS",
            "CircuitOpen", "DhanProvider", "Throttle"]
@@ -77,6 +83,8 @@ QUOTE_BATCH_MAX = 1000
 #: Dhan's option-chain limit is one request per 3 s; exactly 3.000 s was answered 429 (at 2.999 s on
 #: Dhan's clock), so requests are spaced with a small margin.
 CHAIN_INTERVAL = 3.05
+#: the forms of the scrip master the SDK's ``fetch_security_list`` downloads
+SCRIP_MASTER_MODES = ("compact", "detailed")
 
 
 class DhanProvider(DhanClient, MarketDataProvider):
@@ -94,6 +102,7 @@ class DhanProvider(DhanClient, MarketDataProvider):
         quote_batch_size: int = QUOTE_BATCH_MAX,
         chain_scope: str = "expiry",
         allow_stale: bool = False,
+        scrip_master_mode: str = "detailed",
         now: Callable[[], dt.datetime] | None = None,
         **transport: Any,
     ) -> None:
@@ -102,6 +111,8 @@ class DhanProvider(DhanClient, MarketDataProvider):
         super().__init__(client_id, access_token, **transport)
         if chain_scope not in ("expiry", "global"):
             raise ConfigError(f"chain_scope must be 'expiry' or 'global', not {chain_scope!r}")
+        if scrip_master_mode not in SCRIP_MASTER_MODES:
+            raise ConfigError(f"scrip_master_mode must be one of {SCRIP_MASTER_MODES}, not {scrip_master_mode!r}")
         if not 1 <= quote_batch_size <= QUOTE_BATCH_MAX:
             raise ConfigError(f"quote_batch_size must be between 1 and {QUOTE_BATCH_MAX}, not {quote_batch_size}")
         self.chain_interval = chain_interval
@@ -112,6 +123,8 @@ class DhanProvider(DhanClient, MarketDataProvider):
         #: "one unique request every 3 seconds"); "global": between any two option-chain requests.
         self.chain_scope = chain_scope
         self.allow_stale = allow_stale
+        #: which scrip master :meth:`instruments` downloads ("detailed" names each contract's underlying)
+        self.scrip_master_mode = scrip_master_mode
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
 
     # --- instruments -------------------------------------------------------------------
@@ -148,6 +161,58 @@ class DhanProvider(DhanClient, MarketDataProvider):
             return today
         return calendar.previous_session(today)
 
+    def _live_only(self, session: dt.date, what: str, symbol: str | None = None) -> None:
+        live = self.live_session()
+        if session != live and not self.allow_stale:
+            raise DataUnavailable(
+                f"Dhan serves only the live {what} (session {live}); use the nse_files source for past "
+                "sessions or allow_stale=True to label the live one with this session",
+                symbol=symbol, session=session, source=PROVIDER)
+
+    # --- the scrip master ----------------------------------------------------------------
+
+    def fetch_scrip_master(self, folder: Path, mode: str | None = None) -> Path:
+        """Download Dhan's scrip master (``mode``: compact / detailed, default :attr:`scrip_master_mode`)
+        with the SDK's static ``fetch_security_list(mode, filename)`` into ``folder``; the file's path.
+        The SDK swallows every failure (it logs it and returns None): a download that left no file is a
+        :class:`ProviderError`; a file the SDK could not read is left to :func:`read_scrip_master`,
+        which names what is wrong with it."""
+        from dhanhq import Security
+
+        mode = mode or self.scrip_master_mode
+        path = Path(folder) / f"dhan_scrip_master_{mode}.csv"
+        path.unlink(missing_ok=True)
+        url = getattr(Security, f"{mode.upper()}_CSV_URL", "?")
+        Security.fetch_security_list(mode, filename=str(path))
+        if not path.is_file() or path.stat().st_size == 0:
+            raise ProviderError(f"the {mode} scrip master could not be downloaded from {url} (the SDK's "
+                                "fetch_security_list logged why)", provider=PROVIDER, retryable=True)
+        return path
+
+    def instruments(self, symbols: Iterable[str], session: dt.date, *, horizon_days: int = 90,
+                    freeze: FreezeLimits | None = None) -> tuple[pl.DataFrame, list[Failure]]:
+        """The live session's contracts of ``symbols`` from Dhan's scrip master (see
+        :func:`~.instruments.scrip_master_instruments`): options and futures expiring within
+        ``horizon_days`` and the underlyings' index / equity rows. A past session is
+        :class:`DataUnavailable` unless ``allow_stale`` (the scrip master lists today's contracts)."""
+        self._live_only(session, "scrip master")
+        symbols = list(symbols)
+        with tempfile.TemporaryDirectory(prefix="options_v4_scrip_") as tmp:
+            path = self.fetch_scrip_master(Path(tmp))
+            raw = read_scrip_master(path)
+            name = f"Dhan {self.scrip_master_mode} scrip master"
+            try:
+                out = scrip_master_instruments(raw, session=session, symbols=symbols, horizon_days=horizon_days,
+                                               freeze=freeze, source=PROVIDER, file=str(path))
+            except DataError as exc:  # name the download, not the temporary file
+                raise DataError(exc.reason.replace(path.name, name), field=exc.field, session=session,
+                                source=name) from exc
+        served = set(out.filter(pl.col("exchange_segment") == "NSE_FNO").get_column("symbol").to_list())
+        missing = [Failure(s, "instruments", f"the {name} lists no option or future of {s} expiring by "
+                           f"{session + dt.timedelta(days=horizon_days)}", kind="missing")
+                   for s in symbols if s.upper() not in served]
+        return out, missing
+
     # --- data --------------------------------------------------------------------------
 
     def expiry_list(self, symbol: str) -> list[dt.date]:
@@ -183,12 +248,7 @@ class DhanProvider(DhanClient, MarketDataProvider):
     def option_chain(self, symbol: str, session: dt.date, *, horizon_days: int = 90) -> pl.DataFrame:
         sym = symbol.upper()
         und = self._underlying(sym)
-        live = self.live_session()
-        if session != live and not self.allow_stale:
-            raise DataUnavailable(
-                f"Dhan serves only the live option chain (session {live}); use the nse_files source for past "
-                "sessions or allow_stale=True to label the live chain with this session",
-                symbol=sym, session=session, source=PROVIDER)
+        self._live_only(session, "option chain", sym)
         limit = session + dt.timedelta(days=horizon_days)
         expiries = [e for e in self.expiry_list(sym) if session <= e <= limit]
         if not expiries:

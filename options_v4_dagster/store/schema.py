@@ -82,6 +82,29 @@ option_chain_data = sa.Table(
     comment="Option chains per session: every listed contract within ~90 days",
 )
 
+instruments = sa.Table(
+    "instruments", metadata,
+    sa.Column("trade_date", sa.Date, primary_key=True),
+    sa.Column("security_id", sa.String(32), primary_key=True,
+              comment="the broker's id (Dhan's scrip master), else the chain's id or the contract key"),
+    sa.Column("exchange_segment", sa.String(16), primary_key=True, comment="Dhan v2 segment: NSE_FNO, NSE_EQ, IDX_I"),
+    sa.Column("symbol", sa.String(32), nullable=False, comment="the underlying"),
+    sa.Column("instrument_type", sa.String(8), nullable=False, comment="OPTIDX, OPTSTK, FUTIDX, FUTSTK, INDEX, EQUITY"),
+    sa.Column("expiry", sa.Date),
+    sa.Column("strike", sa.Float),
+    sa.Column("option_type", sa.String(2), comment="CE / PE; null for futures and underlyings"),
+    sa.Column("lot_size", sa.Integer, nullable=False, comment="shares"),
+    sa.Column("tick_size", sa.Float, comment="INR (Dhan's scrip master states paise); null for an index"),
+    sa.Column("freeze_quantity", sa.Integer,
+              comment="shares: every order stays strictly below it; null for underlyings"),
+    sa.Column("trading_symbol", sa.String(64)),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.CheckConstraint("option_type in ('CE', 'PE')", name="ck_instruments_option_type"),
+    sa.Index("ix_instruments_contract", "trade_date", "symbol", "expiry", "strike", "option_type"),
+    comment="Tradable contracts per session (the broker's scrip master or the session's chain): security id, "
+    "lot size, tick size and freeze quantity, what order validation and both brokers read",
+)
+
 underlying_bars = sa.Table(
     "underlying_bars", metadata,
     sa.Column("symbol", sa.String(32), primary_key=True),

@@ -21,7 +21,14 @@ from ..trading.broker import OrderRejected
 from ..trading.orders import OrderStatus, Side
 from ..trading.plan import AllocationPlan, LegPlan, PositionPlan
 from ..trading.quotes import ChainQuoteBook, contract_key
-from ..trading.rules import TICK_SIZE, load_freeze_limits
+from ..trading.rules import TICK_SIZE, InstrumentSpec, load_freeze_limits
+from .instruments import (
+    contract_of,
+    instrument_specs,
+    instruments_count,
+    session_instruments,
+    specs_by_contract,
+)
 from .schema import (
     allocation_approvals,
     option_chain_data,
@@ -147,16 +154,24 @@ def _contract_id(symbol: str, expiry, instrument: str, strike) -> str:
 def allocation_plan(wh: Warehouse, allocation_id: str, position_ids: Sequence[str] | None = None, *,
                     approval_id: str | None = None, tick_size: float = TICK_SIZE,
                     freeze_quantity: Callable[[str, int], int | None] | None = None) -> AllocationPlan:
-    """The positions of a snapshot (all, or ``position_ids``) with their legs from strategy_details:
-    quantity per leg = the candidate's quantity per lot x the allocated lots. ``freeze_quantity``:
-    (symbol, lot size) -> the exchange's freeze limit in shares (None: no slicing); default the
-    packaged freeze limits (``config/freeze_limits.yaml``, :class:`~..trading.rules.FreezeLimits`).
-    A leg without a broker security id gets its :func:`~..trading.quotes.contract_key`."""
-    freeze_quantity = freeze_quantity or load_freeze_limits().freeze_quantity
+    """The positions of a snapshot (all, or ``position_ids``) with their legs from strategy_details.
+
+    Each leg's security id, lot size, tick size and freeze quantity come from the session's
+    ``instruments`` rows (:mod:`.instruments`): quantity = the leg's lots per position lot (its
+    strategy_details quantity / the candidate's lots / the candidate's lot size) x the allocated lots
+    x the instrument's lot size. An option leg the instruments do not list is an ApprovalError; a FUT /
+    EQ leg of a source without such rows falls back (below) and the plan says so.
+
+    Fallback, only for a session without instruments rows (``plan.instrument_source`` "fallback",
+    ``plan.instrument_note`` says why): quantity = per-lot quantity x the allocated lots; the lot size
+    of the allocation, ``tick_size``, ``freeze_quantity`` ((symbol, lot size) -> the freeze limit in
+    shares, None: no slicing; default the packaged ``config/freeze_limits.yaml``), the candidate's
+    security id, else the :func:`~..trading.quotes.contract_key`."""
     s = portfolio_allocation_summary
     summ = wh.read(sa.select(s.c.trade_date, s.c.capital).where(s.c.allocation_id == allocation_id))
     if summ.height == 0:
         raise ApprovalError(f"allocation {allocation_id} does not exist")
+    session = summ.item(0, "trade_date")
     numbers = position_numbers(wh, allocation_id)
     p, st, d = portfolio_allocation, strategies, strategy_details
     q = (sa.select(p.c.position_id, p.c.strategy_id, p.c.symbol, p.c.strategy_name, p.c.lots,
@@ -172,42 +187,90 @@ def allocation_plan(wh: Warehouse, allocation_id: str, position_ids: Sequence[st
     by_pos: dict[str, list[dict]] = {}
     for r in rows:
         by_pos.setdefault(r["position_id"], []).append(r)
+    listed = instruments_count(wh, session) > 0
+    specs = specs_by_contract(session_instruments(wh, session, sorted({r["symbol"] for r in rows}))) if listed else {}
+    fallback = _Fallback(tick_size, freeze_quantity or load_freeze_limits().freeze_quantity)
     plans = []
     for pid, legs in by_pos.items():
         r0 = legs[0]
+        where = f"{allocation_id}/{pid}"
         if r0["leg"] is None:
-            raise ApprovalError(f"{allocation_id}/{pid}: no legs stored for strategy {r0['strategy_id']} "
+            raise ApprovalError(f"{where}: no legs stored for strategy {r0['strategy_id']} "
                                 "(strategy_details of its session were replaced or never written)")
-        cand_lots = int(r0["cand_lots"] or 1)
-        lot = int(r0["alloc_lot_size"] or r0["cand_lot_size"] or 1)
-        try:
-            freeze = freeze_quantity(r0["symbol"], lot)
-        except OrderRejected as exc:
-            raise ApprovalError(f"{allocation_id}/{pid}: {exc}") from exc
-        leg_plans = []
-        for r in legs:
-            per_lot, rest = divmod(int(r["quantity"]), cand_lots)
-            if rest:
-                raise ApprovalError(f"{allocation_id}/{pid} leg {r['leg']}: quantity {r['quantity']} is not a "
-                                    f"multiple of the candidate's {cand_lots} lots")
-            sec = r["security_id"]
-            leg_plans.append(LegPlan(
-                leg=int(r["leg"]), side=Side(r["side"]), instrument=r["instrument"], strike=r["strike"],
-                expiry=r["expiry"], quantity=per_lot * int(r0["lots"]), price=float(r["price"] or 0.0),
-                security_id=sec or _contract_id(r0["symbol"], r["expiry"], r["instrument"], r["strike"]),
-                lot_size=lot, tick_size=tick_size, freeze_quantity=freeze, security_id_known=sec is not None))
+        leg_plans = tuple(_leg_plan(where, r0, r, specs.get(contract_of(r0["symbol"], r["expiry"], r["strike"],
+                                                                        r["instrument"])), listed, fallback)
+                          for r in legs)
         plans.append(PositionPlan(allocation_id, pid, numbers[pid], r0["strategy_id"], r0["symbol"],
-                                  r0["strategy_name"], int(r0["lots"]), tuple(leg_plans)))
-    return AllocationPlan(allocation_id, summ.item(0, "trade_date"), tuple(plans), approval_id,
-                          summ.item(0, "capital"))
+                                  r0["strategy_name"], int(r0["lots"]), leg_plans))
+    source, note = _instrument_source(session, listed, [leg for pos in plans for leg in pos.legs])
+    return AllocationPlan(allocation_id, session, tuple(plans), approval_id, summ.item(0, "capital"),
+                          instrument_source=source, instrument_note=note)
+
+
+@dataclass
+class _Fallback:
+    """Today's values for a leg without an instruments row (see :func:`allocation_plan`)."""
+
+    tick_size: float
+    freeze_quantity: Callable[[str, int], int | None]
+
+
+def _leg_plan(where: str, r0: dict, r: dict, spec: InstrumentSpec | None, listed: bool,
+              fallback: _Fallback) -> LegPlan:
+    cand_lots = int(r0["cand_lots"] or 1)
+    lot = int(r0["alloc_lot_size"] or r0["cand_lot_size"] or 1)
+    per_lot, rest = divmod(int(r["quantity"]), cand_lots)
+    if rest:
+        raise ApprovalError(f"{where} leg {r['leg']}: quantity {r['quantity']} is not a multiple of the "
+                            f"candidate's {cand_lots} lots")
+    sec = r["security_id"]
+    common = dict(leg=int(r["leg"]), side=Side(r["side"]), instrument=r["instrument"], strike=r["strike"],
+                  expiry=r["expiry"], price=float(r["price"] or 0.0))
+    if spec is not None:
+        cand_lot = int(r0["cand_lot_size"] or lot)
+        lots_per_lot, rest = divmod(per_lot, cand_lot)
+        if rest:
+            raise ApprovalError(f"{where} leg {r['leg']}: {per_lot} shares per lot is not a multiple of the "
+                                f"candidate's lot size {cand_lot}")
+        key = contract_key(r0["symbol"], r["expiry"], r["strike"], r["instrument"]) \
+            if r["instrument"] in ("CE", "PE") else None
+        return LegPlan(**common, quantity=lots_per_lot * int(r0["lots"]) * spec.lot_size,
+                       security_id=spec.security_id, lot_size=spec.lot_size, tick_size=spec.tick_size,
+                       freeze_quantity=spec.freeze_quantity, security_id_known=spec.security_id != key,
+                       instrument_source="instruments")
+    if listed and r["instrument"] in ("CE", "PE"):
+        raise ApprovalError(f"{where} leg {r['leg']}: {r0['symbol']} {r['expiry']} {r['strike']} {r['instrument']} "
+                            "is not among the session's instruments (re-materialize instruments for the session)")
+    try:
+        freeze = fallback.freeze_quantity(r0["symbol"], lot)
+    except OrderRejected as exc:
+        raise ApprovalError(f"{where}: {exc}") from exc
+    return LegPlan(**common, quantity=per_lot * int(r0["lots"]),
+                   security_id=sec or _contract_id(r0["symbol"], r["expiry"], r["instrument"], r["strike"]),
+                   lot_size=lot, tick_size=fallback.tick_size, freeze_quantity=freeze,
+                   security_id_known=sec is not None, instrument_source="fallback")
+
+
+def _instrument_source(session: dt.date, listed: bool, legs: Sequence[LegPlan]) -> tuple[str, str | None]:
+    """The plan's ``instrument_source`` ("instruments", "fallback" or "mixed") and a note on the fallback."""
+    how = ("security ids from strategy_details (else contract keys), lot sizes from the allocation, the default "
+           "tick size and freeze limits from config/freeze_limits.yaml")
+    if not listed:
+        return "fallback", f"no instruments rows for {session}: {how}"
+    loose = sorted({f"{leg.instrument} leg {leg.leg}" for leg in legs if leg.instrument_source == "fallback"})
+    if not loose:
+        return "instruments", None
+    return "mixed", f"{', '.join(loose)} not listed in the instruments of {session} (no FUT/EQ rows): {how}"
 
 
 def session_quote_book(wh: Warehouse, session: dt.date, symbols: Sequence[str] | None = None) -> ChainQuoteBook:
     """The stored quotes of ``session`` (option_chain_data; the underlyings ``symbols``, default all)
     as a :class:`~..trading.quotes.ChainQuoteBook`: the paper broker executes a session's allocation
     at these, so a past session replays at its stored quotes. Contracts are keyed by their stored
-    security id, else their :func:`~..trading.quotes.contract_key` (as :func:`allocation_plan`).
-    ApprovalError when the session has no stored chain for them."""
+    security id, else their :func:`~..trading.quotes.contract_key` (as :func:`allocation_plan`). The book
+    carries the session's instruments (:func:`.instruments.instrument_specs`; empty without rows), which
+    ``trading.replay.paper_execution`` gives the paper broker. ApprovalError when the session has no
+    stored chain for them."""
     c = option_chain_data
     q = sa.select(c.c.symbol, c.c.expiry, c.c.strike, c.c.option_type, c.c.bid, c.c.ask, c.c.bid_qty, c.c.ask_qty,
                   c.c.ltp, c.c.security_id, c.c.snapshot_ts).where(c.c.trade_date == session)
@@ -217,7 +280,7 @@ def session_quote_book(wh: Warehouse, session: dt.date, symbols: Sequence[str] |
     if chain.height == 0:
         raise ApprovalError(f"no stored option chain for {session}"
                             + (f" ({', '.join(sorted(set(symbols)))})" if symbols is not None else ""))
-    return ChainQuoteBook(chain)
+    return ChainQuoteBook(chain, instruments=instrument_specs(wh, session, symbols))
 
 
 # -- reads for the CLI ----------------------------------------------------------------------------

@@ -246,7 +246,7 @@ class PaperBroker:
             if qty <= o.filled:
                 raise OrderRejected(f"quantity {qty} must exceed the {o.filled} already traded", code=INPUT_ERROR)
             check_freeze(qty, o.spec.freeze_quantity)
-            check_band(o.req.side, new_price, self._reference(o.req.security_id))
+            check_band(o.req.side, new_price, self._reference(o.req.security_id), o.spec.tick_size)
         except OrderRejected as exc:
             exc.correlation_id = cid
             raise
@@ -387,7 +387,7 @@ class PaperBroker:
         if o.order_type is OrderType.MARKET:
             o.price = market_limit_price(o.req.side, ref, o.spec.tick_size)
         else:
-            check_band(o.req.side, o.price, ref)
+            check_band(o.req.side, o.price, ref, o.spec.tick_size)
         if self.config.enforce_funds:
             total, available = self._account()
             if available < 0:

@@ -1,7 +1,8 @@
 """What an approved allocation asks to trade: positions, their legs and each leg's slices.
 
 Built by ``store.trading_queries.allocation_plan`` from the snapshot (portfolio_allocation), the
-candidates' lots (strategies) and legs (strategy_details). Quantities in shares.
+candidates' lots (strategies) and legs (strategy_details), with each leg's security id, lot, tick and
+freeze quantity from the session's ``instruments`` rows. Quantities in shares.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class LegPlan:
     tick_size: float = TICK_SIZE
     freeze_quantity: int | None = None  # the exchange freeze limit (shares): every order stays strictly below it
     security_id_known: bool = True  # False: the contract_key stands in (no broker id in the candidate)
+    #: where security id, lot, tick and freeze come from: "instruments" (the session's table) or "fallback"
+    instrument_source: str = "instruments"
 
     def slices(self) -> list[int]:
         """Shares per order (:func:`~.rules.slices`): whole lots, each strictly below the freeze
@@ -61,6 +64,10 @@ class AllocationPlan:
     positions: tuple[PositionPlan, ...]
     approval_id: str | None = None
     capital: float | None = None  # the snapshot's capital (INR): the paper account's default
+    #: "instruments" (every leg from the session's instruments rows), "fallback" (the session has none:
+    #: strategy_details, the allocation's lots, the default tick, config/freeze_limits.yaml) or "mixed"
+    instrument_source: str = "instruments"
+    instrument_note: str | None = None  # why and what fell back
 
     @property
     def symbols(self) -> list[str]:

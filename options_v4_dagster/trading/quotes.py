@@ -14,9 +14,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from .rules import InstrumentSpec
 
 __all__ = ["ChainQuoteBook", "Quote", "QuoteBook", "StaticQuoteBook", "contract_key", "contract_key_expr"]
 
@@ -95,11 +98,13 @@ class ChainQuoteBook:
     The build is vectorized: one polars ``select`` fills missing security ids with
     :func:`contract_key` and turns non-positive prices / quantities into nulls; the columns are
     kept as lists and a :class:`Quote` is made only when asked for. ``frame`` is the chain with
-    ``security_id`` filled; :meth:`security_id` finds a contract's id.
+    ``security_id`` filled; :meth:`security_id` finds a contract's id. ``instruments``: the session's
+    :class:`~.rules.InstrumentSpec` by security id (``store.trading_queries.session_quote_book`` passes the
+    instruments table's), handed to the paper broker by ``trading.replay.paper_execution``.
     Raises ``ValueError`` when two rows share a security id.
     """
 
-    def __init__(self, chain: pl.DataFrame) -> None:
+    def __init__(self, chain: pl.DataFrame, instruments: Mapping[str, InstrumentSpec] | None = None) -> None:
         def num(name: str) -> pl.Expr:
             c = pl.col(name).cast(pl.Float64) if name in chain.columns else pl.lit(None, dtype=pl.Float64)
             return pl.when(c > 0).then(c)
@@ -121,6 +126,8 @@ class ChainQuoteBook:
             ts.alias("ts"),
         )
         self.frame = frame
+        #: the session's contract specs by security id (lots, ticks, freeze quantities), for the paper broker
+        self.instruments: dict[str, InstrumentSpec] = dict(instruments or {})
         self._ids: list[str] = q.get_column("security_id").to_list()
         self._index = dict(zip(self._ids, range(q.height), strict=True))
         self._by_contract = dict(zip(q.get_column("contract_key").to_list(), self._ids, strict=True))

@@ -40,11 +40,13 @@ def paper_execution(quotes: QuoteBook, *, capital: float | None = None, paper: P
     """A paper broker over ``quotes`` and an execution config on one simulated clock (module
     docstring). ``capital``: the paper account's (default ``paper.capital``); ``clock``: the one to
     share (default a new one at ``start``, else now); ``broker_kwargs`` go to :class:`PaperBroker`
-    (``freeze_limits``, ``charges``, ``instruments``, ``margin_fn``, ...)."""
+    (``freeze_limits``, ``charges``, ``instruments``, ``margin_fn``, ...); ``instruments`` defaults to the
+    book's (``quotes.instruments``: the session's instruments table, see ``session_quote_book``)."""
     paper = paper or PaperConfig()
     if capital is not None:
         paper = replace(paper, capital=float(capital))
     clock = clock or ManualClock(start or dt.datetime.now(dt.UTC))
+    broker_kwargs.setdefault("instruments", getattr(quotes, "instruments", None))
     broker = PaperBroker(quotes, paper, clock=clock, **broker_kwargs)
     px = PaperExecution(broker, clock, config or ExecutionConfig())
     px.config = replace(px.config, clock=clock, sleep=px.sleep)

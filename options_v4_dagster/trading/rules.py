@@ -59,7 +59,7 @@ class InstrumentSpec:
     symbol: str
     expiry: dt.date
     strike: float
-    option_type: str  # CE / PE
+    option_type: str  # CE / PE (FUT / EQ for a future / an equity)
     lot_size: int
     tick_size: float = TICK_SIZE
     freeze_quantity: int | None = None  # shares; None = no freeze limit known
@@ -140,24 +140,24 @@ def slices(quantity: int, lot_size: int, freeze_quantity: int | None) -> list[in
     return [top] * full + ([rest] if rest else [])
 
 
-def protection_band(reference_price: float) -> tuple[float, float]:
+def protection_band(reference_price: float, tick: float = TICK_SIZE) -> tuple[float, float]:
     """(low, high) of NSE's limit price protection around ``reference_price`` (unrounded; the low
-    edge is never below one tick)."""
+    edge is never below one ``tick``)."""
     if not (reference_price > 0 and math.isfinite(reference_price)):
         raise ValueError(f"reference price {reference_price} must be positive")
     if reference_price <= BAND_ABSOLUTE_UP_TO:
         low, high = reference_price - BAND_ABSOLUTE, reference_price + BAND_ABSOLUTE
     else:
         low, high = reference_price * (1 - BAND_FRACTION), reference_price * (1 + BAND_FRACTION)
-    return max(low, TICK_SIZE), high
+    return max(low, tick), high
 
 
-def check_band(side: Side | str, price: float, reference: float | None) -> None:
+def check_band(side: Side | str, price: float, reference: float | None, tick: float = TICK_SIZE) -> None:
     """:class:`OrderRejected` (DH-906) for a BUY above or a SELL below the protection band around
-    ``reference``; nothing to check without a reference."""
+    ``reference`` (contract tick ``tick``); nothing to check without a reference."""
     if reference is None:
         return
-    low, high = protection_band(reference)
+    low, high = protection_band(reference, tick)
     s = Side(side)
     if s is Side.BUY and price > high + _EPS:
         raise OrderRejected(f"BUY limit {price:.2f} is above the price protection band "
@@ -172,7 +172,7 @@ def market_limit_price(side: Side | str, reference: float | None, tick: float = 
     edge on the order's side, rounded inwards to the tick. :class:`OrderRejected` without a reference."""
     if reference is None:
         raise OrderRejected("a market order needs a reference price (no last price or quote)", code=ORDER_ERROR)
-    low, high = protection_band(reference)
+    low, high = protection_band(reference, tick)
     s = Side(side)
     return round_to_tick(high, tick, Side.BUY) if s is Side.BUY else round_to_tick(low, tick, Side.SELL)
 

@@ -1,6 +1,7 @@
 """Tick-to-callback latency of the market feed: the stand-in feed (Dhan's binary format over a local
 WebSocket) at ``--rate`` ticks/s → MarketFeedClient (parse, dispatch) → a callback that makes a
-trivial exit decision (LTP at or above the leg's stop) and appends it to a list.
+trivial exit decision (LTP at or above the leg's stop; every 0.1 s the stand-in is told to make one
+leg's next tick cross it) and appends it to a list.
 
     .venv/bin/python benchmarks/bench_feed_latency.py [--rate 1000] [--seconds 10] [--instruments 50]
                                                       [--mode full|quote|ticker]
@@ -70,7 +71,12 @@ def main() -> None:
             sys.exit(f"no connection to the stand-in feed: {client.last_error}")
         time.sleep(1.0)  # warm-up
         n0, sent0, t0 = len(seen), feed.ticks_sent, time.perf_counter()
-        time.sleep(args.seconds)
+        forced = 0
+        while time.perf_counter() - t0 < args.seconds:  # every 0.1 s one leg's next tick crosses its stop
+            sid = list(prices)[forced % len(prices)]
+            feed.set_price(sid, stops[sid] * 1.02)
+            forced += 1
+            time.sleep(0.1)
         n1, sent1, t1 = len(seen), feed.ticks_sent, time.perf_counter()
         client.stop()
         window = seen[n0:n1]
@@ -83,7 +89,8 @@ def main() -> None:
           f"{span:.1f} s measured after a 1 s warm-up")
     print(f"  ticks sent      {(sent1 - sent0) / span:8.0f} /s")
     print(f"  ticks received  {len(window) / span:8.0f} /s  (decisions made: {len(window)}, "
-          f"stops hit: {sum(d for *_, d in window)})")
+          f"legs seen crossing their stop: {len({sid for sid, *_, d in window if d})} of "
+          f"{min(forced, len(prices))} forced)")
     print(f"  tick -> callback latency: p50 {p50:.3f} ms  p99 {p99:.3f} ms  max {lat.max() if lat.size else 0:.3f} ms  "
           f"(target for tick -> persisted intent: p99 <= 50 ms)")
     print(f"  client: {client.stats.packets} packets, {client.stats.parse_errors} parse errors, "

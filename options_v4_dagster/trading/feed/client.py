@@ -170,6 +170,7 @@ class MarketFeedClient:
         self._stopping = False
         self._stale_hit = False
         self._last_rx: float | None = None  # time.monotonic() of the last frame
+        self._connected_at = 0.0  # time.monotonic() of the current connection's start
         self._connected_evt = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -186,12 +187,13 @@ class MarketFeedClient:
     @property
     def last_packet_at(self) -> dt.datetime | None:
         """Wall-clock time (UTC) of the last frame received, ``None`` before the first."""
-        if self._last_rx is None or not self.stats.frames:
+        if self._last_rx is None:
             return None
         return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=time.monotonic() - self._last_rx)
 
     @property
     def seconds_since_packet(self) -> float | None:
+        """Seconds since the last frame, ``None`` before the first."""
         return None if self._last_rx is None else time.monotonic() - self._last_rx
 
     @property
@@ -306,7 +308,7 @@ class MarketFeedClient:
             self._ws = ws
             frames = self._subscription_frames()
         self._stale_hit = False
-        self._last_rx = time.monotonic()
+        self._connected_at = time.monotonic()
         self.stats.connections += 1
         watchdog = asyncio.create_task(self._watch(ws))
         try:
@@ -369,7 +371,7 @@ class MarketFeedClient:
         step = max(0.05, min(1.0, self.stale_after / 4))
         while True:
             await asyncio.sleep(step)
-            silent = time.monotonic() - (self._last_rx or 0.0)
+            silent = time.monotonic() - max(self._last_rx or 0.0, self._connected_at)
             if silent > self.stale_after:
                 self._stale_hit = True
                 self.stats.stale_events += 1

@@ -33,6 +33,8 @@ bench: install
 	$(PY) benchmarks/bench_strategies.py
 	$(PY) benchmarks/bench_nse_files.py
 	$(PY) benchmarks/bench_pipeline.py
+	$(PY) benchmarks/bench_execution.py
+	$(PY) benchmarks/bench_dhan_pacing.py
 
 # Dagster UI (webserver + daemon) on http://127.0.0.1:3000 with the local instance.
 dev: install

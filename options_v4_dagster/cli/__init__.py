@@ -10,6 +10,9 @@
                        [--all] [--top N] [--json]              best strategy candidates per symbol
     options-v4 allocate CAPITAL [--date D] [--risk R] [--rules FILE] [--save] [--json]
     options-v4 industries [show | import FILE | reset] [--json]
+    options-v4 approve ALLOCATION_ID [--positions 1,3,5] [--by NAME] [--json]
+    options-v4 execute --allocation ID [--strategy-id N] [--broker paper|dhan] [--execute] [--capital C] [--json]
+    options-v4 orders [--open] [--json] | positions [--all] [--json]
     options-v4 db upgrade | current | history                  warehouse schema migrations
     options-v4 sessions [--start D] [--end D]                  NSE trading sessions
 
@@ -26,7 +29,8 @@ setting (one line on stderr).
 Modules: :mod:`.args` (argument validators), :mod:`.instance` (DAGSTER_HOME, run tags,
 :func:`run_pipeline`), :mod:`.output` (console, tables, JSON, run summaries), and one per command
 area: :mod:`.runs` (run, backfill, runs, sessions), :mod:`.iv`, :mod:`.analyze` (strategies,
-analyze), :mod:`.allocate` (allocate, industries), :mod:`.db`. Dagster, polars and pandas are
+analyze), :mod:`.allocate` (allocate, industries), :mod:`.trading` (approve, execute, orders,
+positions), :mod:`.db`. Dagster, polars and pandas are
 imported inside the commands, so ``options-v4 --help`` does not load them.
 """
 
@@ -48,6 +52,7 @@ from .args import (
     existing_dir,
     existing_file,
     last_partition,
+    positions_arg,
     positive_int,
     session_arg,
     symbol_arg,
@@ -57,6 +62,7 @@ from .db import check_database, cmd_db
 from .instance import run_pipeline
 from .iv import cmd_iv
 from .runs import cmd_backfill, cmd_run, cmd_runs, cmd_sessions
+from .trading import cmd_approve, cmd_execute, cmd_orders, cmd_positions
 
 __all__ = ["build_parser", "last_partition", "main", "run_pipeline"]
 
@@ -135,6 +141,35 @@ def build_parser() -> argparse.ArgumentParser:
     ind.add_argument("--json", action="store_true")
     ind.set_defaults(func=cmd_industries)
 
+    ap = sub.add_parser("approve", help="approve an allocation snapshot (or some positions) for execution")
+    ap.add_argument("allocation_id")
+    ap.add_argument("--positions", type=positions_arg, help="position numbers, e.g. 1,3,5 (default: all)")
+    ap.add_argument("--by", help="who approves (default: the login name)")
+    ap.add_argument("--json", action="store_true")
+    ap.set_defaults(func=cmd_approve)
+
+    ex = sub.add_parser("execute", help="execute an approved allocation (paper by default); again places nothing")
+    ex.add_argument("--allocation", required=True, help="the allocation_id (`options-v4 approve` it first)")
+    ex.add_argument("--strategy-id", type=positions_arg, metavar="N",
+                    help="only these position numbers (e.g. 3 or 1,3), as `execute` and `approve` number them")
+    ex.add_argument("--broker", choices=("paper", "dhan"), help="default OPTIONS_V4_BROKER, else paper")
+    ex.add_argument("--execute", action="store_true",
+                    help="place live orders (needs --broker dhan, DHAN_CLIENT_ID/DHAN_ACCESS_TOKEN, OPTIONS_V4_LIVE=1)")
+    ex.add_argument("--capital", type=capital_arg,
+                    help="paper account capital in INR (default: the allocation's); open paper positions count against it")
+    ex.add_argument("--json", action="store_true")
+    ex.set_defaults(func=cmd_execute)
+
+    od = sub.add_parser("orders", help="orders (newest first) with status, fills and average prices")
+    od.add_argument("--open", action="store_true", help="only orders still working at the broker")
+    od.add_argument("--json", action="store_true")
+    od.set_defaults(func=cmd_orders)
+
+    ps = sub.add_parser("positions", help="open positions per strategy and leg, with entry prices")
+    ps.add_argument("--all", action="store_true", help="closed legs too")
+    ps.add_argument("--json", action="store_true")
+    ps.set_defaults(func=cmd_positions)
+
     rn = sub.add_parser("runs", help="the latest Dagster runs; marks runs of killed options-v4 processes failed")
     rn.add_argument("--limit", type=positive_int, default=10)
     rn.set_defaults(func=cmd_runs)
@@ -151,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Commands that read or write the warehouse: its URL is checked (one connection) before they start.
-USES_WAREHOUSE = frozenset({"run", "iv", "backfill", "analyze", "allocate", "industries", "db"})
+USES_WAREHOUSE = frozenset({"run", "iv", "backfill", "analyze", "allocate", "industries", "db", "approve",
+                            "execute", "orders", "positions"})
 #: Commands that read market data: OPTIONS_V4_MARKET_DATA is checked when --source is not given.
 USES_MARKET = frozenset({"run", "iv", "backfill", "analyze"})
 

@@ -63,6 +63,14 @@ def positive_int(value: str) -> int:
     return n
 
 
+def positions_arg(value: str) -> list[int]:
+    """``1,3,5``: position numbers of an allocation snapshot (1-based, as `options-v4 execute` shows them)."""
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"{value!r} names no position")
+    return sorted({positive_int(p) for p in parts})
+
+
 def capital_arg(value: str) -> float:
     try:
         x = float(value.replace(",", "").replace("_", ""))

@@ -28,6 +28,11 @@ run_monitoring:
   cancel_timeout_seconds: 180
   max_resume_run_attempts: 0
   poll_interval_seconds: 60
+# Concurrency pools: one op of a pool at a time across runs (broker_account: one trade execution per
+# broker account at a time).
+concurrency:
+  pools:
+    default_limit: 1
 """
 
 

@@ -112,9 +112,20 @@ class DhanBroker:
     def from_env(cls, base_url: str | None = None, **client_kw: Any) -> Self:
         """Client from ``DHAN_CLIENT_ID`` / ``DHAN_ACCESS_TOKEN`` (/ ``DHAN_API_BASE_URL``), limiter from
         :func:`options_v4_dagster.config.dhan_order_settings`."""
+        return cls.with_limiter(DhanClient.from_env(base_url, **client_kw))
+
+    @classmethod
+    def from_credentials(cls, client_id: str, access_token: str, base_url: str | None = None,
+                         **client_kw: Any) -> Self:
+        """As :meth:`from_env` with the credentials passed in (the Dagster resource resolves them from ``dg.EnvVar``)."""
+        return cls.with_limiter(DhanClient.from_credentials(client_id, access_token, base_url, **client_kw))
+
+    @classmethod
+    def with_limiter(cls, client: DhanClient) -> Self:
+        """A broker on ``client`` with the account's shared order-rate limiter
+        (:func:`options_v4_dagster.config.dhan_order_settings`)."""
         from .. import config
 
-        client = DhanClient.from_env(base_url, **client_kw)
         s = config.dhan_order_settings()
         return cls(client, OrderRateLimiter(s["path"], key=f"dhan_{client.client_id}", margin_ms=s["margin_ms"],
                                             max_wait=s["max_wait"]))

@@ -327,6 +327,14 @@ class PaperBroker:
                 changed.append(o.view())
         return changed
 
+    def carry_position(self, spec: InstrumentSpec, net_quantity: int, average_price: float) -> None:
+        """An open position from before this broker existed (the paper account's stored positions): it
+        counts in funds and margin like one filled here (premium at ``average_price``), without orders,
+        fills or events."""
+        if net_quantity:
+            self._positions.setdefault(spec.security_id, Ledger(spec)).apply(
+                Side.BUY if net_quantity > 0 else Side.SELL, abs(int(net_quantity)), float(average_price))
+
     def expire_working(self) -> list[BrokerOrder]:
         """End of session: every working DAY order becomes EXPIRED."""
         self._now = self._clock()

@@ -28,7 +28,7 @@ from options_v4_dagster.trading.orders import (
     entry_correlation_id,
 )
 from options_v4_dagster.trading.paper import PaperBroker, PaperConfig
-from options_v4_dagster.trading.placement import reconcile
+from options_v4_dagster.trading.placement import OrderDesk, reconcile
 from options_v4_dagster.trading.replay import PaperExecution, paper_execution
 
 from .trading_seed import EXPIRY, D, seed_allocation
@@ -303,3 +303,25 @@ def test_reconcile_adopts_unknown_broker_orders_and_rejects_lost_ones(env):
     late = reconcile(e.broker, e.store, e.cfg)
     assert late.rejected == [lost] and late.adopted == []
     assert e.store.order(lost).status is S.REJECTED
+
+
+def test_reconcile_expires_a_working_order_that_a_new_broker_process_does_not_know(env):
+    """A paper order left PENDING by a process that ended (its broker's book died with it) is not left
+    working for ever: the next process's reconciliation asks by id and by correlation id, waits out the
+    grace period, then records it REJECTED (LOST) with a reason; nothing is sent again."""
+    e = env()
+    e.broker.never_fill.add("N25000CE")  # the NIFTY buy rests PENDING
+    cid = entry_correlation_id(AID, 1, 1)
+    req = OrderRequest(cid, "N25000CE", "NIFTY", EXPIRY, 25000.0, "CE", Side.BUY, 150, 120.0, lot_size=75)
+    row = OrderDesk(e.broker, e.store, e.cfg).submit(req, OrderMeta("paper", "entry", 1, 0, 0, AID, "AL-NIFTY", 1, "s"))
+    assert row.status is S.PENDING and row.broker_order_id  # the process "ends" here
+    fresh = paper_execution(session_quote_book(e.wh, D), config=e.cfg, start=T0 + dt.timedelta(seconds=5))
+    early = reconcile(fresh.broker, e.store, fresh.config)
+    assert cid not in early.rejected and e.store.order(cid).status is S.PENDING  # within the grace
+    fresh.sleep(30)
+    late = reconcile(fresh.broker, e.store, fresh.config)
+    row = e.store.order(cid)
+    assert late.rejected == [cid] and row.status is S.REJECTED and row.error_code == LOST
+    assert "no longer knows order" in row.reason and not fresh.broker.placements  # nothing sent again
+    again = reconcile(fresh.broker, e.store, fresh.config)  # settled: left alone
+    assert again.rejected == [] and e.store.order(cid).version == row.version

@@ -276,6 +276,8 @@ def reconcile(broker: Broker, store: ExecutionStore, config: ExecutionConfig | N
     working = [s for s in OrderStatus if s.working]
     for row in store.orders(statuses=working, broker=broker.name):
         after = desk.refresh(row)
+        if after.status.working and after.version == row.version and row.broker_order_id:
+            after = _forget_unknown(desk, after)
         if after.status is S.REJECTED and after.error_code == LOST:
             report.rejected.append(row.correlation_id)
         elif after.status in (S.SUBMITTED, S.UNKNOWN):
@@ -283,3 +285,28 @@ def reconcile(broker: Broker, store: ExecutionStore, config: ExecutionConfig | N
         elif after.version != row.version:
             report.updated.append(row.correlation_id)
     return report
+
+
+def _forget_unknown(desk: OrderDesk, row: StoredOrder) -> StoredOrder:
+    """A working order with a broker id that the broker knows neither by id nor by correlation id (a
+    paper broker's process that ended, an order purged by the broker): REJECTED with code LOST once the
+    grace period after its last update has passed, so it never stays PENDING forever. Only at
+    reconciliation: while a run follows its own orders, a failed lookup is retried, never concluded."""
+    try:
+        desk.broker.order(row.broker_order_id)
+        return row
+    except OrderNotFound:
+        pass
+    except _LOOKUP_ERRORS:
+        return row
+    try:
+        if desk.broker.order_by_correlation_id(row.correlation_id) is not None:
+            return desk.resolve(row, wait=False)
+    except _LOOKUP_ERRORS:
+        return row
+    if row.updated_at and desk.now() < row.updated_at + dt.timedelta(seconds=desk.config.unknown_grace):
+        return row
+    return desk.store.transition(
+        row.correlation_id, S.REJECTED, source="reconcile", at=desk.now(), error_code=LOST,
+        reason=f"the broker ({desk.broker.name}) no longer knows order {row.broker_order_id} "
+               f"({row.status}, {row.filled_quantity}/{row.quantity} filled) after the grace period")

@@ -18,7 +18,7 @@ from .valuation import Valuation
 
 __all__ = ["LevelArrays", "adjustment_parts", "leg_index", "level_arrays", "scale_out_part"]
 
-_NO_DATE = np.iinfo(np.int64).min  # an expiry that matches no leg
+_NO_DATE = np.iinfo(np.int64).min + 1  # a trigger without expiry: matches no leg (NaT is the minimum)
 
 
 _SCALE_REASON = Reason("P&L INR {} reached the scale-out step {}% (INR {}): close {}% of the entry",
@@ -32,8 +32,11 @@ _ADD_REASON = Reason("P&L INR {} with every short |delta| <= {}: consider rollin
 
 
 def _type_code(s: pl.Series) -> np.ndarray:
-    """CE -> 1, PE -> 0, anything else -> ``other``."""
-    return np.where((s == "CE").to_numpy(), 1, np.where((s == "PE").to_numpy(), 0, -1)).astype(np.int64)
+    """CE -> 1, PE -> 0, anything else (null included) -> -1."""
+    ce, pe = s == "CE", s == "PE"
+    if s.null_count():
+        ce, pe = ce.fill_null(False), pe.fill_null(False)
+    return np.where(ce.to_numpy(), 1, np.where(pe.to_numpy(), 0, -1))
 
 
 def _days(s: pl.Series) -> np.ndarray:
@@ -119,8 +122,9 @@ def leg_index(valuation: Valuation, n: int, la: LevelArrays, s_of_lv: np.ndarray
         pair, lr = expand(s_of_lv[la.sd_row[j]], start)
         j = j[pair]
         vr = rows[lr]
+        expiry = a("expiry").astype("datetime64[D]").view(np.int64)  # a null expiry (NaT) matches no trigger
         m = ((_type_code(lg.get_column("option_type"))[vr] == la.sd_type[j]) & (a("strike")[vr] == la.sd_strike[j])
-             & (_days(lg.get_column("expiry"))[vr] == la.sd_expiry[j]))
+             & (expiry[vr] == la.sd_expiry[j]))
         thr[lr[m]] = la.sd_threshold[j[m]]
     return LegIndex(rows, li, qty[rows], a("lot_size")[rows], a("entry_lots")[rows], a("open_lots")[rows],
                     np.abs(a("delta")[rows].astype(float)), np.where(np.isfinite(thr), thr, default_threshold), start)

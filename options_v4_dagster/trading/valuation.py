@@ -16,7 +16,11 @@ Inputs (schemas below; extra columns are ignored, missing optional ones count as
 * spot -- a ``{symbol: price}`` mapping or a frame with :data:`SPOT_SCHEMA`.
 
 Legs come out sorted by strategy and leg; ``strategy_row`` is the row of their strategy in
-``Valuation.strategies`` (same order).
+``Valuation.strategies`` (same order). A repeated strategy id in the facts: the last row counts.
+
+Implementation: one lazy polars query joins the quotes and spots to the sorted legs, the leg values
+are numpy over all legs, and the per-strategy sums are ``reduceat`` over the sorted legs
+(:mod:`.valuation_sums`).
 
 Conventions:
 
@@ -55,7 +59,7 @@ from .valuation_sums import strategy_values
 
 __all__ = [
     "LEG_VALUATION_COLUMNS", "OPEN_LEGS_SCHEMA", "QUOTES_SCHEMA", "SPOT_SCHEMA", "STRATEGY_FACTS_SCHEMA",
-    "STRATEGY_VALUATION_COLUMNS", "Valuation", "conform", "quotes_frame", "value_positions",
+    "STRATEGY_VALUATION_COLUMNS", "Valuation", "conform", "conform_exprs", "quotes_frame", "value_positions",
 ]
 
 OPEN_LEGS_SCHEMA: dict[str, pl.DataType] = {

@@ -396,3 +396,106 @@ def test_exit_rules_yaml_defaults_and_errors(tmp_path):
     assert "stop_loss.max_inr" in str(err.value)
     pl_ = prepare_levels(levels(scale_out=json.dumps([{"at_pct": 0.25, "pnl": 10.0, "close_fraction": 0.5}])))
     assert pl_.scale_steps.height == 1
+
+
+# -- the vectorized evaluation against a per-strategy reference ------------------------------------------------
+
+
+def _random_book(seed: int, n: int):
+    """``n`` random NIFTY spreads (2 legs) and condors (4 legs) with stored levels (no scale-out plan, no
+    adjustments), some legs closed, some expired."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    legs, fx, lv, q = [], [], [], {}
+    exps = [dt.date(2025, 7, 17), dt.date(2025, 7, 24), dt.date(2025, 7, 31), dt.date(2025, 8, 28)]
+    for i in range(n):
+        sid, lots, base = f"R{i:04d}", int(rng.integers(1, 6)), 25000 + 50 * int(rng.integers(-8, 8))
+        spec = ([(base, "CE", 1), (base + 200, "CE", -1)] if i % 2 else
+                [(base - 400, "PE", 1), (base - 200, "PE", -1), (base + 200, "CE", -1), (base + 400, "CE", 1)])
+        for j, (k, typ, sign) in enumerate(spec, 1):
+            exp = exps[int(rng.integers(0, 4))] if rng.random() < 0.1 else exps[1 + i % 3]
+            entry = float(rng.uniform(20, 250))
+            key = f"NIFTY-{exp:%Y%m%d}-{k}-{typ}"
+            q.setdefault(key, entry * float(rng.uniform(0.3, 2.0)))
+            open_lots = lots if rng.random() > 0.1 else 0
+            legs.append({"strategy_id": sid, "allocation_id": "A", "position_id": f"P{i}", "leg": j, "symbol": "NIFTY",
+                         "expiry": exp, "strike": float(k), "option_type": typ, "quantity": sign * open_lots * 75,
+                         "average_price": entry, "entry_quantity": lots * 75, "lot_size": 75, "fees": 40.0})
+        ml = 6000.0 * lots
+        fx.append({"strategy_id": sid, "symbol": "NIFTY", "max_loss": ml, "max_profit": 1.5 * ml, "capital": ml,
+                   "breakevens": [base - 150.0], "entered_at": dt.datetime(2025, 7, 1, 4, 0, tzinfo=dt.UTC)})
+        if rng.random() < 0.9:
+            lv.append({"strategy_id": sid, "profit_target": 0.75 * ml * float(rng.uniform(0.2, 1.5)),
+                       "stop_loss": 0.5 * ml * float(rng.uniform(0.2, 1.5)), "time_exit_dte": int(rng.integers(0, 9)),
+                       "trailing_activation": 0.3 * ml, "trailing_distance": 0.1 * ml})
+    quotes = pl.DataFrame({"security_id": list(q), "bid": [m - 1 for m in q.values()],
+                           "ask": [m + 1 for m in q.values()], "ltp": list(q.values())})
+    hw = {f["strategy_id"]: float(rng.uniform(0, 6000)) for f in fx[::2]}
+    return pl.DataFrame(legs), pl.DataFrame(fx), pl.DataFrame(lv), quotes, hw
+
+
+def _reference(v, levels: pl.DataFrame, hw: dict, cfg: ExitRulesConfig) -> set[tuple[str, str, str]]:
+    """(strategy, rule, level) of the money and DTE rules, strategy by strategy in plain Python."""
+    lv = {r["strategy_id"]: r for r in levels.iter_rows(named=True)}
+    out = set()
+    for s in v.strategies.iter_rows(named=True):
+        if s["front_dte"] is None:
+            continue
+        sid, L = s["strategy_id"], lv.get(s["strategy_id"], {})
+        target = L.get("profit_target") or cfg.profit_target.default_pct_of_max_profit * s["max_profit"]
+        if s["pnl_close"] >= target:
+            out.add((sid, "profit_target", "primary"))
+        stop = min(x for x in (L.get("stop_loss"), cfg.stop_loss.max_loss_share * s["max_loss"],
+                               cfg.stop_loss.max_inr) if x is not None)
+        if s["pnl_mid"] <= -stop:
+            out.add((sid, "stop_loss", "stop"))
+        dte_thr = L.get("time_exit_dte")
+        if s["front_dte"] <= (cfg.time_exit.default_dte if dte_thr is None else dte_thr):
+            out.add((sid, "time_exit", "dte"))
+        act = L.get("trailing_activation") or cfg.trailing.activation_pct * target
+        dist = L.get("trailing_distance") or cfg.trailing.distance_pct * target
+        hwm = max(hw.get(sid, -math.inf), s["pnl_close"])
+        if hwm >= act and s["pnl_close"] <= hwm - dist:
+            out.add((sid, "trailing_stop", "trail"))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_vectorized_rules_match_a_per_strategy_reference(seed):
+    legs, fx, lv, quotes, hw = _random_book(seed, 150)
+    cfg = load_exit_rules()
+    prepared = prepare_levels(lv)
+    v = value_positions(legs, fx, quotes, {"NIFTY": 25010.0}, AS_OF)
+    ev = evaluate_exits(v, prepared, config=cfg, high_water=hw)
+    rules = {"profit_target", "stop_loss", "time_exit", "trailing_stop"}
+    got = {(d["strategy_id"], d["rule"], d["level"]) for d in ev.decisions.iter_rows(named=True)
+           if d["rule"] in rules and d["level"] in ("primary", "stop", "dte", "trail")}
+    want = _reference(v, lv, hw, cfg)
+    assert got == want and len(want) > 20
+    # one primary row per strategy, sorted by strategy row then precedence
+    dec = ev.decisions
+    assert dec.filter(pl.col("primary")).get_column("strategy_id").to_list() == v.strategies["strategy_id"].to_list()
+    assert dec.get_column("intent_key").to_list() == [f"{s}:{r}:{lvl}" for s, r, lvl in
+                                                       dec.select("strategy_id", "rule", "level").iter_rows()]
+    # a whole exit closes every live leg's open lots
+    for d in ev.actionable.filter(pl.col("rule") != "scale_out").iter_rows(named=True):
+        live = v.legs.filter((pl.col("strategy_id") == d["strategy_id"]) & ~pl.col("expired") & (pl.col("quantity") != 0))
+        lq = ev.leg_quantities.filter(pl.col("intent_key") == d["intent_key"])
+        assert sorted(lq["leg"].to_list()) == sorted(live["leg"].to_list())
+        assert sorted(lq["lots"].to_list()) == sorted(live["open_lots"].to_list())
+        assert d["lots"] == (max(live["open_lots"].to_list()) if live.height else 0)
+    # the prepared levels are reused for another set of open strategies (their alignment is cached)
+    other = value_positions(legs.filter(pl.col("strategy_id") >= "R0050"), fx, quotes, {"NIFTY": 25010.0}, AS_OF)
+    ev2 = evaluate_exits(other, prepared, config=cfg, high_water=hw)
+    got2 = {(d["strategy_id"], d["rule"], d["level"]) for d in ev2.decisions.iter_rows(named=True)
+            if d["rule"] in rules and d["level"] in ("primary", "stop", "dte", "trail")}
+    assert got2 == _reference(other, lv, hw, cfg) == {x for x in want if x[0] >= "R0050"}
+    # executed intents filter exactly their rows, and an executed exit-all silences the strategy's exits
+    done = sorted(want)[:10]
+    ev3 = evaluate_exits(v, prepared, config=cfg, high_water=hw, executed_intents=[":".join(x) for x in done])
+    keys = set(ev3.decisions["intent_key"].to_list())
+    silenced = {x[0] for x in done}
+    assert not any(k.split(":")[0] in silenced and r.startswith("EXIT") for k, r in
+                   ev3.decisions.select("intent_key", "action").iter_rows())
+    assert keys >= {f"{s}:{r}:{lvl}" for s, r, lvl in want if s not in silenced}

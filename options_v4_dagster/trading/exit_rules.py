@@ -41,27 +41,27 @@ Rules (levels from ``strategy_exit_levels``; the YAML fills what a strategy lack
 * ``physical_settlement_cutoff``: :func:`.settlement.cutoff_decisions`.
 
 Legs already expired are not traded (they settle, :mod:`.settlement`).
+
+Implementation: every rule is computed on numpy arrays with one element per strategy (the rows of
+``Valuation.strategies``) or per live leg (grouped by strategy row, :mod:`.exit_signals`); the
+decision rows are codes and numbers until :func:`.exit_rows.assemble` builds the frames once, so an
+evaluation over 10,000 legs costs a handful of polars operations
+(``benchmarks/bench_exit_rules.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 import polars as pl
 
-from .decisions import (
-    DECISION_SCHEMA,
-    EXIT_ALL_RULES,
-    PRECEDENCE,
-    Action,
-    Rule,
-    Urgency,
-    parse_intent_key,
-)
+from .decisions import Action, Rule, Urgency
 from .exit_config import ExitRulesConfig, load_exit_rules
-from .exit_signals import adjustment_decisions, decision_frame, leg_index, leg_quantities, scale_out_decisions
+from .exit_rows import URGENCY_CODE, Executed, Part, Reason, Strings, assemble
+from .exit_signals import LevelArrays, adjustment_parts, leg_index, level_arrays, scale_out_part
 from .settlement import cutoff_decisions
 from .valuation import Valuation, conform
 
@@ -87,13 +87,18 @@ class PreparedLevels:
     strategies: pl.DataFrame  # strategy_id + the scalar levels
     scale_steps: pl.DataFrame  # strategy_id, at_pct, pnl, close_fraction, level, last, intent_key
     breakevens: pl.DataFrame  # strategy_id, side, breakeven, price
-    short_delta: pl.DataFrame  # strategy_id, option_type, strike, expiry, threshold
+    short_delta: pl.DataFrame  # strategy_id, option_type, strike, expiry, threshold (one per leg key)
+    arrays: LevelArrays  # the same as numpy arrays, for evaluate_exits
+    #: evaluate_exits keeps here what holds while the set of open strategies (and executed intents)
+    #: does not change: the id -> row maps and the levels aligned to the strategies
+    cache: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
 
 def prepare_levels(levels: pl.DataFrame | None) -> PreparedLevels:
-    """Decode ``strategy_exit_levels`` rows (JSON ``scale_out`` / ``adjustments``) into frames."""
+    """Decode ``strategy_exit_levels`` rows (JSON ``scale_out`` / ``adjustments``) into frames and arrays."""
     lv = conform(levels if levels is not None else pl.DataFrame(schema=LEVELS_SCHEMA), LEVELS_SCHEMA,
-                 set(LEVELS_SCHEMA) - {"strategy_id"}, "exit levels").unique("strategy_id", keep="last")
+                 set(LEVELS_SCHEMA) - {"strategy_id"}, "exit levels").unique("strategy_id", keep="last",
+                                                                             maintain_order=True)
     steps = (lv.select("strategy_id", pl.col("scale_out").str.json_decode(pl.List(_STEP)).alias("s"))
              .explode("s").unnest("s").drop_nulls(["at_pct", "pnl"]).with_columns(
                  pl.col("close_fraction").fill_null(0.0)).sort("strategy_id", "at_pct"))
@@ -108,8 +113,10 @@ def prepare_levels(levels: pl.DataFrame | None) -> PreparedLevels:
     be = adj.filter(pl.col("trigger") == "breakeven_breached").select("strategy_id", "side", "breakeven", "price")
     sd = adj.filter(pl.col("trigger") == "short_delta").select(
         "strategy_id", pl.col("instrument").str.to_uppercase().alias("option_type"), "strike",
-        pl.col("expiry").str.to_date(strict=False).alias("expiry"), "threshold").drop_nulls("threshold")
-    return PreparedLevels(lv.select("strategy_id", *_SCALAR), steps, be, sd)
+        pl.col("expiry").str.to_date(strict=False).alias("expiry"), "threshold").drop_nulls("threshold").unique(
+        ["strategy_id", "option_type", "strike", "expiry"], keep="last", maintain_order=True)
+    scalars = lv.select("strategy_id", *_SCALAR)
+    return PreparedLevels(scalars, steps, be, sd, level_arrays(scalars, steps, be, sd))
 
 
 @dataclass(frozen=True)
@@ -138,13 +145,51 @@ class ExitEvaluation:
 # -- helpers ------------------------------------------------------------------------------------------------
 
 
-def _mapping_frame(m: Mapping[str, float] | pl.DataFrame | None, col: str) -> pl.DataFrame:
-    schema = {"strategy_id": pl.Utf8, col: pl.Float64}
-    if m is None:
-        return pl.DataFrame(schema=schema)
-    if isinstance(m, pl.DataFrame):
-        return conform(m, schema, what=col)
-    return pl.DataFrame({"strategy_id": list(m), col: [float(v) for v in m.values()]}, schema=schema)
+class _Strategies:
+    """The open strategies (``Valuation.strategies`` ids): id -> row, the stored levels aligned to the
+    rows, and the parsed executed intents. Built once per set of open strategies (cached on the
+    :class:`PreparedLevels`: a monitor re-evaluates the same strategies at every quote update)."""
+
+    def __init__(self, sids: pl.Series, la: LevelArrays) -> None:
+        self.sids = sids
+        self.ids: list[str] = sids.to_list()
+        self._row = dict(zip(self.ids, range(len(self.ids)), strict=True))
+        get = la.row_of.get
+        self.lv_of_s = np.fromiter(map(get, self.ids, repeat(-1)), np.int64, len(self.ids))
+        self.s_of_lv = np.full(la.ids.len(), -1, dtype=np.int64)
+        self.s_of_lv[self.lv_of_s[self.lv_of_s >= 0]] = np.flatnonzero(self.lv_of_s >= 0)
+        self._executed: tuple[frozenset[str], Executed] | None = None
+
+    @classmethod
+    def of(cls, sids: pl.Series, lv: PreparedLevels) -> _Strategies:
+        st = lv.cache.get("strategies")
+        if not isinstance(st, cls) or not st.sids.equals(sids, check_dtypes=True):
+            st = cls(sids, lv.arrays)
+            lv.cache["strategies"] = st
+        return st
+
+    def rows_of(self, keys: Iterable[str]) -> np.ndarray:
+        return np.fromiter(map(self._row.get, keys, repeat(-1)), np.int64)
+
+    def executed(self, keys: Iterable[str]) -> Executed | None:
+        done = frozenset(keys)
+        if not done:
+            return None
+        if self._executed is None or self._executed[0] != done:
+            self._executed = (done, Executed(done, self.rows_of, len(self.ids)))
+        return self._executed[1]
+
+    def values(self, m: Mapping[str, float] | pl.DataFrame | None, what: str) -> np.ndarray:
+        """A per-strategy array of ``m`` (strategy_id -> value, or a frame strategy_id, value); NaN where absent."""
+        if m is None:
+            return np.full(len(self.ids), np.nan)
+        if isinstance(m, pl.DataFrame):
+            f = conform(m, {"strategy_id": pl.Utf8, what: pl.Float64}, what=what)
+            out = np.full(len(self.ids), np.nan)
+            r = self.rows_of(f.get_column("strategy_id").to_list())
+            out[r[r >= 0]] = f.get_column(what).to_numpy().astype(float)[r >= 0]
+            return out
+        return np.fromiter(map(m.get, self.ids, repeat(np.nan)), float, len(self.ids))
 
 
 def _f(frame: pl.DataFrame, col: str) -> np.ndarray:
@@ -155,47 +200,14 @@ def _money(x: float) -> str:
     return f"INR {x:,.0f}"
 
 
-def _part(idx: np.ndarray, rule: Rule, level, action: Action, urgency, value: np.ndarray, threshold: np.ndarray,
-          sub: int = 0) -> pl.DataFrame | None:
-    """Decision rows (without ``intent_key`` / ``reason``, added in one pass by :func:`_with_reasons`) for
-    the strategies at positions ``idx``; ``level`` / ``urgency`` a value or a full-length array."""
-    if idx.size == 0:
-        return None
-    cols = {"_i": idx, "value": value[idx], "threshold": threshold[idx]}
-    consts = [pl.lit(action.value).alias("action"), pl.lit(rule.value).alias("rule"),
-              pl.lit(PRECEDENCE[rule] * 10 + sub, pl.Int64).alias("precedence")]
-    for name, x in (("level", level), ("urgency", urgency)):
-        if isinstance(x, str):
-            consts.append(pl.lit(x).alias(name))
-        else:
-            cols[name] = np.asarray(x)[idx].astype(str)
-    return pl.DataFrame(cols).with_columns(consts)
-
-
-def _inr(c: str) -> pl.Expr:
-    return pl.col(c).round(0).cast(pl.Int64)
-
-
-#: reasons of the rules evaluated on numpy arrays, by (rule, level), built in one vectorized pass
-_REASONS: list[tuple[str, str | None, pl.Expr]] = [
-    ("profit_target", None, pl.format("P&L INR {} reached the profit target INR {}", _inr("value"), _inr("threshold"))),
-    ("stop_loss", None, pl.format("P&L INR {} is at or below the stop INR {}", _inr("value"), _inr("threshold"))),
-    ("time_exit", "dte", pl.format("{} days to the front expiry: time exit at {} days (or on the stored date)",
-                                   _inr("value"), _inr("threshold"))),
-    ("time_exit", "max_holding", pl.format("held {} days (maximum {})", _inr("value"), _inr("threshold"))),
-    ("time_exit", "theta_decay", pl.format("theta costs {}% of the position's value a day (limit {}%)",
-                                           (pl.col("value") * 100).round(1), (pl.col("threshold") * 100).round(1))),
-    ("trailing_stop", None, pl.format("P&L INR {} gave back to the trailing stop INR {} (high-water mark less the "
-                                      "distance)", _inr("value"), _inr("threshold"))),
-]
-
-
-def _with_reasons(df: pl.DataFrame) -> pl.DataFrame:
-    expr = pl.lit(None, pl.Utf8)
-    for rule, level, text in reversed(_REASONS):
-        cond = pl.col("rule") == rule if level is None else (pl.col("rule") == rule) & (pl.col("level") == level)
-        expr = pl.when(cond).then(text).otherwise(expr)
-    return df.with_columns(expr.alias("reason"))
+_MONEY = (("value", "inr"), ("threshold", "inr"))
+_TARGET = Reason("P&L INR {} reached the profit target INR {}", _MONEY)
+_STOP = Reason("P&L INR {} is at or below the stop INR {}", _MONEY)
+_DTE = Reason("{} days to the front expiry: time exit at {} days (or on the stored date)", _MONEY)
+_HOLDING = Reason("held {} days (maximum {})", _MONEY)
+_THETA = Reason("theta costs {}% of the position's value a day (limit {}%)", (("value", "pct1"), ("threshold", "pct1")))
+_TRAIL = Reason("P&L INR {} gave back to the trailing stop INR {} (high-water mark less the distance)", _MONEY)
+_CUTOFF = Reason("{}", (("text", "raw"),))
 
 
 # -- the evaluation -----------------------------------------------------------------------------------------
@@ -215,23 +227,28 @@ def evaluate_exits(valuation: Valuation, levels: PreparedLevels | pl.DataFrame |
     """
     cfg = config or load_exit_rules()
     lv = levels if isinstance(levels, PreparedLevels) else prepare_levels(levels)
-    executed = set(executed_intents)
-    S = valuation.strategies.join(lv.strategies, on="strategy_id", how="left", maintain_order="left").join(
-        _mapping_frame(high_water, "hwm_prev"), on="strategy_id", how="left", maintain_order="left").with_row_index("_i")
+    la = lv.arrays
+    S = valuation.strategies
     n = S.height
+    st = _Strategies.of(S.get_column("strategy_id"), lv)
+    lv_of_s, s_of_lv = st.lv_of_s, st.s_of_lv
+    stored = {k: v[lv_of_s] for k, v in la.scalar.items()}
+    executed = st.executed(executed_intents)
+    strings = Strings()
     pnl = {"close": _f(S, "pnl_close"), "mid": _f(S, "pnl_mid")}
-    mp, ml = _f(S, "max_profit"), _f(S, "max_loss")
-    live = S.get_column("front_dte").is_not_null().to_numpy()
-    core: list[pl.DataFrame | None] = []
+    mp, ml, dte = _f(S, "max_profit"), _f(S, "max_loss"), _f(S, "front_dte")
+    live = np.isfinite(dte)
     w = np.flatnonzero
+    parts: list[Part] = []
     with np.errstate(invalid="ignore"):
-        stored_target = _f(S, "profit_target")
-        target = np.where(np.isfinite(stored_target), stored_target, cfg.profit_target.default_pct_of_max_profit * mp)
+        target = np.where(np.isfinite(stored["profit_target"]), stored["profit_target"],
+                          cfg.profit_target.default_pct_of_max_profit * mp)
         p = pnl[cfg.profit_target.basis]
         if cfg.profit_target.enabled:
-            core.append(_part(w(live & (p >= target)), Rule.PROFIT_TARGET, "primary", Action.EXIT_ALL,
-                              Urgency.MEDIUM.value, p, target))
-        caps = [_f(S, "stop_loss")]
+            fire = w(live & (p >= target))
+            parts.append(Part(fire, Rule.PROFIT_TARGET, strings.code("primary"), Action.EXIT_ALL, Urgency.MEDIUM,
+                              p[fire], target[fire], _TARGET))
+        caps = [stored["stop_loss"]]
         if cfg.stop_loss.max_loss_share is not None:
             caps.append(np.where(ml > 0, cfg.stop_loss.max_loss_share * ml, np.nan))
         if cfg.stop_loss.max_inr is not None:
@@ -239,73 +256,70 @@ def evaluate_exits(valuation: Valuation, levels: PreparedLevels | pl.DataFrame |
         stop = np.fmin.reduce(caps)
         p = pnl[cfg.stop_loss.basis]
         if cfg.stop_loss.enabled:
-            core.append(_part(w(live & (p <= -stop)), Rule.STOP_LOSS, "stop", Action.EXIT_ALL, Urgency.HIGH.value,
-                              p, -stop))
+            fire = w(live & (p <= -stop))
+            parts.append(Part(fire, Rule.STOP_LOSS, strings.code("stop"), Action.EXIT_ALL, Urgency.HIGH, p[fire],
+                              -stop[fire], _STOP))
         te = cfg.time_exit
-        dte = _f(S, "front_dte")
-        thr = _f(S, "time_exit_dte")
-        thr = np.where(np.isfinite(thr), thr, te.default_dte)
-        on_date = (S.get_column("time_exit_date") <= valuation.session).fill_null(False).to_numpy()
+        thr = np.where(np.isfinite(stored["time_exit_dte"]), stored["time_exit_dte"], te.default_dte)
+        on_date = la.time_exit_date[lv_of_s] <= np.datetime64(valuation.session, "D")
         if te.enabled:
-            urg = np.where(dte <= te.high_urgency_dte, Urgency.HIGH.value, Urgency.MEDIUM.value)
-            core.append(_part(w(live & ((dte <= thr) | on_date)), Rule.TIME_EXIT, "dte", Action.EXIT_ALL, urg, dte, thr))
+            urg = np.where(dte <= te.high_urgency_dte, URGENCY_CODE[Urgency.HIGH], URGENCY_CODE[Urgency.MEDIUM])
+            fire = w(live & ((dte <= thr) | on_date))
+            parts.append(Part(fire, Rule.TIME_EXIT, strings.code("dte"), Action.EXIT_ALL, urg[fire], dte[fire],
+                              thr[fire], _DTE))
             if te.max_holding_days is not None:
                 days = _f(S, "days_in_trade")
-                core.append(_part(w(live & (days >= te.max_holding_days)), Rule.TIME_EXIT, "max_holding",
-                                  Action.EXIT_ALL, Urgency.NORMAL.value, days, np.full(n, te.max_holding_days), 1))
+                fire = w(live & (days >= te.max_holding_days))
+                parts.append(Part(fire, Rule.TIME_EXIT, strings.code("max_holding"), Action.EXIT_ALL, Urgency.NORMAL,
+                                  days[fire], float(te.max_holding_days), _HOLDING, sub=1))
             if te.theta_decay.max_daily_share is not None:
                 theta, value = _f(S, "theta"), _f(S, "value_mid")
                 share = np.where(value > 0, -theta / value, np.nan)
-                fire = live & (value > 0) & (dte <= te.theta_decay.within_dte) & (share > te.theta_decay.max_daily_share)
-                core.append(_part(w(fire), Rule.TIME_EXIT, "theta_decay", Action.EXIT_ALL, Urgency.NORMAL.value, share,
-                                  np.full(n, te.theta_decay.max_daily_share), 2))
+                fire = w(live & (value > 0) & (dte <= te.theta_decay.within_dte)
+                         & (share > te.theta_decay.max_daily_share))
+                parts.append(Part(fire, Rule.TIME_EXIT, strings.code("theta_decay"), Action.EXIT_ALL, Urgency.NORMAL,
+                                  share[fire], te.theta_decay.max_daily_share, _THETA, sub=2))
         tr = cfg.trailing
         p = pnl[tr.basis]
-        act, dist = _f(S, "trailing_activation"), _f(S, "trailing_distance")
-        act = np.where(np.isfinite(act), act, tr.activation_pct * target)
-        dist = np.where(np.isfinite(dist), dist, tr.distance_pct * target)
-        hwm = np.fmax(_f(S, "hwm_prev"), p)
+        act = np.where(np.isfinite(stored["trailing_activation"]), stored["trailing_activation"],
+                       tr.activation_pct * target)
+        dist = np.where(np.isfinite(stored["trailing_distance"]), stored["trailing_distance"], tr.distance_pct * target)
+        hwm = np.fmax(st.values(high_water, "hwm_prev"), p)
         armed = np.isfinite(act) & (hwm >= act)
         if tr.enabled:
-            core.append(_part(w(live & armed & (p <= hwm - dist)), Rule.TRAILING_STOP, "trail", Action.EXIT_ALL,
-                              Urgency.MEDIUM.value, p, hwm - dist))
-    got = [f for f in core if f is not None]
-    sids = S.get_column("strategy_id")
-    frames: list[pl.DataFrame | None] = []
-    if got:
-        c = pl.concat(got, how="diagonal_relaxed")
-        c = _with_reasons(c.with_columns(sids.gather(c.get_column("_i")).alias("strategy_id"))).with_columns(
-            pl.concat_str([pl.col("strategy_id"), pl.col("rule"), pl.col("level")], separator=":").alias("intent_key"),
-            pl.lit(0, pl.Int64).alias("lots"))
-        frames.append(c.drop("_i"))
-    legs = leg_index(valuation, S, lv.short_delta, cfg.adjustments.short_delta_threshold)
-    with np.errstate(invalid="ignore"):
-        base = np.where(mp > 0, mp, np.where(np.isfinite(stored_target), stored_target,
+            fire = w(live & armed & (p <= hwm - dist))
+            parts.append(Part(fire, Rule.TRAILING_STOP, strings.code("trail"), Action.EXIT_ALL, Urgency.MEDIUM, p[fire],
+                              (hwm - dist)[fire], _TRAIL))
+        base = np.where(mp > 0, mp, np.where(np.isfinite(stored["profit_target"]), stored["profit_target"],
                                              mp * cfg.profit_target.default_pct_of_max_profit))
-    scale, scale_legs = scale_out_decisions(S, lv.scale_steps, legs, cfg, executed, pnl[cfg.scale_out.basis], base,
-                                            live)
-    frames.append(scale)
-    frames += adjustment_decisions(S, lv.breakevens, legs, cfg, target, pnl["close"], live)
-    portfolio, daily = _daily_limit(valuation, S, cfg, day_start_pnl, closed_today_pnl, portfolio_capital)
-    frames.append(daily)
+    legs = leg_index(valuation, n, la, s_of_lv, cfg.adjustments.short_delta_threshold)
+    scale, scale_legs = scale_out_part(n, la, s_of_lv, legs, cfg, executed, strings, pnl[cfg.scale_out.basis], base,
+                                       live)
+    if scale is not None:
+        parts.append(scale)
+    parts += adjustment_parts(valuation, la, s_of_lv, legs, cfg, strings, _f(S, "spot"), target, pnl["close"], live)
+    portfolio, daily = _daily_limit(valuation, st, cfg, strings, pnl["mid"], live, day_start_pnl, closed_today_pnl,
+                                    portfolio_capital)
+    if daily is not None:
+        parts.append(daily)
     cut = cutoff_decisions(valuation, cfg.settlement)
-    frames.append(cut if cut.height else None)
-    dec = _finish(S, frames, executed)
-    lq = leg_quantities(dec, S.select("strategy_id", pl.col("_i").cast(pl.Int64)), scale_legs, legs)
-    lots = lq.group_by("intent_key").agg(pl.col("lots").max().alias("_l"))
-    dec = dec.join(lots, on="intent_key", how="left").with_columns(
-        pl.coalesce("_l", "lots").alias("lots")).select(list(DECISION_SCHEMA))
-    hw = pl.DataFrame({"strategy_id": sids, "high_water_mark": hwm, "trailing_armed": armed},
-                      schema={"strategy_id": pl.Utf8, "high_water_mark": pl.Float64, "trailing_armed": pl.Boolean}
-                      ).with_columns(pl.col("high_water_mark").fill_nan(None))
+    if cut.height:
+        parts.append(Part(st.rows_of(cut.get_column("strategy_id").to_list()), Rule.PHYSICAL_SETTLEMENT_CUTOFF,
+                          strings.codes(cut.get_column("level").to_list()), Action.EXIT_ALL, Urgency.HIGH,
+                          _f(cut, "value"), _f(cut, "threshold"), _CUTOFF, extra={"text": cut.get_column("reason")}))
+    dec, lq = assemble(parts, n, st.sids, strings, executed, legs, valuation.legs, scale_legs)
+    hw = pl.DataFrame({"strategy_id": st.sids, "high_water_mark": pl.Series(hwm, dtype=pl.Float64, nan_to_null=True),
+                       "trailing_armed": armed},
+                      schema={"strategy_id": pl.Utf8, "high_water_mark": pl.Float64, "trailing_armed": pl.Boolean})
     return ExitEvaluation(dec, lq, hw, portfolio)
 
 
-def _daily_limit(valuation: Valuation, S: pl.DataFrame, cfg: ExitRulesConfig,
-                 day_start: Mapping[str, float] | pl.DataFrame | None, closed_today: float,
-                 capital: float | None) -> tuple[PortfolioDecision, pl.DataFrame | None]:
+def _daily_limit(valuation: Valuation, st: _Strategies, cfg: ExitRulesConfig, strings: Strings, pnl_mid: np.ndarray,
+                 live: np.ndarray, day_start: Mapping[str, float] | pl.DataFrame | None, closed_today: float,
+                 capital: float | None) -> tuple[PortfolioDecision, Part | None]:
     dl = cfg.daily_loss_limit
-    key = f"portfolio:{Rule.DAILY_LOSS_LIMIT.value}:{valuation.session.isoformat()}"
+    session = valuation.session.isoformat()
+    key = f"portfolio:{Rule.DAILY_LOSS_LIMIT.value}:{session}"
     caps = [x for x in (dl.max_loss_inr, (dl.max_loss_pct_of_capital * capital
                                           if dl.max_loss_pct_of_capital is not None and capital else None))
             if x is not None]
@@ -313,8 +327,8 @@ def _daily_limit(valuation: Valuation, S: pl.DataFrame, cfg: ExitRulesConfig,
     if not dl.enabled or day_start is None or limit is None:
         why = ("disabled" if not dl.enabled else "no day-start P&L given" if day_start is None else "no limit set")
         return PortfolioDecision(None, limit, False, False, False, key, f"daily loss limit not checked: {why}"), None
-    start = S.select("strategy_id", "pnl_mid").join(_mapping_frame(day_start, "start"), on="strategy_id", how="left")
-    daily = float(np.nansum(_f(start, "pnl_mid") - np.nan_to_num(_f(start, "start")))) + float(closed_today)
+    start = st.values(day_start, "start")
+    daily = float(np.nansum(pnl_mid - np.nan_to_num(start))) + float(closed_today)
     breached = daily <= -limit
     reason = (f"the day's P&L {_money(daily)} is at or below the daily loss limit -{_money(limit)}: no new orders"
               + ("; exiting every position" if dl.exit_all else "") if breached
@@ -322,49 +336,6 @@ def _daily_limit(valuation: Valuation, S: pl.DataFrame, cfg: ExitRulesConfig,
     pd_ = PortfolioDecision(daily, limit, breached, breached, breached and dl.exit_all, key, reason)
     if not (breached and dl.exit_all):
         return pd_, None
-    live = S.filter(pl.col("front_dte").is_not_null())
-    return pd_, decision_frame(live.select(
-        "strategy_id", pl.lit(valuation.session.isoformat()).alias("level"), pl.lit(Urgency.HIGH.value).alias("urgency"),
-        pl.lit(daily).alias("value"), pl.lit(-limit).alias("threshold"), pl.lit(reason).alias("reason")),
-        Rule.DAILY_LOSS_LIMIT, Action.EXIT_ALL)
+    return pd_, Part(np.flatnonzero(live), Rule.DAILY_LOSS_LIMIT, strings.code(session), Action.EXIT_ALL,
+                     Urgency.HIGH, daily, -limit, reason)
 
-
-def _exit_all_done(executed: set[str]) -> set[str]:
-    done = set()
-    for k in executed:
-        try:
-            sid, rule, _ = parse_intent_key(k)
-        except ValueError:
-            continue
-        if rule in EXIT_ALL_RULES:
-            done.add(sid)
-    return done
-
-
-def _finish(S: pl.DataFrame, frames: list[pl.DataFrame | None], executed: set[str]) -> pl.DataFrame:
-    base = {k: t for k, t in DECISION_SCHEMA.items() if k not in ("primary", "actionable")}
-    got = [f.select(list(base)) for f in frames if f is not None and f.height]
-    dec = pl.concat(got, how="vertical_relaxed") if got else pl.DataFrame(schema=base)
-    exits = pl.col("action").is_in([Action.EXIT_ALL.value, Action.EXIT_PARTIAL.value])
-    if executed:
-        dec = dec.filter(~pl.col("intent_key").is_in(list(executed))
-                         & ~(pl.col("strategy_id").is_in(list(_exit_all_done(executed))) & exits))
-    order = S.select("strategy_id", pl.col("_i").cast(pl.Int64))
-    dec = dec.join(order, on="strategy_id", how="left")
-    has = np.zeros(S.height, dtype=bool)
-    has[dec.get_column("_i").drop_nulls().to_numpy()] = True
-    idx = np.flatnonzero(~has)
-    hold = pl.DataFrame({"_i": idx}, schema={"_i": pl.Int64}).with_columns(
-        S.get_column("strategy_id").gather(idx).alias("strategy_id"), pl.lit(Action.HOLD.value).alias("action"),
-        pl.lit(Urgency.NORMAL.value).alias("urgency"), pl.lit(Rule.HOLD.value).alias("rule"),
-        pl.lit("-").alias("level"), pl.lit(None, pl.Float64).alias("value"), pl.lit(None, pl.Float64).alias("threshold"),
-        pl.lit(0, pl.Int64).alias("lots"), pl.lit("no exit rule fired").alias("reason"),
-        pl.lit(PRECEDENCE[Rule.HOLD] * 10, pl.Int64).alias("precedence")).with_columns(
-        pl.concat_str([pl.col("strategy_id"), pl.lit("hold:-")], separator=":").alias("intent_key"))
-    dec = pl.concat([dec.cast(base | {"_i": pl.Int64}), hold.select(dec.columns).cast(base | {"_i": pl.Int64})])
-    dec = dec.sort("_i", "precedence", maintain_order=True)
-    first = dec.get_column("_i").is_first_distinct()
-    return dec.with_columns(first.alias("primary"), pl.col("rule").first().over("_i").alias("_pr")).with_columns(
-        ((pl.col("primary") & (pl.col("action") == Action.EXIT_ALL.value))
-         | ((pl.col("_pr") == Rule.SCALE_OUT.value) & (pl.col("rule") == Rule.SCALE_OUT.value) & exits))
-        .alias("actionable")).drop("_pr", "_i")

@@ -1,7 +1,8 @@
-"""The per-leg parts of the exit rules (scale-out quantities, short-strike delta, breakeven and
-offensive signals, the legs each exit closes), on numpy arrays of the live legs grouped by
-strategy so one evaluation over 10,000 legs stays within a few milliseconds. Rules and their
-meaning: :mod:`.exit_rules`."""
+"""The per-leg parts of the exit rules -- scale-out quantities, short-strike delta, breakeven and
+offensive signals -- on numpy arrays of the live legs grouped by strategy, and the stored levels
+decoded into arrays once (:class:`LevelArrays`). Every function returns :class:`~.exit_rows.Part`
+rows; :func:`~.exit_rows.assemble` builds the frames. The rules are described in :mod:`.exit_rules`.
+"""
 
 from __future__ import annotations
 
@@ -10,122 +11,165 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from .decisions import LEG_QUANTITY_SCHEMA, PRECEDENCE, Action, Rule, Urgency
+from .decisions import Action, Rule, Urgency
 from .exit_config import ExitRulesConfig
+from .exit_rows import ACTION_CODE, RULE_CODE, Executed, LegIndex, Part, Reason, ScaleLegs, Strings, expand
 from .valuation import Valuation
 
-__all__ = ["LegIndex", "adjustment_decisions", "decision_frame", "leg_index", "leg_quantities", "scale_out_decisions"]
+__all__ = ["LevelArrays", "adjustment_parts", "leg_index", "level_arrays", "scale_out_part"]
+
+_NO_DATE = np.iinfo(np.int64).min + 1  # a trigger without expiry: matches no leg (NaT is the minimum)
 
 
-def decision_frame(df: pl.DataFrame, rule: Rule, action: Action, sub: int = 0) -> pl.DataFrame | None:
-    """Decision rows from a frame with strategy_id, level, urgency, value, threshold, reason."""
-    if df.height == 0:
-        return None
-    return df.select(
-        "strategy_id", pl.lit(action.value).alias("action"), "urgency", pl.lit(rule.value).alias("rule"),
-        pl.col("level").cast(pl.Utf8),
-        pl.concat_str([pl.col("strategy_id"), pl.lit(rule.value), pl.col("level").cast(pl.Utf8)], separator=":")
-        .alias("intent_key"),
-        pl.col("value").cast(pl.Float64), pl.col("threshold").cast(pl.Float64), pl.lit(0, pl.Int64).alias("lots"),
-        "reason", pl.lit(PRECEDENCE[rule] * 10 + sub, pl.Int64).alias("precedence"))
+_SCALE_REASON = Reason("P&L INR {} reached the scale-out step {}% (INR {}): close {}% of the entry",
+                       (("value", "inr"), ("level", "raw"), ("threshold", "inr"), ("aux", "pct0")))
+_BREAKEVEN_REASON = Reason("spot {} is {} the breakeven {}: consider a defensive roll or exit",
+                           (("value", "r2"), ("level", "raw"), ("aux", "r2")))
+_DELTA_REASON = Reason("short {} {} |delta| {} is above {}: consider a defensive roll",
+                       (("aux", "raw"), ("option_type", "raw"), ("value", "r2"), ("threshold", "r2")))
+_ADD_REASON = Reason("P&L INR {} with every short |delta| <= {}: consider rolling the untested side closer or adding",
+                     (("value", "inr"), ("aux", "r2")))
+
+
+def _type_code(s: pl.Series) -> np.ndarray:
+    """CE -> 1, PE -> 0, anything else (null included) -> -1."""
+    ce, pe = s == "CE", s == "PE"
+    if s.null_count():
+        ce, pe = ce.fill_null(False), pe.fill_null(False)
+    return np.where(ce.to_numpy(), 1, np.where(pe.to_numpy(), 0, -1))
+
+
+def _days(s: pl.Series) -> np.ndarray:
+    return s.cast(pl.Int64).fill_null(_NO_DATE).to_numpy()
 
 
 @dataclass(frozen=True)
-class LegIndex:
-    """The live (unexpired, non-zero) legs in the valuation's order (by strategy row ``_i``);
-    the legs of strategy ``i`` are rows ``start[i]:start[i + 1]``."""
+class LevelArrays:
+    """Prepared exit levels as arrays. ``*_row`` is a row of ``ids``; the scalar arrays have one more
+    element (NaN / NaT) at the end, so index -1 reads "no stored level"."""
 
-    frame: pl.DataFrame  # _i, strategy_id, allocation_id, position_id, leg, quote_key, quantity, lot_size, ...
-    li: np.ndarray
-    qty: np.ndarray
-    lot: np.ndarray
-    entry_lots: np.ndarray
-    open_lots: np.ndarray
-    abs_delta: np.ndarray
-    threshold: np.ndarray  # |delta| threshold of short legs (stored, else the default)
-    start: np.ndarray
-
-
-def leg_index(valuation: Valuation, S: pl.DataFrame, short_delta: pl.DataFrame, default_threshold: float) -> LegIndex:
-    f = valuation.legs.filter(~pl.col("expired") & (pl.col("quantity") != 0)).rename({"strategy_row": "_i"})
-    if short_delta.height:
-        f = f.join(short_delta, on=["strategy_id", "option_type", "strike", "expiry"], how="left", maintain_order="left")
-    else:
-        f = f.with_columns(pl.lit(None, pl.Float64).alias("threshold"))
-    li = f.get_column("_i").to_numpy().astype(np.int64)
-    thr = f.get_column("threshold").to_numpy().astype(float)
-    return LegIndex(
-        f.select("_i", "strategy_id", "allocation_id", "position_id", "leg", "quote_key", "strike", "option_type"), li, f.get_column("quantity").to_numpy(), f.get_column("lot_size").to_numpy(),
-        f.get_column("entry_lots").to_numpy(), f.get_column("open_lots").to_numpy(),
-        np.abs(f.get_column("delta").to_numpy().astype(float)), np.where(np.isfinite(thr), thr, default_threshold),
-        np.searchsorted(li, np.arange(S.height + 1)))
+    ids: pl.Series
+    row_of: dict[str, int]  # strategy id -> row
+    scalar: dict[str, np.ndarray]  # profit_target, stop_loss, time_exit_dte, trailing_activation, ...
+    time_exit_date: np.ndarray  # datetime64[D]
+    step_row: np.ndarray
+    step_at: np.ndarray
+    step_pnl: np.ndarray
+    step_frac: np.ndarray
+    step_last: np.ndarray
+    step_level: np.ndarray  # into step_levels
+    step_levels: list[str]
+    be_row: np.ndarray
+    be_side: np.ndarray  # 0 below, 1 above, -1 neither
+    be_breakeven: np.ndarray
+    be_price: np.ndarray
+    sd_row: np.ndarray
+    sd_type: np.ndarray  # 1 CE, 0 PE, -1 neither
+    sd_strike: np.ndarray
+    sd_expiry: np.ndarray  # days since the epoch
+    sd_threshold: np.ndarray
 
 
-def _expand(idx: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For rows each naming a strategy ``idx``: (the row number, the leg row) of every leg of it."""
-    lo, hi = start[idx], start[idx + 1]
-    counts = hi - lo
-    row = np.repeat(np.arange(idx.size), counts)
-    offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    return row, np.repeat(lo, counts) + offset
+def level_arrays(strategies: pl.DataFrame, steps: pl.DataFrame, breakevens: pl.DataFrame,
+                 short_delta: pl.DataFrame) -> LevelArrays:
+    """Arrays of the prepared frames (:class:`~.exit_rules.PreparedLevels`; one row per strategy id)."""
+    ids = strategies.get_column("strategy_id")
+    index = pl.DataFrame({"strategy_id": ids, "_row": np.arange(ids.len(), dtype=np.int64)})
+
+    def rows(f: pl.DataFrame) -> np.ndarray:
+        return f.join(index, on="strategy_id", how="left", maintain_order="left").get_column("_row").to_numpy()
+
+    def pad(c: str) -> np.ndarray:
+        return np.append(strategies.get_column(c).cast(pl.Float64).to_numpy(), np.nan)
+
+    lvl = steps.get_column("level")
+    names = lvl.unique(maintain_order=True)
+    return LevelArrays(
+        ids, {s: k for k, s in enumerate(ids.to_list())}, {c: pad(c) for c in ("profit_target", "stop_loss", "time_exit_dte", "trailing_activation",
+                                 "trailing_distance")},
+        np.append(strategies.get_column("time_exit_date").to_numpy(), np.datetime64("NaT")).astype("datetime64[D]"),
+        rows(steps), *(steps.get_column(c).to_numpy().astype(float) for c in ("at_pct", "pnl", "close_fraction")),
+        steps.get_column("last").to_numpy().astype(bool),
+        pl.DataFrame({"level": lvl}).join(pl.DataFrame({"level": names, "_c": np.arange(names.len())}), on="level",
+                                          how="left", maintain_order="left").get_column("_c").to_numpy(),
+        names.to_list(),
+        rows(breakevens), np.where((breakevens.get_column("side") == "below").fill_null(False).to_numpy(), 0,
+                                   np.where((breakevens.get_column("side") == "above").fill_null(False).to_numpy(), 1, -1)),
+        *(breakevens.get_column(c).to_numpy().astype(float) for c in ("breakeven", "price")),
+        rows(short_delta), _type_code(short_delta.get_column("option_type")),
+        short_delta.get_column("strike").to_numpy().astype(float), _days(short_delta.get_column("expiry")),
+        short_delta.get_column("threshold").to_numpy().astype(float))
 
 
-def _leg_frame(keys: pl.Series, legs: LegIndex, rows: np.ndarray, lots: np.ndarray) -> pl.DataFrame:
-    f = legs.frame[rows]
-    return pl.DataFrame({
-        "intent_key": keys, "strategy_id": f.get_column("strategy_id"), "allocation_id": f.get_column("allocation_id"),
-        "position_id": f.get_column("position_id"), "leg": f.get_column("leg"), "security_id": f.get_column("quote_key"),
-        "quantity": lots * legs.lot[rows], "lots": lots, "close_side": legs.qty[rows] > 0,
-    }).with_columns(pl.when(pl.col("close_side")).then(pl.lit("SELL")).otherwise(pl.lit("BUY")).alias("close_side")
-                    ).cast(LEG_QUANTITY_SCHEMA)
+def leg_index(valuation: Valuation, n: int, la: LevelArrays, s_of_lv: np.ndarray, default_threshold: float) -> LegIndex:
+    """The live legs of ``valuation`` with their |delta| thresholds (a stored ``short_delta`` trigger
+    matched by strategy, type, strike and expiry -- the last one when several match -- else
+    ``default_threshold``)."""
+    lg = valuation.legs
+
+    def a(c: str) -> np.ndarray:
+        return lg.get_column(c).to_numpy()
+
+    q = lg.get_column("quantity")
+    qty = (q.fill_null(0) if q.null_count() else q).to_numpy()
+    rows = np.flatnonzero(~a("expired") & (qty != 0))
+    li = a("strategy_row")[rows].astype(np.int64)
+    start = np.searchsorted(li, np.arange(n + 1))
+    thr = np.full(rows.size, np.nan)
+    ok = s_of_lv[la.sd_row] >= 0 if la.sd_row.size else np.zeros(0, dtype=bool)
+    if ok.any():
+        j = np.flatnonzero(ok)
+        pair, lr = expand(s_of_lv[la.sd_row[j]], start)
+        j = j[pair]
+        vr = rows[lr]
+        expiry = a("expiry").astype("datetime64[D]").view(np.int64)  # a null expiry (NaT) matches no trigger
+        m = ((_type_code(lg.get_column("option_type"))[vr] == la.sd_type[j]) & (a("strike")[vr] == la.sd_strike[j])
+             & (expiry[vr] == la.sd_expiry[j]))
+        thr[lr[m]] = la.sd_threshold[j[m]]
+    return LegIndex(rows, li, qty[rows], a("lot_size")[rows], a("entry_lots")[rows], a("open_lots")[rows],
+                    np.abs(a("delta")[rows].astype(float)), np.where(np.isfinite(thr), thr, default_threshold), start)
 
 
-def scale_out_decisions(S: pl.DataFrame, steps: pl.DataFrame, legs: LegIndex, cfg: ExitRulesConfig,
-                        executed: set[str], pnl: np.ndarray, base: np.ndarray, live: np.ndarray
-                        ) -> tuple[pl.DataFrame | None, pl.DataFrame]:
-    """Fired scale-out steps (decisions) and their per-leg quantities (see :mod:`.exit_rules`).
-    ``steps``: the prepared stored steps; strategies without any get the YAML's, on ``base``."""
+def scale_out_part(n: int, la: LevelArrays, s_of_lv: np.ndarray, legs: LegIndex, cfg: ExitRulesConfig,
+                   executed: Executed | None, strings: Strings, pnl: np.ndarray, base: np.ndarray, live: np.ndarray
+                   ) -> tuple[Part | None, ScaleLegs | None]:
+    """Fired scale-out steps and their per-leg lots (see :mod:`.exit_rules`). Strategies without
+    stored steps get the YAML's, on ``base``."""
     so = cfg.scale_out
-    empty = pl.DataFrame(schema=LEG_QUANTITY_SCHEMA)
     if not so.enabled:
-        return None, empty
-    st = steps.join(S.select("strategy_id", "_i"), on="strategy_id", how="inner")
-    si = st.get_column("_i").to_numpy().astype(np.int64)
-    at, spnl, frac = (st.get_column(c).to_numpy().astype(float) for c in ("at_pct", "pnl", "close_fraction"))
-    last, key, lvl = st.get_column("last").to_numpy(), st.get_column("intent_key"), st.get_column("level")
-    has = np.zeros(S.height, dtype=bool)
+        return None, None
+    si = s_of_lv[la.step_row] if la.step_row.size else np.zeros(0, dtype=np.int64)
+    on = si >= 0
+    si, at, spnl, frac, last = si[on], la.step_at[on], la.step_pnl[on], la.step_frac[on], la.step_last[on]
+    lvl = np.array([strings.code(x) for x in la.step_levels], dtype=np.int64)[la.step_level[on]] if on.any() \
+        else np.zeros(0, dtype=np.int64)
+    has = np.zeros(n, dtype=bool)
     has[si] = True
     with np.errstate(invalid="ignore"):
         miss = np.flatnonzero(live & ~has & (base > 0))
     if miss.size and so.default_steps:
         d_at = np.array([s.at_pct for s in so.default_steps])
         d_fr = np.array([s.close_fraction for s in so.default_steps])
-        k = d_at.size
-        mi = np.repeat(miss, k)
-        sids = S.get_column("strategy_id").to_numpy()
-        lv = [f"{x * 100:g}" for x in d_at]
+        full = np.zeros(d_at.size, dtype=bool)
+        full[-1] = d_fr.sum() >= 0.999
+        mi = np.repeat(miss, d_at.size)
         si = np.concatenate([si, mi])
         at = np.concatenate([at, np.tile(d_at, miss.size)])
         spnl = np.concatenate([spnl, np.tile(d_at, miss.size) * base[mi]])
         frac = np.concatenate([frac, np.tile(d_fr, miss.size)])
-        full = np.zeros(k, dtype=bool)
-        full[-1] = d_fr.sum() >= 0.999
         last = np.concatenate([last, np.tile(full, miss.size)])
-        dl = [lv[j % k] for j in range(mi.size)]
-        key = pl.concat([key, pl.Series([f"{s}:{Rule.SCALE_OUT.value}:{x}" for s, x in zip(sids[mi], dl, strict=True)],
-                                        dtype=pl.Utf8)])
-        lvl = pl.concat([lvl, pl.Series(dl, dtype=pl.Utf8)])
+        lvl = np.concatenate([lvl, np.tile(strings.codes(f"{x * 100:g}" for x in d_at), miss.size)])
     with np.errstate(invalid="ignore"):
         cand = np.flatnonzero(live[si] & (pnl[si] >= spnl))
-    if executed:
-        cand = cand[~key.gather(cand).is_in(list(executed)).to_numpy()] if cand.size else cand
+    if executed and cand.size:
+        cand = cand[~executed.hit(si[cand], RULE_CODE[Rule.SCALE_OUT], lvl[cand], strings)]
     if cand.size == 0:
-        return None, empty
+        return None, None
     cand = cand[np.lexsort((at[cand], si[cand]))]  # by strategy, then ascending step
-    row, lr = _expand(si[cand], legs.start)
+    row, lr = expand(si[cand], legs.start)
     want = np.maximum(so.min_lots, np.floor(frac[cand][row] * legs.entry_lots[lr] + 0.5)).astype(np.int64)
     want = np.where(last[cand][row], 1 << 40, want)
-    order = np.lexsort((row, lr))  # per leg row, steps in order
+    order = np.lexsort((row, lr))  # per leg, steps in order
     w_sorted = want[order]
     cs = np.cumsum(w_sorted)
     grp_first = np.r_[True, lr[order][1:] != lr[order][:-1]]
@@ -136,82 +180,63 @@ def scale_out_decisions(S: pl.DataFrame, steps: pl.DataFrame, legs: LegIndex, cf
     lots = np.minimum(cum, open_) - np.minimum(cum - want, open_)
     left = open_ - np.minimum(cum, open_)
     step_lots = np.zeros(cand.size, dtype=np.int64)
-    np.maximum.at(step_lots, row, lots)
     closes_all = np.ones(cand.size, dtype=bool)
-    np.logical_and.at(closes_all, row, left == 0)
+    n_legs = legs.start[si[cand] + 1] - legs.start[si[cand]]
+    some = n_legs > 0
+    if some.any():  # rows are grouped by step: reduce each step's legs
+        first = (np.cumsum(n_legs) - n_legs)[some]
+        step_lots[some] = np.maximum.reduceat(lots, first)
+        closes_all[some] = np.logical_and.reduceat(left == 0, first)
     keep = step_lots > 0
     if not keep.any():
-        return None, empty
+        return None, None
     c = cand[keep]
-    keys = key.gather(c)
-    dec = pl.DataFrame({
-        "strategy_id": S.get_column("strategy_id").gather(si[c]), "level": lvl.gather(c), "value": pnl[si[c]],
-        "threshold": spnl[c], "fraction": frac[c], "lots": step_lots[keep],
-        "action": np.where(closes_all[keep], Action.EXIT_ALL.value, Action.EXIT_PARTIAL.value),
-    }).with_columns(
-        pl.lit(Urgency.NORMAL.value).alias("urgency"), pl.lit(Rule.SCALE_OUT.value).alias("rule"),
-        pl.Series("intent_key", keys),
-        pl.format("P&L INR {} reached the scale-out step {}% (INR {}): close {}% of the entry",
-                  pl.col("value").round(0).cast(pl.Int64), pl.col("level"), pl.col("threshold").round(0).cast(pl.Int64),
-                  (pl.col("fraction") * 100).round(0).cast(pl.Int64)).alias("reason"),
-        pl.lit(PRECEDENCE[Rule.SCALE_OUT] * 10, pl.Int64).alias("precedence")).drop("fraction")
+    part = Part(si[c], Rule.SCALE_OUT, lvl[c], np.where(closes_all[keep], ACTION_CODE[Action.EXIT_ALL],
+                                                          ACTION_CODE[Action.EXIT_PARTIAL]),
+                Urgency.NORMAL, pnl[si[c]], spnl[c], _SCALE_REASON, lots=step_lots[keep], aux=frac[c])
     sel = keep[row] & (lots > 0)
-    return dec, _leg_frame(key.gather(cand[row[sel]]), legs, lr[sel], lots[sel])
+    return part, ScaleLegs(part, (np.cumsum(keep) - 1)[row[sel]], lr[sel], lots[sel])
 
 
-def adjustment_decisions(S: pl.DataFrame, breakevens: pl.DataFrame, legs: LegIndex, cfg: ExitRulesConfig,
-                         target: np.ndarray, pnl_close: np.ndarray, live: np.ndarray) -> list[pl.DataFrame | None]:
+def adjustment_parts(valuation: Valuation, la: LevelArrays, s_of_lv: np.ndarray, legs: LegIndex,
+                     cfg: ExitRulesConfig, strings: Strings, spot: np.ndarray, target: np.ndarray,
+                     pnl_close: np.ndarray, live: np.ndarray) -> list[Part]:
+    """Breakeven breaches, short legs above their |delta| threshold and offensive-add signals."""
     ad = cfg.adjustments
     if not ad.enabled:
         return []
     action = Action.ALERT if ad.alert_only else Action.ADJUST
-    sid = S.get_column("strategy_id")
-    out: list[pl.DataFrame | None] = []
-    if ad.breakeven and breakevens.height:
-        be = breakevens.join(S.select("strategy_id", "_i", "spot"), on="strategy_id", how="inner").filter(((pl.col("side") == "below") & (pl.col("spot") <= pl.col("price")))
-                       | ((pl.col("side") == "above") & (pl.col("spot") >= pl.col("price"))))
-        be = be.filter(pl.Series("live", live[be.get_column("_i").to_numpy().astype(np.int64)]))
-        out.append(decision_frame(be.select(
-            "strategy_id", pl.col("side").alias("level"), pl.lit(Urgency.MEDIUM.value).alias("urgency"),
-            pl.col("spot").alias("value"), pl.col("price").alias("threshold"),
-            pl.format("spot {} is {} the breakeven {}: consider a defensive roll or exit", pl.col("spot").round(2),
-                      pl.col("side"), pl.col("breakeven").round(2)).alias("reason")), Rule.BREAKEVEN_BREACHED, action))
+    out: list[Part] = []
+    if ad.breakeven and la.be_row.size:
+        si = s_of_lv[la.be_row]
+        j = np.flatnonzero(si >= 0)
+        si, side, price = si[j], la.be_side[j], la.be_price[j]
+        s = spot[si]
+        with np.errstate(invalid="ignore"):
+            fire = live[si] & (((side == 0) & (s <= price)) | ((side == 1) & (s >= price)))
+        sides = np.array([strings.code("below"), strings.code("above")])
+        out.append(Part(si[fire], Rule.BREAKEVEN_BREACHED, sides[side[fire]], action, Urgency.MEDIUM, s[fire],
+                        price[fire], _BREAKEVEN_REASON, aux=la.be_breakeven[j][fire]))
     short = legs.qty < 0
-    hit = np.flatnonzero(short & (legs.abs_delta > legs.threshold))
+    with np.errstate(invalid="ignore"):
+        hit = np.flatnonzero(short & (legs.abs_delta > legs.threshold))
     if hit.size:
-        f = legs.frame[hit]
-        out.append(decision_frame(pl.DataFrame({
-            "strategy_id": f.get_column("strategy_id"), "level": f.get_column("leg").cast(pl.Utf8),
-            "urgency": [Urgency.MEDIUM.value] * hit.size, "value": legs.abs_delta[hit], "threshold": legs.threshold[hit],
-            "strike": f.get_column("strike"), "option_type": f.get_column("option_type")}).with_columns(
-            pl.format("short {} {} |delta| {} is above {}: consider a defensive roll", pl.col("strike"),
-                      pl.col("option_type"), pl.col("value").round(2), pl.col("threshold").round(2)).alias("reason")),
-            Rule.SHORT_DELTA, action))
+        vr = legs.rows[hit]
+        leg_no = valuation.legs.get_column("leg").to_numpy()[vr]
+        uniq, inv = np.unique(leg_no, return_inverse=True)
+        out.append(Part(legs.li[hit], Rule.SHORT_DELTA, strings.codes(str(int(x)) for x in uniq)[inv], action,
+                        Urgency.MEDIUM, legs.abs_delta[hit], legs.threshold[hit], _DELTA_REASON,
+                        aux=valuation.legs.get_column("strike").to_numpy()[vr].astype(float),
+                        extra={"option_type": valuation.legs.get_column("option_type").gather(vr)}))
     if ad.offensive_min_profit_share is not None and short.any():
-        n = S.height
-        dmax = np.full(n, -1.0)
-        np.maximum.at(dmax, legs.li[short], np.nan_to_num(legs.abs_delta[short], nan=1.0))
+        dmax = np.full(live.size, -1.0)  # the largest short |delta| (NaN counts as 1), -1 without short legs
+        with_legs = np.flatnonzero(np.diff(legs.start) > 0)
+        if with_legs.size:
+            dmax[with_legs] = np.maximum.reduceat(
+                np.where(short, np.nan_to_num(legs.abs_delta, nan=1.0), -1.0), legs.start[with_legs])
         with np.errstate(invalid="ignore"):
             fire = np.flatnonzero(live & (dmax >= 0) & (dmax <= ad.offensive_max_short_delta)
                                   & (pnl_close >= ad.offensive_min_profit_share * target))
-        if fire.size:
-            out.append(decision_frame(pl.DataFrame({
-                "strategy_id": sid.gather(fire), "level": ["add"] * fire.size,
-                "urgency": [Urgency.NORMAL.value] * fire.size, "value": pnl_close[fire],
-                "threshold": ad.offensive_min_profit_share * target[fire], "d": dmax[fire]}).with_columns(
-                pl.format("P&L INR {} with every short |delta| <= {}: consider rolling the untested side closer "
-                          "or adding", pl.col("value").round(0).cast(pl.Int64), pl.col("d").round(2)).alias("reason")),
-                Rule.OFFENSIVE_ADD, action))
+        out.append(Part(fire, Rule.OFFENSIVE_ADD, strings.code("add"), action, Urgency.NORMAL, pnl_close[fire],
+                        ad.offensive_min_profit_share * target[fire], _ADD_REASON, aux=dmax[fire]))
     return out
-
-
-def leg_quantities(dec: pl.DataFrame, order: pl.DataFrame, scale_legs: pl.DataFrame, legs: LegIndex) -> pl.DataFrame:
-    """Per actionable exit: every live leg's open quantity (whole exits) or the step's (scale-outs)."""
-    act = dec.filter(pl.col("actionable"))
-    whole = act.filter(pl.col("rule") != Rule.SCALE_OUT.value).select("intent_key", "strategy_id").join(
-        order, on="strategy_id", how="inner")
-    idx = whole.get_column("_i").to_numpy().astype(np.int64)
-    row, lr = _expand(idx, legs.start)
-    keys = whole.get_column("intent_key").gather(row)
-    part = scale_legs.join(act.select("intent_key"), on="intent_key", how="semi") if scale_legs.height else scale_legs
-    return pl.concat([_leg_frame(keys, legs, lr, legs.open_lots[lr]), part])

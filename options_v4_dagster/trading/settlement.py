@@ -24,6 +24,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from .. import calendar
@@ -114,8 +115,13 @@ def cutoff_decisions(valuation: Valuation, config: SettlementRule | None = None)
     module docstring); one per strategy (its earliest such expiry). Columns of
     :data:`~.decisions.DECISION_SCHEMA` without ``primary`` / ``actionable``."""
     cfg = config or SettlementRule()
-    legs = valuation.legs.filter(~pl.col("expired") & (pl.col("quantity") != 0)
-                                 & ~pl.col("symbol").is_in(list(INDEX_SYMBOLS)))
+    symbol = valuation.legs.get_column("symbol")
+    stock = np.ones(symbol.len(), dtype=bool)
+    for index in INDEX_SYMBOLS:  # direct comparisons: cheap when every leg is an index option
+        stock &= (symbol != index).fill_null(False).to_numpy() if symbol.null_count() else (symbol != index).to_numpy()
+    if not stock.any():
+        return pl.DataFrame()
+    legs = valuation.legs.filter(pl.lit(pl.Series(stock)) & ~pl.col("expired") & (pl.col("quantity") != 0))
     rule = Rule.PHYSICAL_SETTLEMENT_CUTOFF
     if legs.height == 0:
         return pl.DataFrame()

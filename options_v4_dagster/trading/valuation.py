@@ -16,7 +16,11 @@ Inputs (schemas below; extra columns are ignored, missing optional ones count as
 * spot -- a ``{symbol: price}`` mapping or a frame with :data:`SPOT_SCHEMA`.
 
 Legs come out sorted by strategy and leg; ``strategy_row`` is the row of their strategy in
-``Valuation.strategies`` (same order).
+``Valuation.strategies`` (same order). A repeated strategy id in the facts: the last row counts.
+
+Implementation: one lazy polars query joins the quotes and spots to the sorted legs, the leg values
+are numpy over all legs, and the per-strategy sums are ``reduceat`` over the sorted legs
+(:mod:`.valuation_sums`).
 
 Conventions:
 
@@ -51,10 +55,11 @@ from ..calendar import IST
 from ..quant.black import greeks_black76, implied_vol_black76
 from ..quant.surface import DEFAULT_RATE
 from .quotes import QuoteBook, contract_key_expr
+from .valuation_sums import strategy_values
 
 __all__ = [
     "LEG_VALUATION_COLUMNS", "OPEN_LEGS_SCHEMA", "QUOTES_SCHEMA", "SPOT_SCHEMA", "STRATEGY_FACTS_SCHEMA",
-    "STRATEGY_VALUATION_COLUMNS", "Valuation", "conform", "quotes_frame", "value_positions",
+    "STRATEGY_VALUATION_COLUMNS", "Valuation", "conform", "conform_exprs", "quotes_frame", "value_positions",
 ]
 
 OPEN_LEGS_SCHEMA: dict[str, pl.DataType] = {
@@ -120,17 +125,23 @@ _SECONDS_PER_YEAR = 365.0 * 86400.0
 _CLOSE_UTC = np.timedelta64(10 * 3600, "s")  # 15:30 IST = 10:00 UTC (IST has no daylight saving)
 
 
-def conform(frame: pl.DataFrame, schema: Mapping[str, pl.DataType], optional: Iterable[str] = (),
-            what: str = "frame") -> pl.DataFrame:
-    """``frame`` with exactly ``schema``'s columns in its dtypes; optional columns it lacks are null.
-    ValueError naming the required columns that are missing."""
+def conform_exprs(frame: pl.DataFrame, schema: Mapping[str, pl.DataType], optional: Iterable[str] = (),
+                  what: str = "frame") -> list[pl.Expr]:
+    """The select expressions of :func:`conform` (to run inside a lazy query)."""
     opt = set(optional)
     missing = [c for c in schema if c not in frame.columns and c not in opt]
     if missing:
         raise ValueError(f"{what}: missing column(s) {', '.join(missing)}")
-    return frame.select([
-        (pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c) for c, t in schema.items()
-    ])
+    have = frame.schema
+    return [(pl.col(c) if have[c] == t else pl.col(c).cast(t)) if c in have else pl.lit(None, t).alias(c)
+            for c, t in schema.items()]
+
+
+def conform(frame: pl.DataFrame, schema: Mapping[str, pl.DataType], optional: Iterable[str] = (),
+            what: str = "frame") -> pl.DataFrame:
+    """``frame`` with exactly ``schema``'s columns in its dtypes; optional columns it lacks are null.
+    ValueError naming the required columns that are missing."""
+    return frame.select(conform_exprs(frame, schema, optional, what))
 
 
 def quotes_frame(book: QuoteBook, security_ids: Iterable[str]) -> pl.DataFrame:
@@ -143,32 +154,53 @@ def quotes_frame(book: QuoteBook, security_ids: Iterable[str]) -> pl.DataFrame:
     }, schema=QUOTES_SCHEMA)
 
 
-def _spot_frame(spot: pl.DataFrame | Mapping[str, float]) -> pl.DataFrame:
+def _spot_frame(spot: pl.DataFrame | Mapping[str, float]) -> pl.LazyFrame:
     if isinstance(spot, pl.DataFrame):
-        return conform(spot, SPOT_SCHEMA, what="spot").with_columns(pl.col("symbol").str.to_uppercase())
-    return pl.DataFrame({"symbol": [s.upper() for s in spot], "spot": [float(v) for v in spot.values()]},
+        return spot.lazy().select(conform_exprs(spot, SPOT_SCHEMA, what="spot")).with_columns(
+            pl.col("symbol").str.to_uppercase())
+    return pl.LazyFrame({"symbol": [s.upper() for s in spot], "spot": [float(v) for v in spot.values()]},
                         schema=SPOT_SCHEMA)
 
 
-def _quotes(legs: pl.DataFrame, quotes: pl.DataFrame | QuoteBook) -> pl.DataFrame:
-    """``legs`` with ``quote_key``, bid, ask, ltp, iv joined."""
-    legs = legs.with_columns(
-        pl.coalesce(pl.col("security_id"), contract_key_expr()).alias("quote_key"),
-        contract_key_expr().alias("_ck"))
+def _sorted(legs: pl.DataFrame) -> bool:
+    """Whether ``legs`` is already sorted by strategy_id, leg (no nulls): then the query skips its sort."""
+    sid, leg = legs.get_column("strategy_id"), legs.get_column("leg")
+    if legs.height < 2 or sid.null_count() or leg.null_count() or not sid.is_sorted():
+        return legs.height < 2
+    same = (sid.slice(1) == sid.slice(0, legs.height - 1)).to_numpy()
+    return bool((np.diff(leg.to_numpy())[same] >= 0).all())
+
+
+def _quoted_legs(legs: pl.DataFrame, quotes: pl.DataFrame | QuoteBook, spot: pl.DataFrame | Mapping[str, float]
+                 ) -> pl.DataFrame:
+    """The conformed legs with ``quote_key``, bid, ask, ltp, iv, spot and ``strategy_row``, sorted by
+    strategy and leg: one lazy query (the contract key is built only when some leg or quote needs it)."""
+    exprs = [e.str.to_uppercase().alias(c) if c in ("symbol", "option_type") else e for e, c in
+             zip(conform_exprs(legs, OPEN_LEGS_SCHEMA, _OPTIONAL_LEG, "open legs"), OPEN_LEGS_SCHEMA, strict=True)]
+    second = isinstance(quotes, pl.DataFrame) and "contract_key" in quotes.columns
+    by_id = "security_id" in legs.columns and not legs.get_column("security_id").null_count() and (
+        isinstance(quotes, pl.DataFrame) and not second)
+    lg = legs.lazy().select(exprs)
+    if not _sorted(legs):
+        lg = lg.sort("strategy_id", "leg")
+    lg = lg.with_columns(pl.col("security_id").alias("quote_key")) if by_id else lg.with_columns(
+        contract_key_expr().alias("_ck")).with_columns(pl.coalesce(pl.col("security_id"), pl.col("_ck")).alias("quote_key"))
     if not isinstance(quotes, pl.DataFrame):
-        ids = legs.get_column("quote_key").to_list() + legs.get_column("_ck").to_list()
-        quotes = quotes_frame(quotes, ids)
-    q = conform(quotes, QUOTES_SCHEMA, {"iv"}, "quotes").unique("security_id", keep="last")
-    out = legs.join(q, left_on="quote_key", right_on="security_id", how="left")
-    if "contract_key" in quotes.columns:  # second match: legs whose id the quotes do not carry
-        q2 = conform(quotes.with_columns(pl.col("contract_key").alias("security_id")), QUOTES_SCHEMA, {"iv"},
-                     "quotes").unique("security_id", keep="last").rename({c: f"{c}_2" for c in QUOTES_SCHEMA
-                                                                            if c != "security_id"})
-        out = out.join(q2, left_on="_ck", right_on="security_id", how="left").with_columns(
+        keys = lg.select("quote_key", "_ck").collect()
+        quotes = quotes_frame(quotes, keys.get_column("quote_key").to_list() + keys.get_column("_ck").to_list())
+    q = quotes.lazy().select(conform_exprs(quotes, QUOTES_SCHEMA, {"iv"}, "quotes")).unique("security_id", keep="last")
+    out = lg.join(q, left_on="quote_key", right_on="security_id", how="left", maintain_order="left")
+    if second:  # second match: legs whose id the quotes do not carry
+        q2 = quotes.with_columns(pl.col("contract_key").alias("security_id"))
+        q2 = q2.lazy().select(conform_exprs(q2, QUOTES_SCHEMA, {"iv"}, "quotes")).unique(
+            "security_id", keep="last").rename({c: f"{c}_2" for c in QUOTES_SCHEMA if c != "security_id"})
+        out = out.join(q2, left_on="_ck", right_on="security_id", how="left", maintain_order="left").with_columns(
             *[pl.when(pl.all_horizontal(pl.col(c).is_null() for c in ("bid", "ask", "ltp")))
               .then(pl.col(f"{c}_2")).otherwise(pl.col(c)).alias(c) for c in ("bid", "ask", "ltp", "iv")]
         ).drop([f"{c}_2" for c in ("bid", "ask", "ltp", "iv")])
-    return out.drop("_ck")
+    out = out.drop("_ck", strict=False).join(_spot_frame(spot), on="symbol", how="left", maintain_order="left")
+    return out.with_columns(
+        (pl.col("strategy_id").is_first_distinct().cum_sum() - 1).cast(pl.Int64).alias("strategy_row")).collect()
 
 
 def _positive(a: np.ndarray) -> np.ndarray:
@@ -189,15 +221,16 @@ class Valuation:
         return self.as_of.astimezone(IST).date()
 
 
-def _leg_values(legs: pl.DataFrame, as_of: dt.datetime, rate: float) -> pl.DataFrame:
-    """The numeric leg columns (numpy, one pass over all legs)."""
+def _leg_values(legs: pl.DataFrame, as_of: dt.datetime, rate: float) -> tuple[pl.DataFrame, dict[str, np.ndarray]]:
+    """The numeric leg columns (numpy, one pass over all legs) and the arrays the strategy sums use."""
     g = {c: legs.get_column(c).to_numpy() for c in ("bid", "ask", "ltp", "iv", "strike", "spot", "average_price")}
     bid, ask, ltp = (_positive(g[c].astype(float)) for c in ("bid", "ask", "ltp"))
     K, S = g["strike"].astype(float), g["spot"].astype(float)
     avg = g["average_price"].astype(float)
     q = legs.get_column("quantity").to_numpy().astype(float)
     lot = legs.get_column("lot_size").to_numpy().astype(float)
-    is_call = (legs.get_column("option_type").str.to_uppercase() == "CE").to_numpy()
+    ce = legs.get_column("option_type") == "CE"  # upper-cased by the query
+    is_call = (ce.fill_null(False) if ce.null_count() else ce).to_numpy()
     expiry = legs.get_column("expiry").to_numpy().astype("datetime64[s]")
     now = np.datetime64(as_of.astimezone(dt.UTC).replace(tzinfo=None), "s")
     today = np.datetime64(as_of.astimezone(IST).date(), "D")
@@ -234,10 +267,14 @@ def _leg_values(legs: pl.DataFrame, as_of: dt.datetime, rate: float) -> pl.DataF
             "unrealized_close": u_close, "realized_net": realized - fees, "pnl_mid": u_mid + realized - fees,
             "pnl_close": u_close + realized - fees,
         }
-    return legs.with_columns(
-        pl.Series("bid", bid), pl.Series("ask", ask), pl.Series("ltp", ltp),
-        pl.col("fees").fill_null(0.0), pl.col("realized_pnl").fill_null(0.0),
-        *[pl.Series(k, v).fill_nan(None) if v.dtype.kind == "f" else pl.Series(k, v) for k, v in cols.items()])
+    frame = legs.with_columns(
+        pl.Series("bid", bid), pl.Series("ask", ask), pl.Series("ltp", ltp),  # NaN where missing, as before
+        pl.Series("fees", fees), pl.Series("realized_pnl", realized),
+        *[pl.Series(k, v, nan_to_null=v.dtype.kind == "f") for k, v in cols.items()])
+    arrays = cols | {"quantity": q, "strike": K, "spot": S, "fees": fees, "realized_pnl": realized,
+                     "expiry": expiry.astype("datetime64[D]").astype(np.int64),
+                     "strategy_row": legs.get_column("strategy_row").to_numpy()}
+    return frame, arrays
 
 
 def value_positions(legs: pl.DataFrame, strategies: pl.DataFrame, quotes: pl.DataFrame | QuoteBook,
@@ -248,48 +285,6 @@ def value_positions(legs: pl.DataFrame, strategies: pl.DataFrame, quotes: pl.Dat
     (its strategy's ``quotes_missing`` counts it); its strategy's sums skip it."""
     if as_of.tzinfo is None:
         raise ValueError("as_of must be tz-aware")
-    lg = conform(legs, OPEN_LEGS_SCHEMA, _OPTIONAL_LEG, "open legs").with_columns(
-        pl.col("symbol").str.to_uppercase(), pl.col("option_type").str.to_uppercase())
-    facts = conform(strategies, STRATEGY_FACTS_SCHEMA, _OPTIONAL_FACTS, "strategy facts").unique(
-        "strategy_id", keep="last")
-    lg = _quotes(lg, quotes).join(_spot_frame(spot), on="symbol", how="left").sort("strategy_id", "leg")
-    lg = lg.with_columns((pl.col("strategy_id").is_first_distinct().cum_sum() - 1).cast(pl.Int64).alias("strategy_row"))
-    lg = _leg_values(lg, as_of, rate)
-    return Valuation(lg, _strategy_values(lg, facts, as_of), as_of)
-
-
-def _strategy_values(lg: pl.DataFrame, facts: pl.DataFrame, as_of: dt.datetime) -> pl.DataFrame:
-    live = ~pl.col("expired")
-    short = pl.col("quantity") < 0
-    agg = lg.with_columns(pl.when(short & live).then((pl.col("strike") - pl.col("spot")).abs()).alias("_sd")).group_by(
-        "strategy_id", maintain_order=True).agg(
-        pl.col("allocation_id").first(), pl.col("position_id").first(), pl.col("symbol").first().alias("_sym"),
-        pl.len().alias("legs"), pl.col("spot").first(),
-        pl.col("expiry").filter(live).min().alias("front_expiry"), pl.col("dte").filter(live).min().alias("front_dte"),
-        *[pl.col(c).sum() for c in ("unrealized_mid", "unrealized_close", "realized_pnl", "fees", "realized_net",
-                                    "pnl_mid", "pnl_close")],
-        (pl.col("mid") * pl.col("quantity")).sum().alias("value_mid"),
-        (pl.col("close_price") * pl.col("quantity")).sum().alias("value_close"),
-        *[pl.col(f"position_{c}").filter(live).sum().alias(c) for c in ("delta", "gamma", "vega", "theta")],
-        pl.when(pl.col("_sd").min().is_not_null()).then(
-            pl.col("strike").sort_by("_sd", nulls_last=True).first()).alias("nearest_short_strike"),
-        pl.col("mid").is_null().sum().alias("quotes_missing"), pl.col("expired").sum().alias("expired_legs"),
-    )
-    s = agg.join(facts, on="strategy_id", how="left", maintain_order="left").with_columns(
-        pl.coalesce("symbol", "_sym").alias("symbol")).drop("_sym")
-    today = as_of.astimezone(IST).date()
-    be = s.select("strategy_id", "spot", "breakevens").explode("breakevens").with_columns(
-        (pl.col("spot") - pl.col("breakevens")).alias("d")).group_by("strategy_id").agg(
-        pl.col("breakevens").sort_by(pl.col("d").abs()).first().alias("nearest_breakeven"))
-    ml = pl.when(pl.col("max_loss") > 0).then(pl.col("max_loss"))
-    s = s.join(be, on="strategy_id", how="left", maintain_order="left").with_columns(
-        (pl.lit(today) - pl.col("entered_at").dt.convert_time_zone("Asia/Kolkata").dt.date()).dt.total_days()
-        .alias("days_in_trade"),
-        (pl.col("pnl_close") / ml).alias("pnl_pct_max_loss"),
-        (pl.col("pnl_mid") / ml).alias("pnl_mid_pct_max_loss"),
-        (pl.col("pnl_close") / pl.when(pl.col("capital") > 0).then(pl.col("capital"))).alias("pnl_pct_capital"),
-        (pl.col("spot") - pl.col("nearest_breakeven")).alias("breakeven_distance"),
-        ((pl.col("spot") - pl.col("nearest_breakeven")) / pl.col("spot")).alias("breakeven_distance_pct"),
-        ((pl.col("spot") - pl.col("nearest_short_strike")).abs() / pl.col("spot")).alias("short_strike_distance_pct"),
-    )
-    return s.select(STRATEGY_VALUATION_COLUMNS)
+    facts = conform(strategies, STRATEGY_FACTS_SCHEMA, _OPTIONAL_FACTS, "strategy facts")  # a repeated id: the last
+    lg, arrays = _leg_values(_quoted_legs(legs, quotes, spot), as_of, rate)
+    return Valuation(lg, strategy_values(lg, arrays, facts, as_of, STRATEGY_VALUATION_COLUMNS), as_of)

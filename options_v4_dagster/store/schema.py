@@ -483,3 +483,11 @@ from .trading_schema import (  # noqa: E402, F401  (registered on ``metadata`` b
     strategy_execution_status,
     trades,
 )
+# The monitoring tables live in monitoring_schema.py (same metadata); re-exported likewise.
+from .monitoring_schema import (  # noqa: E402, F401  (registered on ``metadata`` by importing)
+    MONITORING_TABLES,
+    audit_log,
+    exit_intents,
+    monitor_state,
+    strategy_monitoring,
+)

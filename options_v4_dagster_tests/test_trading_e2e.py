@@ -15,7 +15,7 @@ from options_v4_dagster.store import Warehouse
 from options_v4_dagster.store.allocations import latest_snapshot
 from options_v4_dagster.store.instruments import instrument_specs, session_instruments
 from options_v4_dagster.store.provenance import sources_of
-from options_v4_dagster.store.schema import trades
+from options_v4_dagster.store.schema import strategy_execution_status, strategy_monitoring, trades
 from options_v4_dagster.store.trading import TradingStore
 from options_v4_dagster.store.trading_queries import (
     allocation_plan,
@@ -122,4 +122,25 @@ def test_the_daily_pipeline_materializes_instruments_and_the_plan_reads_them(war
         spec = specs[leg.security_id]
         assert (leg.lot_size, leg.tick_size, leg.freeze_quantity) == (spec.lot_size, spec.tick_size,
                                                                      spec.freeze_quantity)
+    wh.dispose()
+
+
+def test_monitoring_the_executed_session_values_every_open_position_and_exits_once(warehouse_url):
+    """After the paper execution above: one monitoring cycle on the session's stored chain values every
+    open position from the stored levels (scaled to the allocated lots), snapshots them, and exits
+    only what a rule makes actionable; a second cycle places nothing."""
+    from options_v4_dagster.trading.monitor import monitor_cycle
+
+    wh = Warehouse(warehouse_url, create=False)
+    open_before = wh.read(sa.select(strategy_execution_status).where(strategy_execution_status.c.state == "OPEN"))
+    report = monitor_cycle(wh, D)
+    assert len(report.positions) == open_before.height > 0
+    assert all(p.pnl is not None and p.dte is not None and p.actions for p in report.positions)
+    snaps = wh.read(sa.select(strategy_monitoring))
+    assert snaps.height == open_before.height and snaps["pnl_close"].null_count() == 0
+    exits = orders_frame(wh).filter(pl.col("purpose") == "exit")
+    assert report.exits_placed == exits.height
+    assert all(i.state in ("FILLED", "PARTIAL", "FAILED") for i in report.intents if i.driven)
+    again = monitor_cycle(wh, D)
+    assert again.exits_placed == 0 and orders_frame(wh).filter(pl.col("purpose") == "exit").height == exits.height
     wh.dispose()

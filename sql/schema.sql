@@ -2,6 +2,73 @@
 -- change the schema in code and regenerate (a test keeps this file equal to the schema).
 -- Postgres-only extras (views, row-level security for Supabase) are in sql/postgres_extras.sql.
 
+CREATE TABLE IF NOT EXISTS audit_log (
+	id INTEGER NOT NULL, 
+	at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	kind VARCHAR(32) NOT NULL, 
+	subject VARCHAR(192), 
+	payload TEXT, 
+	prev_hash VARCHAR(64) NOT NULL, 
+	hash VARCHAR(64) NOT NULL, 
+	PRIMARY KEY (id), 
+	UNIQUE (prev_hash), 
+	UNIQUE (hash)
+);
+
+CREATE INDEX IF NOT EXISTS ix_audit_log_kind ON audit_log (kind);
+
+COMMENT ON TABLE audit_log IS 'Append-only audit trail, each row carrying the hash of the previous one';
+COMMENT ON COLUMN audit_log.id IS '1, 2, ... in chain order';
+COMMENT ON COLUMN audit_log.kind IS 'order_request, order_response, exit_decision, intent, settlement, feed_connect, feed_disconnect, mode_change, ...';
+COMMENT ON COLUMN audit_log.subject IS 'what it is about: an intent key, a correlation id, a feed';
+COMMENT ON COLUMN audit_log.payload IS 'canonical JSON';
+COMMENT ON COLUMN audit_log.prev_hash IS 'the hash of the previous row (64 zeros for the first): unique, so the chain cannot fork';
+COMMENT ON COLUMN audit_log.hash IS 'sha256 of prev_hash and the row''s canonical JSON (id, at, kind, subject, payload)';
+
+CREATE TABLE IF NOT EXISTS exit_intents (
+	intent_key VARCHAR(192) NOT NULL, 
+	strategy_key VARCHAR(128) NOT NULL, 
+	strategy_id VARCHAR(96) NOT NULL, 
+	allocation_id VARCHAR(64) NOT NULL, 
+	position_id VARCHAR(128) NOT NULL, 
+	trade_date DATE NOT NULL, 
+	rule VARCHAR(32) NOT NULL, 
+	level VARCHAR(32) NOT NULL, 
+	action VARCHAR(16) NOT NULL, 
+	urgency VARCHAR(8) NOT NULL, 
+	quantities TEXT NOT NULL, 
+	reason TEXT, 
+	mode VARCHAR(16) NOT NULL, 
+	source VARCHAR(16) NOT NULL, 
+	broker VARCHAR(16), 
+	state VARCHAR(16) NOT NULL, 
+	attempt INTEGER NOT NULL, 
+	version INTEGER NOT NULL, 
+	note TEXT, 
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (intent_key)
+);
+
+CREATE INDEX IF NOT EXISTS ix_exit_intents_state ON exit_intents (state);
+
+CREATE INDEX IF NOT EXISTS ix_exit_intents_strategy_key ON exit_intents (strategy_key);
+
+COMMENT ON TABLE exit_intents IS 'One row per exit intent, written before any of its orders; append-only';
+COMMENT ON COLUMN exit_intents.intent_key IS 'strategy_key:rule:level, the exactly-once key: the polling job, the real-time monitor and any retry write the same key and get the one row';
+COMMENT ON COLUMN exit_intents.strategy_key IS 'the monitored position: strategy_id@allocation prefix';
+COMMENT ON COLUMN exit_intents.trade_date IS 'the session of the cycle that wrote it';
+COMMENT ON COLUMN exit_intents.action IS 'EXIT_ALL / EXIT_PARTIAL';
+COMMENT ON COLUMN exit_intents.urgency IS 'HIGH / MEDIUM / NORMAL';
+COMMENT ON COLUMN exit_intents.quantities IS 'JSON [{leg, security_id, quantity (shares), lots, close_side}] at the decision';
+COMMENT ON COLUMN exit_intents.mode IS 'simulation / alert_only / live';
+COMMENT ON COLUMN exit_intents.source IS 'sensor / realtime / cli';
+COMMENT ON COLUMN exit_intents.broker IS 'paper / dhan; null when alert-only';
+COMMENT ON COLUMN exit_intents.state IS 'PENDING, PLACED, FILLED, PARTIAL, FAILED, ALERTED';
+COMMENT ON COLUMN exit_intents.attempt IS 'the next order attempt number of its correlation ids (bumped by each retry)';
+COMMENT ON COLUMN exit_intents.version IS 'compare-and-set counter of updates';
+COMMENT ON COLUMN exit_intents.note IS 'the last outcome: fills, what failed and was escalated';
+
 CREATE TABLE IF NOT EXISTS fno_universe (
 	trade_date DATE NOT NULL, 
 	symbol VARCHAR(32) NOT NULL, 
@@ -148,6 +215,29 @@ CREATE TABLE IF NOT EXISTS market_conditions (
 );
 
 COMMENT ON TABLE market_conditions IS 'NIFTY trend, India VIX band and put-call-ratio sentiment per session';
+
+CREATE TABLE IF NOT EXISTS monitor_state (
+	strategy_key VARCHAR(128) NOT NULL, 
+	strategy_id VARCHAR(96) NOT NULL, 
+	allocation_id VARCHAR(64) NOT NULL, 
+	position_id VARCHAR(128) NOT NULL, 
+	high_water_mark FLOAT, 
+	trailing_armed BOOLEAN NOT NULL, 
+	day DATE, 
+	day_start_pnl FLOAT, 
+	last_pnl FLOAT, 
+	last_as_of TIMESTAMP WITH TIME ZONE, 
+	closed_day DATE, 
+	updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (strategy_key)
+);
+
+COMMENT ON TABLE monitor_state IS 'What the monitor keeps per strategy between cycles: the high-water mark, the day-start P&L';
+COMMENT ON COLUMN monitor_state.high_water_mark IS 'INR: the trailing stop''s high-water mark of the P&L';
+COMMENT ON COLUMN monitor_state.day IS 'IST date of day_start_pnl';
+COMMENT ON COLUMN monitor_state.day_start_pnl IS 'INR at the mark when the day started (the daily loss limit)';
+COMMENT ON COLUMN monitor_state.last_pnl IS 'INR at the mark at the last cycle';
+COMMENT ON COLUMN monitor_state.closed_day IS 'IST date the strategy was closed (its day P&L still counts that day)';
 
 CREATE TABLE IF NOT EXISTS nifty_historical_data (
 	date DATE NOT NULL, 
@@ -464,6 +554,7 @@ CREATE TABLE IF NOT EXISTS strategy_execution_status (
 	opened_at TIMESTAMP WITH TIME ZONE, 
 	closed_at TIMESTAMP WITH TIME ZONE, 
 	updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	realized_pnl FLOAT, 
 	PRIMARY KEY (allocation_id, position_id)
 );
 
@@ -475,6 +566,7 @@ COMMENT ON TABLE strategy_execution_status IS 'One row per executed strategy pos
 COMMENT ON COLUMN strategy_execution_status.approval_id IS 'the approval whose execution started it';
 COMMENT ON COLUMN strategy_execution_status.state IS 'PENDING, PARTIALLY_ESTABLISHED, OPEN, FAILED, UNWOUND, PARTIALLY_EXITED, CLOSED';
 COMMENT ON COLUMN strategy_execution_status.entry_premium IS 'INR: sells minus buys of the entry fills (> 0 credit)';
+COMMENT ON COLUMN strategy_execution_status.realized_pnl IS 'INR: realized P&L of every leg (exits and settlements) less every fee; final once CLOSED';
 
 CREATE TABLE IF NOT EXISTS strategy_exit_levels (
 	strategy_id VARCHAR(96) NOT NULL, 
@@ -503,6 +595,61 @@ COMMENT ON COLUMN strategy_exit_levels.stop_loss_pct IS 'share of max loss (or o
 COMMENT ON COLUMN strategy_exit_levels.trailing_activation IS 'INR profit at which a trailing stop arms';
 COMMENT ON COLUMN strategy_exit_levels.trailing_distance IS 'INR give-back allowed once armed';
 COMMENT ON COLUMN strategy_exit_levels.adjustments IS 'JSON: breakeven and short-strike delta triggers';
+
+CREATE TABLE IF NOT EXISTS strategy_monitoring (
+	as_of TIMESTAMP WITH TIME ZONE NOT NULL, 
+	strategy_key VARCHAR(128) NOT NULL, 
+	source VARCHAR(16) NOT NULL, 
+	trade_date DATE NOT NULL, 
+	strategy_id VARCHAR(96) NOT NULL, 
+	allocation_id VARCHAR(64) NOT NULL, 
+	position_id VARCHAR(128) NOT NULL, 
+	symbol VARCHAR(32) NOT NULL, 
+	strategy_name VARCHAR(48), 
+	state VARCHAR(24), 
+	mode VARCHAR(16) NOT NULL, 
+	spot FLOAT, 
+	pnl_mid FLOAT, 
+	pnl_close FLOAT, 
+	realized_net FLOAT, 
+	fees FLOAT, 
+	pnl_pct_max_loss FLOAT, 
+	pnl_pct_capital FLOAT, 
+	max_loss FLOAT, 
+	max_profit FLOAT, 
+	front_dte INTEGER, 
+	days_in_trade INTEGER, 
+	delta FLOAT, 
+	gamma FLOAT, 
+	vega FLOAT, 
+	theta FLOAT, 
+	quotes_missing INTEGER, 
+	action VARCHAR(16), 
+	urgency VARCHAR(8), 
+	rule VARCHAR(32), 
+	intent_key VARCHAR(192), 
+	reason TEXT, 
+	decisions TEXT, 
+	recorded_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (as_of, strategy_key, source)
+);
+
+CREATE INDEX IF NOT EXISTS ix_strategy_monitoring_trade_date ON strategy_monitoring (trade_date);
+
+COMMENT ON TABLE strategy_monitoring IS 'One snapshot per open strategy per monitoring cycle (the seed''s table): P&L, DTE, greeks and the primary decision';
+COMMENT ON COLUMN strategy_monitoring.as_of IS 'the time the quotes were valued at';
+COMMENT ON COLUMN strategy_monitoring.source IS 'sensor / realtime / cli';
+COMMENT ON COLUMN strategy_monitoring.state IS 'the strategy''s execution state after the cycle';
+COMMENT ON COLUMN strategy_monitoring.pnl_mid IS 'INR at the mark: unrealized + realized - fees';
+COMMENT ON COLUMN strategy_monitoring.pnl_close IS 'INR at the close-out prices (bid to sell, ask to buy)';
+COMMENT ON COLUMN strategy_monitoring.realized_net IS 'INR realized less every fee paid';
+COMMENT ON COLUMN strategy_monitoring.pnl_pct_max_loss IS 'pnl_close / max loss';
+COMMENT ON COLUMN strategy_monitoring.front_dte IS 'calendar days to the front expiry';
+COMMENT ON COLUMN strategy_monitoring.delta IS 'shares of the underlying';
+COMMENT ON COLUMN strategy_monitoring.vega IS 'INR per vol point';
+COMMENT ON COLUMN strategy_monitoring.theta IS 'INR per calendar day';
+COMMENT ON COLUMN strategy_monitoring.action IS 'the primary decision';
+COMMENT ON COLUMN strategy_monitoring.decisions IS 'JSON: every rule that fired [{action, rule, level, urgency, lots, reason}]';
 
 CREATE TABLE IF NOT EXISTS strategy_parameters (
 	strategy_id VARCHAR(96) NOT NULL, 

@@ -473,7 +473,15 @@ portfolio_allocation_runs = sa.Table(
 )
 
 
-# The trading tables live in trading_schema.py (same metadata); re-exported here so ``schema.orders`` works.
+# The trading and monitoring tables live in trading_schema.py and monitoring_schema.py (same metadata);
+# re-exported here so ``schema.orders`` / ``schema.exit_intents`` work.
+from .monitoring_schema import (  # noqa: E402, F401  (registered on ``metadata`` by importing)
+    MONITORING_TABLES,
+    audit_log,
+    exit_intents,
+    monitor_state,
+    strategy_monitoring,
+)
 from .trading_schema import (  # noqa: E402, F401  (registered on ``metadata`` by importing)
     TRADING_TABLES,
     allocation_approvals,

@@ -118,6 +118,8 @@ _PREMIUM_FEES = (sa.select(sa.func.sum(sa.case((trades.c.side == "SELL", 1), els
                                        * trades.c.price).filter(trades.c.purpose == "entry"),
                            sa.func.sum(trades.c.fees))
                  .where(trades.c.allocation_id == _P("aid_"), trades.c.position_id == _P("pid_")))
+_REALIZED = (sa.select(sa.func.sum(positions.c.realized_pnl))
+             .where(positions.c.allocation_id == _P("aid_"), positions.c.position_id == _P("pid_")))
 
 
 def _order(row) -> StoredOrder:
@@ -349,7 +351,9 @@ class TradingStore:
             cur = conn.execute(_STATE, key).scalar_one()
             new = check_strategy_transition(cur, state, what=f"{allocation_id}/{position_id}")
             premium, fees = conn.execute(_PREMIUM_FEES, key).one()
-            values = dict(state=str(new), updated_at=at, entry_premium=premium, fees=fees)
+            realized = conn.execute(_REALIZED, key).scalar()
+            values = dict(state=str(new), updated_at=at, entry_premium=premium, fees=fees,
+                          realized_pnl=None if realized is None else float(realized) - float(fees or 0.0))
             if reason is not None:
                 values["reason"] = reason
             if new is StrategyState.OPEN:

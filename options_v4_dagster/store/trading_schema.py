@@ -161,6 +161,8 @@ strategy_execution_status = sa.Table(
     sa.Column("opened_at", UTCDateTime),
     sa.Column("closed_at", UTCDateTime),
     sa.Column("updated_at", UTCDateTime, nullable=False, default=_now),
+    sa.Column("realized_pnl", sa.Float,
+              comment="INR: realized P&L of every leg (exits and settlements) less every fee; final once CLOSED"),
     comment="One row per executed strategy position (the seed's table) with its state across legs",
 )
 

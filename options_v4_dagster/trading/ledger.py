@@ -119,6 +119,7 @@ class StrategyStatus:
     legs: int | None = None
     entry_premium: float | None = None
     fees: float | None = None
+    realized_pnl: float | None = None  # INR: every leg's realized P&L less every fee (final once CLOSED)
     started_at: dt.datetime | None = None
     opened_at: dt.datetime | None = None
     closed_at: dt.datetime | None = None

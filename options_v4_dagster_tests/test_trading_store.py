@@ -28,6 +28,7 @@ from options_v4_dagster.trading.ledger import (
     CorrelationIdCollision,
     OrderMeta,
     StrategyStatus,
+    TradeIdCollision,
 )
 from options_v4_dagster.trading.orders import (
     IllegalTransition,
@@ -138,7 +139,35 @@ def test_fills_are_idempotent_and_give_vwap_entry_and_realized_pnl(tmp_path):
     pos = positions_frame(wh).row(0, named=True)
     assert pos["quantity"] == 50 and pos["realized_pnl"] == pytest.approx(900.0)
     assert pos["entry_price"] == pytest.approx(121.0)  # exits do not move the entry price
+    # another fill under a stored trade id (a second broker process numbering alike) fails loudly and
+    # records nothing of its batch, instead of being dropped as "already recorded"
+    xrow2, _ = st.reserve_order(_req("x0123456789-1-0-1", Side.SELL, 50, 131.0), ex, at=T0)
+    clash = [Fill("T4", "O3", xrow2.correlation_id, "N25000CE", Side.SELL, 25, 131.0, T0 + dt.timedelta(seconds=6)),
+             Fill("T3", "O3", xrow2.correlation_id, "N25000CE", Side.SELL, 25, 131.0, T0 + dt.timedelta(seconds=7))]
+    with pytest.raises(TradeIdCollision, match="trade T3 of x0123456789-1-0-1"):
+        st.record_fills(xrow2.correlation_id, clash)
+    assert st.filled_from_trades(xrow2.correlation_id) == (0, None)
+    assert positions_frame(wh).row(0, named=True)["quantity"] == 50
     wh.dispose()
+
+
+def test_paper_brokers_of_different_processes_never_share_a_trade_id():
+    """Two paper brokers without a seed (two processes) number their orders and fills apart; a seed
+    still reproduces the ids."""
+    from options_v4_dagster.trading.paper import PaperBroker, PaperConfig
+    from options_v4_dagster.trading.quotes import Quote, StaticQuoteBook
+
+    book = StaticQuoteBook([Quote("N25000CE", 119.0, 120.0, 1e6, 1e6, 119.5)])
+
+    def fills(seed=None):
+        b = PaperBroker(book, PaperConfig() if seed is None else PaperConfig(seed=seed))  # the default config
+        for i in range(3):
+            b.place(_req(f"eaaaaaaaaaa-1-1-{i}-0", qty=75))
+        return [f.trade_id for f in b.trades()]
+
+    a, b = fills(), fills()
+    assert len(set(a)) == 3 and not set(a) & set(b)
+    assert fills(7) == fills(7)
 
 
 def test_strategy_state_machine_and_premium(tmp_path):

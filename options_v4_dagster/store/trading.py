@@ -31,6 +31,7 @@ from ..trading.ledger import (
     OrderMeta,
     StoredOrder,
     StrategyStatus,
+    TradeIdCollision,
 )
 from ..trading.orders import (
     OrderRequest,
@@ -279,7 +280,18 @@ class TradingStore:
                                  quantity=int(f.quantity), price=float(f.price), **charges,
                                  fees=float(fee.get("fees", sum(charges.values()))), traded_at=f.traded_at,
                                  recorded_at=_now()))
-            inserted = sum(insert_ignore(conn, trades, r, ["broker", "trade_id"]) for r in rows)
+            inserted = 0
+            for r in rows:
+                if insert_ignore(conn, trades, r, ["broker", "trade_id"]):
+                    inserted += 1
+                    continue
+                had = conn.execute(sa.select(trades.c.correlation_id, trades.c.quantity, trades.c.price).where(
+                    trades.c.broker == r["broker"], trades.c.trade_id == r["trade_id"])).one()
+                if (had.correlation_id, int(had.quantity), float(had.price)) != (
+                        correlation_id, r["quantity"], r["price"]):
+                    raise TradeIdCollision(
+                        f"{o.broker} trade {r['trade_id']} of {correlation_id} ({r['quantity']} @ {r['price']}) is "
+                        f"already stored for {had.correlation_id} ({had.quantity} @ {had.price}): not recorded")
             if inserted and o.allocation_id is not None and o.position_id is not None:
                 self._refresh_position(conn, o)
         return inserted

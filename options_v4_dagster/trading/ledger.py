@@ -33,6 +33,11 @@ class ConcurrentUpdate(OptionsV4Error):
     """A compare-and-set lost: the order changed since it was read (another process moved it)."""
 
 
+class TradeIdCollision(OptionsV4Error):
+    """A fill arrived under a trade id the store already holds for a different fill (another order,
+    quantity or price): nothing of the batch is recorded, since dropping it would lose a fill."""
+
+
 class CorrelationIdCollision(OptionsV4Error):
     """A correlation id is already stored for a different order (another allocation, position or
     broker): nothing is sent, since the broker would see one key for two orders."""

@@ -36,7 +36,6 @@ appended to the audit log.
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -405,10 +404,9 @@ class _Cycle:
         aids = sorted({m["allocation_id"] for _, _, m in todo})
         last = ms.last_trade_at(self.wh, aids)
         start = max(self.as_of, last + dt.timedelta(seconds=1)) if last else self.as_of
-        # a fresh seed: every paper broker numbers its orders and trades from its seed, and trades are
-        # unique per (broker, trade_id) -- the entries' paper broker used the default one
-        paper = PaperConfig(capital=ms.allocation_capital(self.wh, aids) or PaperConfig.capital,
-                            seed=secrets.randbits(62))
+        # seed None (the default): ids drawn from the OS, unique across processes (trades are keyed by
+        # (broker, trade_id))
+        paper = PaperConfig(capital=ms.allocation_capital(self.wh, aids) or PaperConfig.capital)
         px = paper_execution(book, paper=paper, start=start, config=cfg)
         carry_open_positions(px.broker, self.wh)
         return _Exec(px.broker, px.config), None

@@ -42,8 +42,11 @@ Quantity, TradedQty, RemainingQuantity, Price, TradedPrice, AvgTradedPrice, Reas
 LastUpdatedTime, TxnType B/S, OrderType LMT/MKT, ...); ``Status`` is the :class:`OrderStatus`
 value (upper case). Every transition is checked with :func:`.orders.check_transition`.
 
-Deterministic for a seed: order and trade ids start at numbers drawn from
-``numpy.random.default_rng(seed)`` and count up; nothing else is random.
+Deterministic for a seed: order ids start at a number drawn from ``numpy.random.default_rng(seed)``
+and count up; a trade id is its order id and the order's fill number (``<order id>-<n>``), so trade ids
+are unique wherever order ids are. ``seed`` None (the default) draws from the OS: paper brokers of
+different processes write to one ``trades`` table keyed by (broker, trade_id), so they must not number
+alike; tests pass a seed. Nothing else is random.
 
 Test-only fault hooks (plain attributes, all off by default):
 
@@ -114,7 +117,7 @@ class PaperConfig:
     live: bool = False  # enforce market hours (NSE sessions, 09:15-15:30 IST)
     orders_per_second: int = 10
     max_modifications: int = 25
-    seed: int = 0
+    seed: int | None = None  # None: from the OS (unique ids across processes); an int: reproducible
     enforce_funds: bool = True
     apply_charges: bool = True
 
@@ -129,6 +132,7 @@ class _Order:
     quantity: int
     status: OrderStatus = S.SUBMITTED
     filled: int = 0
+    fills: int = 0  # number of fills, for the trade ids
     value: float = 0.0
     last_price: float = 0.0
     reason: str | None = None
@@ -165,7 +169,6 @@ class PaperBroker:
         self._instruments = dict(instruments or {})
         rng = np.random.default_rng(self.config.seed)
         self._next_order = int(rng.integers(10**11, 9 * 10**11))
-        self._next_trade = int(rng.integers(10**7, 9 * 10**7))
         self._orders: dict[str, _Order] = {}
         self._working: dict[str, _Order] = {}
         self._by_cid: dict[str, str] = {}
@@ -463,8 +466,8 @@ class PaperBroker:
         o.filled += qty
         o.value += qty * price
         o.last_price = price
-        self._next_trade += 1
-        self._fills.append(Fill(str(self._next_trade), o.order_id, o.req.correlation_id, o.req.security_id,
+        o.fills += 1
+        self._fills.append(Fill(f"{o.order_id}-{o.fills}", o.order_id, o.req.correlation_id, o.req.security_id,
                                 o.req.side, qty, price, self._now))
         self._positions.setdefault(o.req.security_id, Ledger(o.spec)).apply(o.req.side, qty, price)
         if self.config.apply_charges:

@@ -325,3 +325,13 @@ def test_reconcile_expires_a_working_order_that_a_new_broker_process_does_not_kn
     assert "no longer knows order" in row.reason and not fresh.broker.placements  # nothing sent again
     again = reconcile(fresh.broker, e.store, fresh.config)  # settled: left alone
     assert again.rejected == [] and e.store.order(cid).version == row.version
+
+
+def test_a_past_session_is_executed_on_paper_at_its_own_date():
+    """Paper execution of a past session happens at 15:20 IST of that session (its stored quotes), so
+    orders, fills and entry times carry the session's date; today's session executes now."""
+    from options_v4_dagster.trading.service import paper_start
+
+    now = dt.datetime(2026, 12, 2, 6, 0, tzinfo=dt.UTC)  # 11:30 IST
+    assert paper_start(D, now) == dt.datetime(2025, 7, 17, 15, 20, tzinfo=IST)
+    assert paper_start(dt.date(2026, 12, 2), now) == now

@@ -24,12 +24,14 @@ restart recovery), then executes; executing an approval again places nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from .. import calendar
 from ..errors import ConfigError
 from ..store.execution_queries import approvals_of, open_account_positions
 from ..store.trading import TradingStore
@@ -192,13 +194,28 @@ def execute_approval(wh: Warehouse, approval_id: str | None = None, *, allocatio
 def _paper(wh: Warehouse, plan: AllocationPlan, store: TradingStore, capital: float | None,
            config: ExecutionConfig | None) -> ExecutionReport:
     book = session_quote_book(wh, plan.trade_date, plan.symbols)
-    px = paper_execution(book, capital=capital if capital is not None else plan.capital, config=config)
+    px = paper_execution(book, capital=capital if capital is not None else plan.capital, config=config,
+                         start=paper_start(plan.trade_date))
     carried = carry_open_positions(px.broker, wh)
     report = _run(plan, px.broker, store, px.config)
     if carried:
         report.messages.insert(0, f"paper account: {carried} open leg(s) of earlier executions carried "
                                   "into funds and margin")
     return report
+
+
+#: A past session's entries are replayed at its stored quotes as of this IST time (the monitor replays
+#: the session's exits at 15:25, after them).
+ENTRY_REPLAY_TIME = dt.time(15, 20)
+
+
+def paper_start(session: dt.date, now: dt.datetime | None = None) -> dt.datetime:
+    """When a paper execution of ``session`` happens: now for today's (or a later) session; for a past
+    session 15:20 IST of that day, so its orders, fills and entry times carry the session's date."""
+    now = now or dt.datetime.now(dt.UTC)
+    if session >= now.astimezone(calendar.IST).date():
+        return now
+    return dt.datetime.combine(session, ENTRY_REPLAY_TIME, calendar.IST).astimezone(dt.UTC)
 
 
 def carry_open_positions(broker, wh: Warehouse) -> int:

@@ -33,20 +33,17 @@ order leaving ``available < 0`` is rejected. The margin is the sum over underlyi
 :func:`.margin.estimate_margin`.
 Charges (:mod:`.fees`, brokerage once per order) are deducted per fill when ``apply_charges``.
 
-Positions use average cost: a fill that reduces a position realizes ``(price - average open) x
-closed quantity`` (sign by direction); unrealized P&L marks at the quote's reference price.
-
+Positions use average cost (realized on the closing part of a fill); unrealized P&L marks at the
+quote's reference price.
 Events: every state change and fill is passed to ``on_event`` (and kept in ``events``) as a dict
 shaped like the ``Data`` of Dhan's order-update WebSocket (OrderNo, CorrelationId, Status,
 Quantity, TradedQty, RemainingQuantity, Price, TradedPrice, AvgTradedPrice, ReasonDescription,
 LastUpdatedTime, TxnType B/S, OrderType LMT/MKT, ...); ``Status`` is the :class:`OrderStatus`
 value (upper case). Every transition is checked with :func:`.orders.check_transition`.
 
-Deterministic for a seed: order ids start at a number drawn from ``numpy.random.default_rng(seed)``
-and count up; a trade id is its order id and the order's fill number (``<order id>-<n>``), so trade ids
-are unique wherever order ids are. ``seed`` None (the default) draws from the OS: paper brokers of
-different processes write to one ``trades`` table keyed by (broker, trade_id), so they must not number
-alike; tests pass a seed. Nothing else is random.
+Ids: orders count up from a number drawn from ``numpy.random.default_rng(seed)``; a trade id is
+``<order id>-<fill n>``. ``seed`` None (default) draws from the OS, so processes sharing the ``trades``
+table (keyed by broker, trade_id) never number alike; a seed reproduces the ids. Nothing else is random.
 
 Test-only fault hooks (plain attributes, all off by default):
 

@@ -37,6 +37,11 @@ def _f(v, fmt: str = "{:,.0f}") -> str:
     return "" if v is None else fmt.format(v)
 
 
+def _pct(v) -> str:
+    """A share (pnl_pct_of_max_loss is a fraction: -0.25 = a quarter of the max loss) as a percentage."""
+    return "" if v is None else f"{100 * v:.1f}"
+
+
 def _pnl(v) -> str:
     if v is None:
         return ""
@@ -54,7 +59,7 @@ def _print_report(report) -> None:
         acts = "; ".join(f"[{_URGENCY.get(a.urgency, '')}]{a.action}[/] {a.rule}"
                          + (f" x{a.quantity}" if a.quantity else "") for a in p.actions if a.action != "HOLD")
         table.add_row(p.strategy_key, p.symbol, p.strategy_name or "", p.state, _pnl(p.pnl),
-                      _f(p.pnl_pct_of_max_loss, "{:.1f}"), _f(p.dte, "{}"), acts or "HOLD")
+                      _pct(p.pnl_pct_of_max_loss), _f(p.dte, "{}"), acts or "HOLD")
     console.print(table)
     for i in report.intents:
         console.print(f"  intent {i.intent_key}: {i.state}" + (" (new)" if i.created else "")
@@ -117,7 +122,7 @@ def _dashboard(view, detailed: bool):
         rules = "; ".join(f"[{_URGENCY.get(a['urgency'], '')}]{a['action']} {a['rule']}[/]" for a in fired) or "HOLD"
         t.add_row(r["strategy_key"], r["symbol"], r["strategy_name"] or "", r["state"],
                   _pnl(r["pnl_close"] if has_val else None),
-                  _f(r.get("pnl_pct_max_loss") if has_val else None, "{:.1f}"),
+                  _pct(r.get("pnl_pct_max_loss") if has_val else None),
                   _f(r.get("front_dte") if has_val else None, "{}"), rules)
     parts.append(t)
     if detailed and view.legs.height:

@@ -55,8 +55,9 @@ def positions_markdown(report: CycleReport) -> str:
     lines = ["| strategy | symbol | name | state | P&L (INR) | % of max loss | DTE | action |",
              "|---|---|---|---|---|---|---|---|"]
     for p in report.positions:
+        pct = None if p.pnl_pct_of_max_loss is None else 100 * p.pnl_pct_of_max_loss
         lines.append(f"| {_cell(p.strategy_key)} | {p.symbol} | {_cell(p.strategy_name)} | {p.state} | "
-                     f"{_f(p.pnl, '{:,.0f}')} | {_f(p.pnl_pct_of_max_loss, '{:.1f}')} | {_f(p.dte, '{}')} | "
+                     f"{_f(p.pnl, '{:,.0f}')} | {_f(pct, '{:.1f}')} | {_f(p.dte, '{}')} | "
                      f"{_cell(primary_action(p))} |")
     return "\n".join(lines) if report.positions else "_no open positions_"
 

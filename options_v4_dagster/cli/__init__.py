@@ -13,6 +13,11 @@
     options-v4 approve ALLOCATION_ID [--positions 1,3,5] [--by NAME] [--json]
     options-v4 execute --allocation ID [--strategy-id N] [--broker paper|dhan] [--execute] [--capital C] [--json]
     options-v4 orders [--open] [--json] | positions [--all] [--json]
+    options-v4 monitor once [--date D] [--alert-only | --execute] [--json]   one monitoring cycle
+    options-v4 monitor poll [--interval MIN] [--alert-only | --execute] [--cycles N] [--date D]
+    options-v4 monitor dashboard [--continuous] [--detailed] [--date D]
+    options-v4 status [--date D] [--json]                      the session's health; 1 = needs a human
+    options-v4 audit verify                                    check the audit log's hash chain
     options-v4 db upgrade | current | history                  warehouse schema migrations
     options-v4 sessions [--start D] [--end D]                  NSE trading sessions
 
@@ -30,7 +35,7 @@ Modules: :mod:`.args` (argument validators), :mod:`.instance` (DAGSTER_HOME, run
 :func:`run_pipeline`), :mod:`.output` (console, tables, JSON, run summaries), and one per command
 area: :mod:`.runs` (run, backfill, runs, sessions), :mod:`.iv`, :mod:`.analyze` (strategies,
 analyze), :mod:`.allocate` (allocate, industries), :mod:`.trading` (approve, execute, orders,
-positions), :mod:`.db`. Dagster, polars and pandas are
+positions), :mod:`.monitor` (monitor once|poll|dashboard), :mod:`.status` (status, audit), :mod:`.db`. Dagster, polars and pandas are
 imported inside the commands, so ``options-v4 --help`` does not load them.
 """
 
@@ -61,7 +66,9 @@ from .args import (
 from .db import check_database, cmd_db
 from .instance import run_pipeline
 from .iv import cmd_iv
+from .monitor import cmd_monitor
 from .runs import cmd_backfill, cmd_run, cmd_runs, cmd_sessions
+from .status import cmd_audit, cmd_status
 from .trading import cmd_approve, cmd_execute, cmd_orders, cmd_positions
 
 __all__ = ["build_parser", "last_partition", "main", "run_pipeline"]
@@ -170,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--json", action="store_true")
     ps.set_defaults(func=cmd_positions)
 
+    _monitor_parsers(sub)
+
     rn = sub.add_parser("runs", help="the latest Dagster runs; marks runs of killed options-v4 processes failed")
     rn.add_argument("--limit", type=positive_int, default=10)
     rn.set_defaults(func=cmd_runs)
@@ -185,9 +194,53 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _positive_float(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        x = 0.0
+    if not x > 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number")
+    return x
+
+
+def _monitor_parsers(sub) -> None:
+    mo = sub.add_parser("monitor", help="monitor open positions: one cycle, the polling loop, the dashboard")
+    mos = mo.add_subparsers(dest="monitor_command", required=True)
+    for name, text in (("once", "one monitoring cycle: value, evaluate exit rules, place due exits once"),
+                       ("poll", "the polling loop: one cycle every --interval minutes until Ctrl-C")):
+        c = mos.add_parser(name, help=text)
+        c.add_argument("--date", type=session_arg, help="session YYYY-MM-DD (default: today; a past one replays "
+                       "its stored chain at 15:25 IST)")
+        how = c.add_mutually_exclusive_group()
+        how.add_argument("--alert-only", action="store_true", help="decisions and alerts, no orders")
+        how.add_argument("--execute", action="store_true",
+                         help="live exits on Dhan (needs DHAN_CLIENT_ID/DHAN_ACCESS_TOKEN and OPTIONS_V4_LIVE=1)")
+        if name == "once":
+            c.add_argument("--json", action="store_true")
+        else:
+            c.add_argument("--interval", type=_positive_float, default=5.0, help="minutes between cycles (default 5)")
+            c.add_argument("--cycles", type=positive_int, help="stop after N cycles (default: until Ctrl-C)")
+    d = mos.add_parser("dashboard", help="positions, legs, P&L, exit-rule status and alerts (read-only)")
+    d.add_argument("--date", type=session_arg, help="session whose quotes value the positions (default: today)")
+    d.add_argument("--continuous", action="store_true", help="refresh until Ctrl-C")
+    d.add_argument("--detailed", action="store_true", help="also every leg with entry and current prices")
+    d.add_argument("--refresh", type=_positive_float, default=5.0, help="seconds between refreshes (default 5)")
+    mo.set_defaults(func=cmd_monitor)
+
+    st = sub.add_parser("status", help="the session's health on one screen; exit 1 when something needs a human")
+    st.add_argument("--date", type=session_arg, help=DATE_HELP)
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    au = sub.add_parser("audit", help="the audit log of orders, exit decisions, intents and mode changes")
+    au.add_argument("audit_command", choices=("verify",))
+    au.set_defaults(func=cmd_audit)
+
+
 #: Commands that read or write the warehouse: its URL is checked (one connection) before they start.
 USES_WAREHOUSE = frozenset({"run", "iv", "backfill", "analyze", "allocate", "industries", "db", "approve",
-                            "execute", "orders", "positions"})
+                            "execute", "orders", "positions", "monitor", "status", "audit"})
 #: Commands that read market data: OPTIONS_V4_MARKET_DATA is checked when --source is not given.
 USES_MARKET = frozenset({"run", "iv", "backfill", "analyze"})
 

@@ -408,3 +408,48 @@ def record_settlement(store: TradingStore, rec: Mapping, *, broker: str, intent_
     stt = float(rec.get("stt") or 0.0)
     store.record_fills(cid, [fill], [{"stt": stt, "fees": stt}])
     return True
+
+
+def open_position_count(wh: Warehouse, *, brokers: Sequence[str] | None = None) -> int:
+    """How many executed strategies are monitored (states OPEN / PARTIALLY_EXITED; of ``brokers``)."""
+    e = strategy_execution_status
+    q = sa.select(sa.func.count()).select_from(e).where(e.c.state.in_(MONITORED_STATES))
+    if brokers is not None:
+        q = q.where(e.c.broker.in_(list(brokers)))
+    with wh.engine.connect() as conn:
+        return int(conn.execute(q).scalar_one())
+
+
+def has_open_positions(wh: Warehouse, *, brokers: Sequence[str] | None = None) -> bool:
+    return open_position_count(wh, brokers=brokers) > 0
+
+
+def snapshot_count(wh: Warehouse, *, trade_date: dt.date | None = None, source: str | None = None) -> int:
+    """Rows of ``strategy_monitoring`` (of one session / source when given)."""
+    t = strategy_monitoring
+    q = sa.select(sa.func.count()).select_from(t)
+    if trade_date is not None:
+        q = q.where(t.c.trade_date == trade_date)
+    if source is not None:
+        q = q.where(t.c.source == source)
+    with wh.engine.connect() as conn:
+        return int(conn.execute(q).scalar_one())
+
+
+def latest_chain_session(wh: Warehouse, *, until: dt.date | None = None) -> dt.date | None:
+    """The newest session with a stored option chain (at or before ``until``): what a simulated
+    monitor replays."""
+    c = option_chain_data
+    q = sa.select(sa.func.max(c.c.trade_date))
+    if until is not None:
+        q = q.where(c.c.trade_date <= until)
+    with wh.engine.connect() as conn:
+        return conn.execute(q).scalar()
+
+
+def closed_results(wh: Warehouse) -> dict[str, int]:
+    """Wins and losses (realized P&L after fees > 0 / <= 0) of the CLOSED strategies."""
+    e = strategy_execution_status
+    rows = wh.read(sa.select(e.c.realized_pnl).where(e.c.state == "CLOSED"))
+    pnl = rows.get_column("realized_pnl").fill_null(0.0) if rows.height else pl.Series([], dtype=pl.Float64)
+    return {"wins": int((pnl > 0).sum()), "losses": int((pnl <= 0).sum())}

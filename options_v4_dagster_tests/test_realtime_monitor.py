@@ -263,3 +263,27 @@ def test_the_realtime_monitor_and_the_polling_cycle_racing_on_one_intent_exit_on
     assert st == "CLOSED" and verify_audit(wh) is None
     for w in (*whs, wh):
         w.dispose()
+
+
+def test_cli_realtime_once_on_the_standin_feed_replays_a_session(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from options_v4_dagster.cli import realtime as cli
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    _setup(url).dispose()
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.delenv("DHAN_CLIENT_ID", raising=False)
+    monkeypatch.delenv("DHAN_ACCESS_TOKEN", raising=False)
+    ap = argparse.ArgumentParser()
+    cli.register(ap.add_subparsers(dest="cmd"))
+    args = ap.parse_args(["realtime", "--once", "--alert-only", "--date", "2025-07-18"])
+    assert args.func is cli.cmd_realtime and args.feed is None
+    assert cli.cmd_realtime(args) == 0
+    out = capsys.readouterr().out
+    assert "stand-in feed at ws://127.0.0.1:" in out and "one evaluation: 2 positions" in out
+    wh = Warehouse(url, create=False)
+    assert "feed_connect" in audit_rows(wh)["kind"].to_list() and intents(wh) == []
+    wh.dispose()
+    args = ap.parse_args(["realtime", "--once", "--execute", "--date", "2025-07-18"])
+    assert cli.cmd_realtime(args) == 2  # live without OPTIONS_V4_LIVE and credentials: refused

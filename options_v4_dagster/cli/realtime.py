@@ -75,7 +75,7 @@ def _printer():
                 shown["tick"] = time.monotonic()
                 feed = "[green]feed[/]" if p["feed_up"] else "[yellow]REST[/]"
                 alerts = " ".join(f"{u}:{n}" for u, n in sorted(p["alerts"].items())) or "-"
-                console.print(f"[dim]{dt.datetime.now():%H:%M:%S}[/] eval {p['keys']} strategies via {feed} "
+                console.print(f"[dim]{dt.datetime.now():%H:%M:%S}[/] {p['ticks']} ticks; eval {p['keys']} strategies via {feed} "
                               f"in {p['seconds'] * 1e3:.0f} ms; alerts {alerts}; exits placed {p['exits_placed']}")
         elif kind == "intent":
             colour = "red" if p["state"] in ("FAILED", "PARTIAL") else "bold magenta"

@@ -267,7 +267,7 @@ class RealtimeMonitor:
                 st.intent_at.setdefault(i.intent_key, done)
             self._emit("intent", {"intent_key": i.intent_key, "state": i.state, "created": i.created,
                                   "orders": len(i.orders or ()), "note": i.note})
-        self._emit("cycle", {"keys": len(keys), "seconds": round(done - t0, 4), "feed_up": self.feed_up,
+        self._emit("cycle", {"keys": len(keys), "ticks": st.ticks, "seconds": round(done - t0, 4), "feed_up": self.feed_up,
                              "exits_placed": report.exits_placed, "alerts": dict(report.alerts)})
         for k in keys:  # a strategy the cycle closed stops being watched at once
             p = next((p for p in report.positions if p.strategy_key == k), None)

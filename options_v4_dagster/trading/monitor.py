@@ -54,8 +54,9 @@ from .execution import nse_market_open
 from .exit_config import ExitRulesConfig, load_exit_rules
 from .exit_path import ExitPath
 from .exit_rules import ExitEvaluation, evaluate_exits
+from .ledger import ConcurrentUpdate
 from .monitor_report import CycleReport, IntentReport, position_reports, snapshot_rows
-from .orders import StrategyState
+from .orders import IllegalTransition, StrategyState
 from .paper import PaperConfig
 from .placement import ExecutionConfig, OrderDesk, reconcile
 from .replay import paper_execution
@@ -222,7 +223,17 @@ class _Cycle:
             self._set_state(r, StrategyState.CLOSED, f"every leg closed ({self.touched.get(r['strategy_key'], 'exit')})")
 
     def _set_state(self, r: Mapping, state: StrategyState, reason: str) -> None:
-        st = self.store.set_strategy_state(r["allocation_id"], r["position_id"], state, reason=reason, at=self.as_of)
+        try:
+            st = self.store.set_strategy_state(r["allocation_id"], r["position_id"], state, reason=reason,
+                                               at=self.as_of)
+        except (IllegalTransition, ConcurrentUpdate):
+            # another cycle (the sensor and the real-time monitor race) moved it first: done if it is there
+            st = self.store.strategy_status(r["allocation_id"], r["position_id"])
+            if st is None or str(st.state) != str(state):
+                raise
+            self.states[r["strategy_key"]] = str(st.state)
+            self.realized[r["strategy_key"]] = st.realized_pnl
+            return
         self.states[r["strategy_key"]] = str(st.state)
         self.realized[r["strategy_key"]] = st.realized_pnl
         if state is StrategyState.CLOSED:

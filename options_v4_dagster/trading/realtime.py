@@ -1,0 +1,363 @@
+"""The real-time monitor: a long-running process outside Dagster runs (a run cannot react in under a
+second) that watches every open leg on the market feed and sends the strategies whose instruments
+ticked through the one monitoring cycle (:func:`~.monitor.monitor_cycle` with ``source="realtime"``),
+so intents, exits and the exactly-once machinery are the polling sensor's. No Dagster here.
+
+:class:`RealtimeMonitor`:
+
+* **Subscriptions.** The open strategies of the mode's broker(s) are read from the positions tables
+  (:func:`~..store.monitoring.monitor_inputs`) at start and every ``poll_positions_every`` seconds;
+  every open leg's security id is subscribed on the feed (the client splits them into messages of at
+  most 100), so a position entered while the monitor runs is watched without a restart. Ids that are
+  not exchange ids (a paper leg keyed by its contract) cannot be subscribed and are only valued from
+  the REST source. (PostgreSQL LISTEN/NOTIFY on the trading tables is not used: polling only.)
+* **Ticks -> cycles.** The feed's ``on_tick`` (on the feed's thread) only merges the tick into a
+  :class:`~.feed.FeedQuoteBook` and marks its strategies due; the monitor's thread batches what ticked
+  and runs at most one cycle per ``interval`` over those strategies only (``keys=``), valued at the
+  book's quotes (``quotes=``) and ``spot``.
+* **Outages.** ``on_disconnect`` / ``on_stale`` flag the feed down; while it is down every open
+  strategy is evaluated once per refresh of ``rest_quotes(security_ids)`` (a quotes frame with
+  ``security_id, bid, ask, ltp`` [``bid_qty, ask_qty``] or a :class:`~.quotes.QuoteBook`), called at most
+  once per ``rest_interval`` (1 s: Dhan's quote API budget). The client reconnects with back-off and
+  subscribes everything again by itself; a reconnect makes every strategy due once.
+* **Audit.** ``feed_connect`` / ``feed_disconnect`` / ``feed_stale`` rows (written by the monitor's
+  thread, not the feed's) and ``mode_change`` when the monitor starts in a mode other than the last
+  cycle's (the cycle writes it too, as for every caller).
+* **Simulation.** Exits fill on a paper broker over the live book (feed quotes, else REST quotes)
+  carrying the paper account's open positions, on a clock at the cycle's ``as_of``; ``alert_only``
+  places nothing; ``live`` needs every switch entries need (checked once at construction).
+
+``clock`` gives the cycle's ``as_of`` (default: now); a replayed past session passes a clock in that
+session. :meth:`run` (``until`` a ``time.monotonic()`` deadline or :meth:`stop`); :meth:`run_once`
+evaluates every open strategy once (after the feed's first quotes, or REST) and returns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+import polars as pl
+
+from ..store import monitoring as ms
+from ..store.audit import append_audit, audit_rows
+from ..store.warehouse import Warehouse
+from .feed import FeedQuoteBook
+from .feed.client import DisconnectReason
+from .feed.packets import FeedTick
+from .monitor import MODES, MonitorConfig, monitor_cycle
+from .monitor_report import CycleReport
+from .paper import PaperConfig
+from .quotes import Quote, QuoteBook, StaticQuoteBook
+from .replay import paper_execution
+from .service import DhanCredentials, carry_open_positions, check_live
+from .valuation import quotes_frame
+
+__all__ = ["RealtimeMonitor", "RealtimeStats", "rest_book"]
+
+log = logging.getLogger(__name__)
+FeedFactory = Callable[..., object]  # (on_tick=, on_connect=, on_disconnect=, on_stale=, stale_after=) -> client
+RestQuotes = Callable[[list[str]], "pl.DataFrame | QuoteBook"]
+
+
+def rest_book(got: pl.DataFrame | QuoteBook) -> QuoteBook:
+    """A REST answer (a quotes frame or a book) as a book."""
+    if not isinstance(got, pl.DataFrame):
+        return got
+
+    def col(name: str) -> list:
+        return got.get_column(name).to_list() if name in got.columns else [None] * got.height
+
+    qs = [Quote(str(s), b, a, None if bq is None else int(bq), None if aq is None else int(aq), lt)
+          for s, b, a, bq, aq, lt in zip(col("security_id"), col("bid"), col("ask"), col("bid_qty"), col("ask_qty"),
+                                         col("ltp"), strict=True)]
+    return StaticQuoteBook(qs)
+
+
+class _LiveBook:
+    """The feed's book first while connected, the REST answer first while the feed is down."""
+
+    def __init__(self, feed: FeedQuoteBook, rest: QuoteBook | None, feed_first: bool) -> None:
+        self.books = [b for b in ((feed, rest) if feed_first else (rest, feed)) if b is not None]
+
+    def quote(self, security_id: str) -> Quote | None:
+        for b in self.books:
+            q = b.quote(security_id)
+            if q is not None and (q.bid is not None or q.ltp is not None):
+                return q
+        return None
+
+
+@dataclass
+class RealtimeStats:
+    ticks: int = 0
+    cycles: int = 0
+    rest_calls: int = 0
+    rest_cycles: int = 0  # cycles valued with the feed down
+    connects: int = 0
+    disconnects: int = 0
+    position_refreshes: int = 0
+    intents_created: int = 0
+    exits_placed: int = 0
+    last_cycle_seconds: float = 0.0
+    #: intent key -> time.perf_counter() when the cycle that created it returned (its row is persisted)
+    intent_at: dict[str, float] = field(default_factory=dict)
+
+
+class RealtimeMonitor:
+    """See the module docstring. ``feed_factory(on_tick=, on_connect=, on_disconnect=, on_stale=,
+    stale_after=)`` returns a started-or-not :class:`~.feed.MarketFeedClient` (or anything with
+    ``subscribe``, ``start``, ``stop``); ``on_event(kind, payload)`` sees ``tick`` (sampled),
+    ``cycle``, ``intent``, ``feed`` and ``positions`` events (the CLI prints them)."""
+
+    def __init__(self, wh: Warehouse, feed_factory: FeedFactory, *, mode: str = "simulation", live: bool = False,
+                 rest_quotes: RestQuotes | None = None, interval: float = 0.5, poll_positions_every: float = 5.0,
+                 stale_after: float = 10.0, rest_interval: float = 1.0, clock: Callable[[], dt.datetime] | None = None,
+                 spot: Mapping[str, float] | Callable[[], Mapping[str, float]] | None = None,
+                 credentials: DhanCredentials | None = None, env: Mapping[str, str] | None = None,
+                 config: MonitorConfig | None = None, on_event: Callable[[str, dict], None] | None = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        if mode == "live":
+            check_live("dhan", live=live, credentials=credentials, env=env)
+        self.wh, self.mode, self.live, self.credentials, self.env = wh, mode, live, credentials, env
+        self.rest_quotes, self.interval, self.poll_every = rest_quotes, float(interval), float(poll_positions_every)
+        self.rest_interval, self.clock = float(rest_interval), clock or (lambda: dt.datetime.now(dt.UTC))
+        self._spot, self.config, self.on_event = spot, config or MonitorConfig(), on_event
+        self.book = FeedQuoteBook()
+        self.stats = RealtimeStats()
+        self.sid_keys: dict[str, set[str]] = {}  # security id -> strategy keys holding it open
+        self.keys: set[str] = set()
+        self.symbols: dict[str, str] = {}  # strategy key -> symbol
+        self.last_report: CycleReport | None = None
+        self.feed_up = False
+        self._lock = threading.Lock()
+        self._due: set[str] = set()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._pending_audit: deque = deque()
+        self._rest: QuoteBook | None = None
+        self._rest_at = float("-inf")
+        self._last_cycle = float("-inf")
+        self._last_poll = float("-inf")
+        self._first_ids: set[str] = set()
+        self.feed = feed_factory(on_tick=self._on_tick, on_connect=self._on_connect, on_disconnect=self._on_disconnect,
+                                 on_stale=self._on_stale, stale_after=stale_after)
+
+    # -- feed callbacks (the feed's thread: keep them short) --------------------------------------------
+    def _on_tick(self, tick: FeedTick) -> None:
+        if self.book.apply(tick) is None:
+            return
+        keys = self.sid_keys.get(tick.security_id)
+        with self._lock:
+            self.stats.ticks += 1
+            if keys:
+                self._due |= keys
+                self._wake.set()
+
+    def _on_connect(self) -> None:
+        self.feed_up = True
+        self.stats.connects += 1
+        with self._lock:
+            self._pending_audit.append(("feed_connect", "market_feed", {"connections": self.stats.connects,
+                                                                        "instruments": len(self.sid_keys)}))
+            self._due |= self.keys  # anything may have moved while the feed was down
+        self._wake.set()
+
+    def _on_disconnect(self, reason: DisconnectReason) -> None:
+        self.feed_up = False
+        self.stats.disconnects += 1
+        with self._lock:
+            self._pending_audit.append(("feed_disconnect", "market_feed",
+                                        {"kind": reason.kind, "detail": reason.detail, "code": reason.code,
+                                         "fatal": reason.fatal}))
+        self._wake.set()
+
+    def _on_stale(self, silent: float) -> None:
+        self.feed_up = False
+        with self._lock:
+            self._pending_audit.append(("feed_stale", "market_feed", {"silent_seconds": round(silent, 3)}))
+        self._wake.set()
+
+    # -- positions ------------------------------------------------------------------------------------
+    def refresh_positions(self) -> list[str]:
+        """Read the open strategies, subscribe new legs; the strategy keys that are new."""
+        self._last_poll = time.monotonic()
+        self.stats.position_refreshes += 1
+        brokers = None if self.mode == "alert_only" else (["dhan"] if self.mode == "live" else ["paper"])
+        inputs = ms.monitor_inputs(self.wh, self.clock(), brokers=brokers)
+        legs = inputs.legs.select("strategy_id", "security_id", "symbol").drop_nulls("security_id")
+        sid_keys: dict[str, set[str]] = {}
+        for key, sid, _ in legs.iter_rows():
+            sid_keys.setdefault(str(sid), set()).add(key)
+        symbols = dict(inputs.strategies.select("strategy_key", "symbol").iter_rows())
+        keys = set(inputs.strategies.filter(pl.col("open_legs") > 0).get_column("strategy_key").to_list())
+        new = sorted(keys - self.keys)
+        self.sid_keys, self.symbols, self.keys = sid_keys, symbols, keys
+        ids = [s for s in sid_keys if s.isdigit()]
+        if ids:
+            added = self.feed.subscribe(ids)
+            if added:
+                self._emit("positions", {"strategies": len(keys), "new": new, "subscribed": len(added)})
+        if new:
+            with self._lock:
+                self._due |= set(new)
+            self._wake.set()
+        return new
+
+    # -- one cycle --------------------------------------------------------------------------------------
+    def _rest_refresh(self, ids: list[str]) -> bool:
+        """Ask the REST source (at most once per ``rest_interval``); whether a new answer came."""
+        if self.rest_quotes is None or not ids or time.monotonic() - self._rest_at < self.rest_interval:
+            return False
+        self._rest_at = time.monotonic()
+        self.stats.rest_calls += 1
+        self._rest = rest_book(self.rest_quotes(ids))
+        return True
+
+    def _spots(self) -> Mapping[str, float] | None:
+        return self._spot() if callable(self._spot) else self._spot
+
+    def _paper(self, book: QuoteBook, keys: list[str], as_of: dt.datetime):
+        """A paper broker over ``book`` at ``as_of`` carrying the paper account (simulation exits)."""
+        strategies = ms.monitor_inputs(self.wh, as_of, brokers=["paper"], keys=keys).strategies
+        aids = strategies.get_column("allocation_id").unique().to_list()
+        last = ms.last_trade_at(self.wh, aids) if aids else None
+        start = max(as_of, last + dt.timedelta(seconds=1)) if last else as_of
+        paper = PaperConfig(capital=(ms.allocation_capital(self.wh, aids) if aids else None) or PaperConfig.capital)
+        px = paper_execution(book, paper=paper, start=start, config=self.config.execution)
+        carry_open_positions(px.broker, self.wh)
+        return px
+
+    def evaluate(self, keys: list[str]) -> CycleReport | None:
+        """One cycle over ``keys`` at the live book (the feed's, or REST while it is down)."""
+        keys = [k for k in keys if k in self.keys]
+        if not keys:
+            return None
+        ids = sorted({s for s, ks in self.sid_keys.items() if ks & set(keys)})
+        if not self.feed_up:
+            self._rest_refresh(sorted(self.sid_keys))
+            self.stats.rest_cycles += 1
+        book = _LiveBook(self.book, self._rest, feed_first=self.feed_up)
+        frame = quotes_frame(book, ids)
+        as_of = self.clock()
+        broker, cfg = None, self.config
+        if self.mode == "simulation":
+            px = self._paper(book, keys, as_of)
+            broker, cfg = px.broker, replace(self.config, execution=px.config)
+        t0 = time.perf_counter()
+        report = monitor_cycle(self.wh, as_of=as_of, mode=self.mode, source="realtime", broker=broker,
+                               live=self.live, credentials=self.credentials, env=self.env, quotes=frame,
+                               spot=self._spots(), keys=keys, config=cfg)
+        done = time.perf_counter()
+        self._last_cycle = time.monotonic()
+        self.last_report = report
+        st = self.stats
+        st.cycles += 1
+        st.last_cycle_seconds = done - t0
+        st.exits_placed += report.exits_placed
+        for i in report.intents:
+            if i.created:
+                st.intents_created += 1
+                st.intent_at.setdefault(i.intent_key, done)
+            self._emit("intent", {"intent_key": i.intent_key, "state": i.state, "created": i.created,
+                                  "orders": len(i.orders or ()), "note": i.note})
+        self._emit("cycle", {"keys": len(keys), "ticks": st.ticks, "seconds": round(done - t0, 4), "feed_up": self.feed_up,
+                             "exits_placed": report.exits_placed, "alerts": dict(report.alerts)})
+        for k in keys:  # a strategy the cycle closed stops being watched at once
+            p = next((p for p in report.positions if p.strategy_key == k), None)
+            if p is not None and p.state == "CLOSED":
+                self.keys.discard(k)
+        return report
+
+    # -- running ----------------------------------------------------------------------------------------
+    def _emit(self, kind: str, payload: dict) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, payload)
+
+    def flush_audit(self) -> None:
+        with self._lock:
+            entries = list(self._pending_audit)
+            self._pending_audit.clear()
+        if entries:
+            append_audit(self.wh, entries)
+            for kind, _, payload in entries:
+                self._emit("feed", {"event": kind, **payload})
+
+    def _audit_mode(self) -> None:
+        last = audit_rows(self.wh, kind="cycle").tail(1)
+        prev = None if last.height == 0 else last.item(0, "subject")
+        entries = [("realtime_start", self.mode, {"interval": self.interval, "poll_positions_every": self.poll_every})]
+        if prev is not None and prev != self.mode:
+            entries.insert(0, ("mode_change", self.mode, {"from": prev, "to": self.mode, "source": "realtime"}))
+        append_audit(self.wh, entries)
+
+    def start(self) -> RealtimeMonitor:
+        self._audit_mode()
+        self.refresh_positions()
+        self.feed.start()
+        return self
+
+    def step(self, timeout: float) -> CycleReport | None:
+        """Wait up to ``timeout`` for ticks, then (at most once per ``interval``) evaluate what is due."""
+        now = time.monotonic()
+        if now - self._last_poll >= self.poll_every:
+            self.refresh_positions()
+        self._wake.wait(timeout)
+        self.flush_audit()
+        wait = self._last_cycle + self.interval - time.monotonic()
+        if wait > 0:
+            if self._stopping.wait(wait):
+                return None
+        with self._lock:
+            due, self._due = self._due, set()
+            self._wake.clear()
+        if not self.feed_up and self.rest_quotes is not None and self.keys \
+                and time.monotonic() - self._rest_at >= self.rest_interval:
+            due |= self.keys  # the feed is down: REST quotes keep every strategy evaluated
+        return self.evaluate(sorted(due)) if due else None
+
+    def run(self, until: float | None = None) -> RealtimeStats:
+        """Run until ``until`` (a ``time.monotonic()`` value), :meth:`stop` or a fatal feed error."""
+        self.start()
+        try:
+            while not self._stopping.is_set():
+                left = None if until is None else until - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                if getattr(self.feed, "fatal", None) is not None and self.rest_quotes is None:
+                    log.error("realtime monitor: the feed stopped for good (%s)", self.feed.fatal.detail)
+                    break
+                self.step(min(self.interval, left) if left is not None else self.interval)
+        finally:
+            self.close()
+        return self.stats
+
+    def run_once(self, wait: float = 5.0) -> CycleReport | None:
+        """``--once``: one evaluation of every open strategy (feed quotes once every subscribed leg has
+        one or ``wait`` passed, REST quotes where the feed gave none), then stop."""
+        self.start()
+        try:
+            deadline = time.monotonic() + wait
+            ids = [s for s in self.sid_keys if s.isdigit()]
+            while time.monotonic() < deadline and not all(self.book.quote(s) for s in ids):
+                time.sleep(0.05)
+            self.flush_audit()
+            if not all(self.book.quote(s) for s in self.sid_keys):
+                self._rest_refresh(sorted(self.sid_keys))
+            return self.evaluate(sorted(self.keys))
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def close(self) -> None:
+        self.feed.stop()
+        self.flush_audit()

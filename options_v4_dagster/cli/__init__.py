@@ -48,6 +48,7 @@ from options_v4_dagster import config
 from options_v4_dagster.errors import OptionsV4Error
 from options_v4_dagster.types import MARKET_SOURCES, RISK_TOLERANCES
 
+from . import realtime
 from .allocate import cmd_allocate, cmd_industries
 from .analyze import cmd_analyze, cmd_strategies
 from .args import (
@@ -205,7 +206,8 @@ def _positive_float(value: str) -> float:
 
 
 def _monitor_parsers(sub) -> None:
-    mo = sub.add_parser("monitor", help="monitor open positions: one cycle, the polling loop, the dashboard")
+    mo = sub.add_parser("monitor", help="monitor open positions: one cycle, the polling loop, the dashboard, "
+                        "the real-time monitor")
     mos = mo.add_subparsers(dest="monitor_command", required=True)
     for name, text in (("once", "one monitoring cycle: value, evaluate exit rules, place due exits once"),
                        ("poll", "the polling loop: one cycle every --interval minutes until Ctrl-C")):
@@ -226,6 +228,7 @@ def _monitor_parsers(sub) -> None:
     d.add_argument("--continuous", action="store_true", help="refresh until Ctrl-C")
     d.add_argument("--detailed", action="store_true", help="also every leg with entry and current prices")
     d.add_argument("--refresh", type=_positive_float, default=5.0, help="seconds between refreshes (default 5)")
+    realtime.register(mos)
     mo.set_defaults(func=cmd_monitor)
 
     st = sub.add_parser("status", help="the session's health on one screen; exit 1 when something needs a human")

@@ -169,5 +169,7 @@ def cmd_monitor_dashboard(args) -> int:
 
 
 def cmd_monitor(args) -> int:
-    return {"once": cmd_monitor_once, "poll": cmd_monitor_poll,
-            "dashboard": cmd_monitor_dashboard}[args.monitor_command](args)
+    from .realtime import cmd_realtime
+
+    return {"once": cmd_monitor_once, "poll": cmd_monitor_poll, "dashboard": cmd_monitor_dashboard,
+            "realtime": cmd_realtime}[args.monitor_command](args)

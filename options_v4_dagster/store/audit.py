@@ -115,11 +115,15 @@ def verify_audit(wh: Warehouse, *, batch: int = 5000) -> AuditBreak | None:
                 return None
 
 
-def audit_rows(wh: Warehouse, *, kind: str | None = None, subject: str | None = None) -> pl.DataFrame:
+def audit_rows(wh: Warehouse, *, kind: str | None = None, subject: str | None = None,
+               last: int | None = None) -> pl.DataFrame:
+    """Audit rows in chain order; ``last``: only the newest N (read newest first, returned in order)."""
     t = audit_log
     q = sa.select(t)
     if kind is not None:
         q = q.where(t.c.kind == kind)
     if subject is not None:
         q = q.where(t.c.subject == subject)
+    if last is not None:
+        return wh.read(q.order_by(t.c.id.desc()).limit(last)).reverse()
     return wh.read(q.order_by(t.c.id))

@@ -166,7 +166,7 @@ class _Cycle:
         append_audit(self.wh, entries)
 
     def audit_mode(self) -> None:
-        last = audit_rows(self.wh, kind="cycle").tail(1)
+        last = audit_rows(self.wh, kind="cycle", last=1)
         prev = None if last.height == 0 else last.item(0, "subject")
         entries = [("cycle", self.mode, {"source": self.source, "session": self.session, "as_of": self.as_of})]
         if prev is not None and prev != self.mode:

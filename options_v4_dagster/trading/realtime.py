@@ -290,7 +290,7 @@ class RealtimeMonitor:
                 self._emit("feed", {"event": kind, **payload})
 
     def _audit_mode(self) -> None:
-        last = audit_rows(self.wh, kind="cycle").tail(1)
+        last = audit_rows(self.wh, kind="cycle", last=1)
         prev = None if last.height == 0 else last.item(0, "subject")
         entries = [("realtime_start", self.mode, {"interval": self.interval, "poll_positions_every": self.poll_every})]
         if prev is not None and prev != self.mode:

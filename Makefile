@@ -35,6 +35,10 @@ bench: install
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_execution.py
 	$(PY) benchmarks/bench_dhan_pacing.py
+	$(PY) benchmarks/bench_paper_broker.py
+	$(PY) benchmarks/bench_exit_rules.py
+	$(PY) benchmarks/bench_feed_latency.py
+	$(PY) benchmarks/bench_realtime_latency.py
 
 # Dagster UI (webserver + daemon) on http://127.0.0.1:3000 with the local instance.
 dev: install

@@ -5,7 +5,6 @@ VWAP entry prices and realized P&L, approvals are idempotent."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
 
 import pytest
 import sqlalchemy as sa
@@ -38,6 +37,7 @@ from options_v4_dagster.trading.orders import (
     StrategyState,
 )
 
+from .concurrency import race
 from .trading_seed import EXPIRY, D, chain_row, seed_allocation
 
 S = OrderStatus
@@ -58,29 +58,10 @@ def url(request, tmp_path):
     return request.getfixturevalue("pg_url")
 
 
-def _race(n: int, fn):
-    """Run fn(i) in n threads released at once; results or exceptions, in thread order."""
-    barrier, out = threading.Barrier(n), [None] * n
-
-    def run(i):
-        barrier.wait()
-        try:
-            out[i] = fn(i)
-        except Exception as exc:  # noqa: BLE001 - the test inspects what each thread got
-            out[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return out
-
-
 def test_reserve_is_unique_under_concurrent_writers(url):
     Warehouse(url).dispose()  # migrated once
     stores = [TradingStore(Warehouse(url, create=False)) for _ in range(6)]  # six engines: six connections
-    got = _race(6, lambda i: stores[i].reserve_order(_req(), META, at=T0))
+    got = race(6, lambda i: stores[i].reserve_order(_req(), META, at=T0))
     assert all(isinstance(g, tuple) for g in got), got
     assert sum(created for _, created in got) == 1
     assert {row.correlation_id for row, _ in got} == {"eaaaaaaaaaa-1-1-0-0"}
@@ -100,7 +81,7 @@ def test_transitions_are_compare_and_set(url):
     Warehouse(url).dispose()
     stores = [TradingStore(Warehouse(url, create=False)) for _ in range(4)]
     row, _ = stores[0].reserve_order(_req(), META, at=T0)
-    got = _race(4, lambda i: stores[i].transition(row.correlation_id, S.SUBMITTED, expected_version=row.version))
+    got = race(4, lambda i: stores[i].transition(row.correlation_id, S.SUBMITTED, expected_version=row.version))
     won = [g for g in got if not isinstance(g, Exception)]
     assert len(won) == 1 and won[0].status is S.SUBMITTED and won[0].version == 1
     assert all(isinstance(g, ConcurrentUpdate) for g in got if isinstance(g, Exception))

@@ -58,12 +58,15 @@ def _serialized(engine: sa.Engine) -> Iterator[sa.Connection]:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK})
+        done = False
         try:
             yield conn
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
+            done = True
+        finally:  # commit only when the block finished; anything else (error, interrupt) rolls back
+            if done:
+                conn.commit()
+            else:
+                conn.rollback()
 
 
 def append_audit(wh: Warehouse, entries: Iterable[tuple[str, str | None, Mapping | None]],

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 
 import polars as pl
 import pytest
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 
 from options_v4_dagster.store import Warehouse, schema
 from options_v4_dagster.store.audit import append_audit, audit_rows, verify_audit
-from options_v4_dagster.store.monitoring import intents, strategy_key
+from options_v4_dagster.store.monitoring import get_intent, intents, strategy_key
 from options_v4_dagster.store.trading import TradingStore
 from options_v4_dagster.store.trading_queries import allocation_plan, orders_frame, session_quote_book
 from options_v4_dagster.trading.execution import execute_allocation
@@ -25,6 +24,7 @@ from options_v4_dagster.trading.monitor import MonitorConfig, monitor_cycle
 from options_v4_dagster.trading.replay import paper_execution
 from options_v4_dagster.trading.service import LiveTradingRefused
 
+from .concurrency import race
 from .trading_seed import EXPIRY, NOW, D, chain_row, seed_allocation
 
 AID = "a" * 64
@@ -217,29 +217,11 @@ def url(request, tmp_path):
     return request.getfixturevalue("pg_url")
 
 
-def _race(n: int, fn):
-    barrier, out = threading.Barrier(n), [None] * n
-
-    def run(i):
-        barrier.wait()
-        try:
-            out[i] = fn(i)
-        except Exception as exc:  # noqa: BLE001 - the test inspects what each thread got
-            out[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return out
-
-
 def test_two_cycles_racing_on_one_intent_place_one_exit_order_set(url):
     wh = _setup(url)
     _chain(wh, D2, (95.0, 96.0, 62.0, 63.0), spot=24950.0)
     whs = [Warehouse(url, create=False) for _ in range(2)]  # two engines: as two processes
-    got = _race(2, lambda i: monitor_cycle(whs[i], D2, source=("sensor", "realtime")[i]))
+    got = race(2, lambda i: monitor_cycle(whs[i], D2, source=("sensor", "realtime")[i]))
     assert not [g for g in got if isinstance(g, Exception)], got
     exits = _exit_orders(wh)
     assert exits.height == 2 and exits["correlation_id"].n_unique() == 2 and set(exits["status"]) == {"TRADED"}
@@ -253,7 +235,7 @@ def test_two_cycles_racing_on_one_intent_place_one_exit_order_set(url):
 def test_audit_chain_verifies_reports_a_tampered_row_and_concurrent_appends_keep_one_chain(url):
     wh = Warehouse(url)
     whs = [Warehouse(url, create=False) for _ in range(4)]
-    _race(4, lambda i: [append_audit(whs[i], [("feed_connect", f"w{i}", {"n": n})]) for n in range(10)])
+    race(4, lambda i: [append_audit(whs[i], [("feed_connect", f"w{i}", {"n": n})]) for n in range(10)])
     rows = audit_rows(wh)
     assert rows["id"].to_list() == list(range(1, 41)) and verify_audit(wh) is None
     with wh.engine.begin() as c:
@@ -268,3 +250,25 @@ def test_live_needs_every_switch(wh):
     with pytest.raises(LiveTradingRefused):
         monitor_cycle(wh, D2, mode="live", live=True, env={})
     assert _exit_orders(wh).height == 0
+
+
+def test_a_live_intent_is_not_taken_over_by_a_cycle_on_another_clock(wh):
+    """The intent lease runs on the wall clock, not on a cycle's ``as_of``: an intent another process
+    wrote PENDING a few seconds ago (by the wall clock) is left to it by a cycle replaying 2025-07-18,
+    however far the replayed ``as_of`` lies from the wall time; once the lease has run out it is taken over."""
+    from options_v4_dagster.store.monitoring import claim_intent
+    from options_v4_dagster.trading.monitor import MonitorConfig
+
+    _chain(wh, D2, (172.0, 173.0, 80.0, 81.0))  # the profit target fires for NIFTY
+    wall = dt.datetime(2025, 7, 17, 9, 0, tzinfo=dt.UTC)  # a day before the replayed as_of (15:25 IST on D2)
+    key = f"{NIFTY}:profit_target:primary"
+    monitor_cycle(wh, D2, mode="alert_only", config=MonitorConfig(lease_clock=lambda: wall))  # the intent, ALERTED
+    # another process claims it to place the exit (PENDING at the wall time) and is still at work
+    assert claim_intent(wh, key, expected_version=get_intent(wh, key)["version"], state="PENDING", at=wall)
+    alive = MonitorConfig(lease_clock=lambda: wall + dt.timedelta(seconds=10))
+    r = monitor_cycle(wh, D2, config=alive)
+    assert r.exits_placed == 0 and _exit_orders(wh).height == 0 and get_intent(wh, key)["state"] == "PENDING"
+    expired = MonitorConfig(lease_clock=lambda: wall + dt.timedelta(seconds=600))
+    r = monitor_cycle(wh, D2, config=expired)  # the other process died: its intent is driven here, once
+    assert r.exits_placed == 2 and get_intent(wh, key)["state"] == "FILLED"
+    assert get_intent(wh, key)["updated_at"] == wall + dt.timedelta(seconds=600)  # stamped on the lease clock

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -83,6 +83,9 @@ class MonitorConfig:
     execution: ExecutionConfig | None = None  # live / a given broker; paper: its simulated clock is bound in
     max_attempts: int = 3  # order attempts per drive of an intent (each after an unfilled / rejected one)
     lease_seconds: float = 120.0  # a PENDING / PLACED intent untouched this long is taken over
+    #: The wall clock of intent timestamps and of the lease (never ``as_of``: a replayed session and a live
+    #: cycle on other clocks must not take each other's live intent over).
+    lease_clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     portfolio_capital: float | None = None  # for the daily loss limit's share of capital
 
 
@@ -151,6 +154,7 @@ class _Cycle:
                  cfg: MonitorConfig, rules: ExitRulesConfig) -> None:
         self.wh, self.session, self.as_of, self.mode, self.source = wh, session, as_of, mode, source
         self.cfg, self.rules = cfg, rules
+        self.wall = cfg.lease_clock()  # intents' updated_at and the lease are on this clock (MonitorConfig)
         self.store = TradingStore(wh)
         self.day = as_of.astimezone(calendar.IST).date()
         self.messages: list[str] = []
@@ -202,7 +206,7 @@ class _Cycle:
                     allocation_id=m["allocation_id"], position_id=m["position_id"], trade_date=self.session,
                     rule="settlement", level=expiry.isoformat(), action=Action.EXIT_ALL.value, urgency="HIGH",
                     quantities=[], reason=f"expired {expiry}: settled at intrinsic value", mode=self.mode,
-                    source=self.source, broker=m["broker"], state="FILLED"), at=self.as_of)
+                    source=self.source, broker=m["broker"], state="FILLED"), at=self.wall)
                 if ms.record_settlement(self.store, rec, broker=m["broker"], intent_key=key, at=at):
                     done = True
                     self.touched.setdefault(rec["strategy_id"], "settlement")
@@ -247,7 +251,7 @@ class _Cycle:
         keys = valuation.strategies.get_column("strategy_id").to_list()
         self.stored = {i["intent_key"]: i for i in ms.intents(self.wh, strategy_keys=keys)}
         self._reopen_unfinished(keys)
-        stale = self.as_of - dt.timedelta(seconds=self.cfg.lease_seconds)
+        stale = self.wall - dt.timedelta(seconds=self.cfg.lease_seconds)
         done = _DONE | ({"ALERTED"} if self.mode == "alert_only" else set())
         executed = [k for k, i in self.stored.items() if i["state"] in done
                     and not (i["state"] in ("PENDING", "PLACED") and i["updated_at"] < stale)]
@@ -279,7 +283,7 @@ class _Cycle:
                 more = [{**q, "quantity": int(q["quantity"]) + abs(open_q.get(int(q["leg"]), 0))}
                         for q in i["quantities"]]
                 got = ms.claim_intent(self.wh, k, expected_version=i["version"], state="PARTIAL", quantities=more,
-                                      note="its strategy still holds open legs", at=self.as_of)
+                                      note="its strategy still holds open legs", at=self.wall)
                 if got:
                     self.stored[k] = got
 
@@ -320,7 +324,7 @@ class _Cycle:
                 allocation_id=m["allocation_id"], position_id=m["position_id"], trade_date=self.session,
                 rule=d["rule"], level=d["level"], action=d["action"], urgency=d["urgency"], quantities=q,
                 reason=d["reason"], mode=self.mode, source=self.source,
-                broker=None if self.mode == "alert_only" else m["broker"], state=state), at=self.as_of)
+                broker=None if self.mode == "alert_only" else m["broker"], state=state), at=self.wall)
             self.audit([("intent", d["intent_key"], {"created": created, "state": row["state"], "rule": d["rule"],
                                                      "action": d["action"], "urgency": d["urgency"], "legs": q})])
             if self.mode == "alert_only":
@@ -338,12 +342,12 @@ class _Cycle:
 
     def _take_over(self, row: dict) -> dict | None:
         """The stored intent, claimed for this cycle when it may be driven again (module docstring)."""
-        stale = self.as_of - dt.timedelta(seconds=self.cfg.lease_seconds)
+        stale = self.wall - dt.timedelta(seconds=self.cfg.lease_seconds)
         st = row["state"]
         if not (st in _RETRY or st == "ALERTED" or (st in ("PENDING", "PLACED") and row["updated_at"] < stale)):
             return None
         return ms.claim_intent(self.wh, row["intent_key"], expected_version=row["version"], state="PENDING",
-                               mode=self.mode, source=self.source, at=self.as_of)
+                               mode=self.mode, source=self.source, at=self.wall)
 
     def _execute(self, todo, valuation: Valuation, broker: Broker | None, book,
                  credentials: DhanCredentials | None) -> None:
@@ -363,7 +367,7 @@ class _Cycle:
                 key = row["intent_key"]
                 if path is None:
                     ms.claim_intent(self.wh, key, expected_version=row["version"], state="FAILED",
-                                    note=f"not placed: {refused}", at=self.as_of)
+                                    note=f"not placed: {refused}", at=self.wall)
                     self.intents.append(IntentReport(key, "FAILED", created, False, note=f"not placed: {refused}"))
                     self.audit([("intent_escalated", key, {"state": "FAILED", "note": refused})])
                     continue
@@ -380,7 +384,7 @@ class _Cycle:
 
         def claim(attempt: int) -> bool:
             got = ms.claim_intent(self.wh, key, expected_version=current["row"]["version"], state="PLACED",
-                                  attempt=attempt, at=self.as_of)
+                                  attempt=attempt, at=self.wall)
             if got:
                 current["row"] = got
             return got is not None
@@ -390,7 +394,7 @@ class _Cycle:
         note = (f"filled {res.filled}" + (f"; left {res.left}: {res.note}" if res.escalated else ""))
         if res.state != "PLACED":
             ms.claim_intent(self.wh, key, expected_version=current["row"]["version"], state=res.state,
-                            attempt=res.attempt, note=note, at=self.as_of)
+                            attempt=res.attempt, note=note, at=self.wall)
         if any(res.filled.values()):
             self.touched[row["strategy_key"]] = row["rule"]
         self.intents.append(IntentReport(key, res.state, created, True, res.orders, res.left, note))

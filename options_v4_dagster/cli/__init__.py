@@ -1,7 +1,7 @@
 """``options-v4``: the command line of Options V4 on Dagster (console script ``options_v4_dagster.cli:main``).
 
     options-v4 run [--date D] [--source S] [--nse-dir DIR]     the daily pipeline for one session
-    options-v4 backfill --start D --end D [--job daily_pipeline|iv_collection] [--source S] [--nse-dir DIR]
+    options-v4 backfill --start D --end D [--job daily_pipeline|iv_collection|session_chains] [--source S] [--nse-dir DIR]
     options-v4 runs [--limit N]                                the latest Dagster runs
     options-v4 iv collect [--date D] [--source S] [--nse-dir DIR] | iv analyze [--date D]
     options-v4 iv show SYMBOL [--days N] [--out FILE]          a symbol's IV history: a table and a chart
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("backfill", help="materialize a range of sessions in order, one Dagster run each")
     b.add_argument("--start", required=True, type=date_arg)
     b.add_argument("--end", required=True, type=date_arg)
-    b.add_argument("--job", default="daily_pipeline", choices=("daily_pipeline", "iv_collection"))
+    b.add_argument("--job", default="daily_pipeline", choices=("daily_pipeline", "iv_collection", "session_chains"))
     b.add_argument("--source", choices=MARKET_SOURCES)
     b.add_argument("--nse-dir", type=existing_dir)
     b.set_defaults(func=cmd_backfill)

@@ -6,6 +6,8 @@ bear put spread entered on paper on 2025-07-17):
   same date runs normally;
 * a strategy left FAILED for a human (a leg never filled, the filled one left open) is valued and
   gets HIGH alerts every cycle, never an automatic exit, and still settles at expiry;
+* the breakeven alert fires only when spot crossed a breakeven into the losing side after the entry
+  (not for a debit position that starts on its losing side);
 * a daily loss limit breach recorded by the day's monitor refuses new entry orders that day (typed
   error naming the day and the loss; ``options-v4 execute`` exits non-zero with it).
 """
@@ -30,12 +32,14 @@ from options_v4_dagster.store.trading_queries import (
 )
 from options_v4_dagster.trading.execution import ExecutionConfig, execute_allocation
 from options_v4_dagster.trading.exit_config import load_exit_rules
+from options_v4_dagster.trading.exit_rules import evaluate_exits
 from options_v4_dagster.trading.monitor import MonitorConfig, QuotesUnavailable, monitor_cycle
 from options_v4_dagster.trading.replay import paper_execution
 from options_v4_dagster.trading.service import DailyLossLimitBreached, execute_approval
 
 from .pipeline_run import cli_call
 from .test_monitoring_cycle import D_TIME, NIFTY, TCS, _chain, _levels, _position, _setup, _state
+from .test_trading_monitoring import levels, quotes, value
 from .trading_seed import EXPIRY, NOW, D, seed_allocation
 
 AID = "a" * 64
@@ -128,6 +132,54 @@ def test_a_failed_strategy_is_valued_and_alerted_high_never_exited_and_settles_a
     assert _open_legs(wh).filter(pl.col("expiry") < dt.date(2025, 8, 1)).height == 0
     assert _state(wh)["state"] == "UNWOUND"
     wh.dispose()
+
+
+# -- (c) breakeven alerts -------------------------------------------------------------------------------------------
+
+def _be(*triggers) -> str:
+    return json.dumps([{"trigger": "breakeven_breached", "side": side, "breakeven": b, "price": b, "entry_spot": e}
+                       for side, b, e in triggers])
+
+
+def _breached(spot: float, adjustments: str) -> list[str]:
+    ev = evaluate_exits(value(quotes(200, 204, 110, 114), spot=spot), levels(adjustments=adjustments))
+    return sorted(ev.decisions.filter(pl.col("rule") == "breakeven_breached").get_column("level").to_list())
+
+
+def test_breakeven_alert_only_when_spot_crossed_into_the_losing_side_after_the_entry():
+    condor = _be(("below", 24800.0, 25100.0), ("above", 25400.0, 25100.0))  # profits between, entered there
+    assert _breached(25100.0, condor) == []
+    assert _breached(24790.0, condor) == ["below"]
+    assert _breached(25450.0, condor) == ["above"]
+    straddle = _be(("above", 24800.0, 25100.0), ("below", 25400.0, 25100.0))  # loses between, entered there
+    assert _breached(25100.0, straddle) == []
+    debit = _be(("below", 25080.0, 24990.0))  # a call spread bought below its breakeven: on its losing side
+    assert _breached(25050.0, debit) == []
+    credit = _be(("below", 25080.0, 25200.0))  # entered above it: falling below it is a breach
+    assert _breached(25050.0, credit) == ["below"] and _breached(25150.0, credit) == []
+    old = json.dumps([{"trigger": "breakeven_breached", "side": "below", "breakeven": 25080.0, "price": 25080.0}])
+    assert _breached(25050.0, old) == ["below"]  # a level stored without the entry spot: as before
+
+
+def test_stored_breakeven_triggers_carry_the_entry_spot_on_the_profitable_side_of_a_credit_position():
+    from options_v4_dagster.market.simulated import SimulatedMarket
+    from options_v4_dagster.quant import surface
+    from options_v4_dagster.strategies import analyze, build_candidates
+    from options_v4_dagster.strategies.exits import exit_levels_all
+
+    chains, failures = SimulatedMarket().option_chains(["NIFTY"], D)
+    assert not failures
+    cands, _ = build_candidates(surface.chain_iv(chains))
+    analyze(cands)
+    pick = {c.strategy.name: c for c in cands if c.strategy.name in ("iron_condor", "long_straddle", "bull_put_spread")}
+    assert set(pick) == {"iron_condor", "long_straddle", "bull_put_spread"}
+    for name, lv in zip(pick, exit_levels_all(list(pick.values())), strict=True):
+        bes = [a for a in lv.adjustments if a["trigger"] == "breakeven_breached"]
+        assert bes and all(a["entry_spot"] == pytest.approx(pick[name].spot, abs=0.01) for a in bes), name
+        armed = [(a["side"] == "below" and a["entry_spot"] > a["price"])
+                 or (a["side"] == "above" and a["entry_spot"] < a["price"]) for a in bes]
+        # credit positions start between their breakevens (armed); a long straddle starts on its losing side
+        assert all(armed) if name != "long_straddle" else not any(armed), (name, bes)
 
 
 # -- (d) the daily loss limit stops new entries ------------------------------------------------------------------

@@ -27,7 +27,9 @@ Rules (levels from ``strategy_exit_levels``; the YAML fills what a strategy lack
   updated for the store to persist) = max(previous, P&L); armed once it reaches
   ``trailing_activation``; fires when P&L <= high-water mark - ``trailing_distance``.
 * ``breakeven_breached`` (ALERT, or ADJUST with ``alert_only: false``; MEDIUM), level = the losing
-  side ``below`` / ``above``: spot at or beyond the stored trigger price -- suggests a defensive roll.
+  side ``below`` / ``above``: spot at or beyond the stored trigger price while the stored
+  ``entry_spot`` was on the profitable side of it (a crossing since the entry; a trigger stored
+  without it fires on the side alone) -- suggests a defensive roll.
 * ``short_delta`` (ALERT/ADJUST, MEDIUM), level = the leg: a short leg's |delta| above its stored
   threshold (matched by type, strike and expiry; default ``short_delta_threshold``) -- defensive roll.
 * ``offensive_add`` (ALERT/ADJUST, NORMAL), level ``add``: P&L >= ``offensive_min_profit_share`` of
@@ -75,7 +77,8 @@ LEVELS_SCHEMA: dict[str, pl.DataType] = {  # the strategy_exit_levels columns
 }
 _STEP = pl.Struct({"at_pct": pl.Float64, "pnl": pl.Float64, "close_fraction": pl.Float64})
 _ADJ = pl.Struct({"trigger": pl.Utf8, "side": pl.Utf8, "breakeven": pl.Float64, "price": pl.Float64,
-                  "instrument": pl.Utf8, "strike": pl.Float64, "expiry": pl.Utf8, "threshold": pl.Float64})
+                  "entry_spot": pl.Float64, "instrument": pl.Utf8, "strike": pl.Float64, "expiry": pl.Utf8,
+                  "threshold": pl.Float64})
 _SCALAR = ("profit_target", "stop_loss", "time_exit_dte", "time_exit_date", "trailing_activation",
            "trailing_distance")
 
@@ -86,7 +89,7 @@ class PreparedLevels:
 
     strategies: pl.DataFrame  # strategy_id + the scalar levels
     scale_steps: pl.DataFrame  # strategy_id, at_pct, pnl, close_fraction, level, last, intent_key
-    breakevens: pl.DataFrame  # strategy_id, side, breakeven, price
+    breakevens: pl.DataFrame  # strategy_id, side, breakeven, price, entry_spot
     short_delta: pl.DataFrame  # strategy_id, option_type, strike, expiry, threshold (one per leg key)
     arrays: LevelArrays  # the same as numpy arrays, for evaluate_exits
     #: evaluate_exits keeps here what holds while the set of open strategies (and executed intents)
@@ -110,7 +113,8 @@ def prepare_levels(levels: pl.DataFrame | None) -> PreparedLevels:
                                  separator=":").alias("intent_key"))
     adj = (lv.select("strategy_id", pl.col("adjustments").str.json_decode(pl.List(_ADJ)).alias("a"))
            .explode("a").unnest("a"))
-    be = adj.filter(pl.col("trigger") == "breakeven_breached").select("strategy_id", "side", "breakeven", "price")
+    be = adj.filter(pl.col("trigger") == "breakeven_breached").select("strategy_id", "side", "breakeven", "price",
+                                                                       "entry_spot")
     sd = adj.filter(pl.col("trigger") == "short_delta").select(
         "strategy_id", pl.col("instrument").str.to_uppercase().alias("option_type"), "strike",
         pl.col("expiry").str.to_date(strict=False).alias("expiry"), "threshold").drop_nulls("threshold").unique(

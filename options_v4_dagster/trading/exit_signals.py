@@ -63,6 +63,7 @@ class LevelArrays:
     be_side: np.ndarray  # 0 below, 1 above, -1 neither
     be_breakeven: np.ndarray
     be_price: np.ndarray
+    be_entry: np.ndarray  # the underlying at entry; NaN: not stored (the side alone decides)
     sd_row: np.ndarray
     sd_type: np.ndarray  # 1 CE, 0 PE, -1 neither
     sd_strike: np.ndarray
@@ -95,7 +96,7 @@ def level_arrays(strategies: pl.DataFrame, steps: pl.DataFrame, breakevens: pl.D
         names.to_list(),
         rows(breakevens), np.where((breakevens.get_column("side") == "below").fill_null(False).to_numpy(), 0,
                                    np.where((breakevens.get_column("side") == "above").fill_null(False).to_numpy(), 1, -1)),
-        *(breakevens.get_column(c).to_numpy().astype(float) for c in ("breakeven", "price")),
+        *(breakevens.get_column(c).to_numpy().astype(float) for c in ("breakeven", "price", "entry_spot")),
         rows(short_delta), _type_code(short_delta.get_column("option_type")),
         short_delta.get_column("strike").to_numpy().astype(float), _days(short_delta.get_column("expiry")),
         short_delta.get_column("threshold").to_numpy().astype(float))
@@ -210,10 +211,11 @@ def adjustment_parts(valuation: Valuation, la: LevelArrays, s_of_lv: np.ndarray,
     if ad.breakeven and la.be_row.size:
         si = s_of_lv[la.be_row]
         j = np.flatnonzero(si >= 0)
-        si, side, price = si[j], la.be_side[j], la.be_price[j]
+        si, side, price, entry = si[j], la.be_side[j], la.be_price[j], la.be_entry[j]
         s = spot[si]
-        with np.errstate(invalid="ignore"):
-            fire = live[si] & (((side == 0) & (s <= price)) | ((side == 1) & (s >= price)))
+        with np.errstate(invalid="ignore"):  # beyond the trigger now, and it was not at the entry (a crossing)
+            armed = np.isnan(entry) | ((side == 0) & (entry > price)) | ((side == 1) & (entry < price))
+            fire = live[si] & armed & (((side == 0) & (s <= price)) | ((side == 1) & (s >= price)))
         sides = np.array([strings.code("below"), strings.code("above")])
         out.append(Part(si[fire], Rule.BREAKEVEN_BREACHED, sides[side[fire]], action, Urgency.MEDIUM, s[fire],
                         price[fire], _BREAKEVEN_REASON, aux=la.be_breakeven[j][fire]))

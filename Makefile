@@ -35,6 +35,7 @@ bench: install
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_execution.py
 	$(PY) benchmarks/bench_dhan_pacing.py
+	$(PY) benchmarks/bench_archive.py
 	$(PY) benchmarks/bench_paper_broker.py
 	$(PY) benchmarks/bench_exit_rules.py
 	$(PY) benchmarks/bench_feed_latency.py

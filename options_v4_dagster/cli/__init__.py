@@ -20,6 +20,7 @@
     options-v4 audit verify                                    check the audit log's hash chain
     options-v4 db upgrade | current | history                  warehouse schema migrations
     options-v4 sessions [--start D] [--end D]                  NSE trading sessions
+    options-v4 archive --before D [--table T] [--dry-run] [--json]  old sessions' contract rows to Parquet
 
 D is a session YYYY-MM-DD (default: the latest one), S a market-data source of
 :data:`~options_v4_dagster.types.MARKET_SOURCES` (default ``OPTIONS_V4_MARKET_DATA`` or ``simulated``),
@@ -48,7 +49,7 @@ from options_v4_dagster import config
 from options_v4_dagster.errors import OptionsV4Error
 from options_v4_dagster.types import MARKET_SOURCES, RISK_TOLERANCES
 
-from . import realtime
+from . import archive, realtime
 from .allocate import cmd_allocate, cmd_industries
 from .analyze import cmd_analyze, cmd_strategies
 from .args import (
@@ -192,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--start", type=date_arg)
     s.add_argument("--end", type=date_arg)
     s.set_defaults(func=cmd_sessions)
+    archive.register(sub)
     return p
 
 
@@ -243,7 +245,7 @@ def _monitor_parsers(sub) -> None:
 
 #: Commands that read or write the warehouse: its URL is checked (one connection) before they start.
 USES_WAREHOUSE = frozenset({"run", "iv", "backfill", "analyze", "allocate", "industries", "db", "approve",
-                            "execute", "orders", "positions", "monitor", "status", "audit"})
+                            "execute", "orders", "positions", "monitor", "status", "audit", "archive"})
 #: Commands that read market data: OPTIONS_V4_MARKET_DATA is checked when --source is not given.
 USES_MARKET = frozenset({"run", "iv", "backfill", "analyze"})
 

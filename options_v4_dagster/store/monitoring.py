@@ -34,6 +34,7 @@ from ..calendar import session_close
 from ..trading.broker import Fill
 from ..trading.orders import OrderStatus, OrderType, Side, exit_correlation_id
 from ..trading.quotes import ChainQuoteBook
+from . import archive
 from .audit import audit_rows
 from .instruments import instrument_specs
 from .schema import (
@@ -257,9 +258,10 @@ def session_quotes(wh: Warehouse, session: dt.date, symbols: Iterable[str]) -> S
     (with the session's instruments) the paper broker fills exits at."""
     syms = sorted({s.upper() for s in symbols})
     c = option_chain_data
-    chain = wh.read(sa.select(c.c.symbol, c.c.expiry, c.c.strike, c.c.option_type, c.c.bid, c.c.ask, c.c.bid_qty,
-                              c.c.ask_qty, c.c.ltp, c.c.underlying_price, c.c.security_id, c.c.snapshot_ts)
-                    .where(c.c.trade_date == session, c.c.symbol.in_(syms))) if syms else pl.DataFrame()
+    cols = (c.c.symbol, c.c.expiry, c.c.strike, c.c.option_type, c.c.bid, c.c.ask, c.c.bid_qty, c.c.ask_qty, c.c.ltp,
+            c.c.underlying_price, c.c.security_id, c.c.snapshot_ts)
+    chain = archive.fallback(wh, wh.read(sa.select(*cols).where(c.c.trade_date == session, c.c.symbol.in_(syms))),
+                             "option_chain_data", session, [x.name for x in cols], syms) if syms else pl.DataFrame()
     if chain.height == 0:
         empty = pl.DataFrame(schema={"security_id": pl.Utf8, "contract_key": pl.Utf8, "bid": pl.Float64,
                                      "ask": pl.Float64, "ltp": pl.Float64})
@@ -287,6 +289,8 @@ def underlying_closes(wh: Warehouse, pairs: Iterable[tuple[str, dt.date]]) -> di
     for s, d, px in ch.iter_rows():
         if px is not None:
             out[(s, d)] = float(px)
+    for s, d, px in archive.underlying_prices(wh, syms, dates):  # sessions whose chains are archived
+        out[(s, d)] = px
     return {k: v for k, v in out.items() if k in set(pairs)}
 
 
@@ -465,7 +469,9 @@ def latest_chain_session(wh: Warehouse, *, until: dt.date | None = None) -> dt.d
     if until is not None:
         q = q.where(c.c.trade_date <= until)
     with wh.engine.connect() as conn:
-        return conn.execute(q).scalar()
+        latest = conn.execute(q).scalar()
+    archived = archive.latest_archived(wh, "option_chain_data", until=until)
+    return max(d for d in (latest, archived) if d is not None) if (latest or archived) else None
 
 
 def closed_results(wh: Warehouse) -> dict[str, int]:

@@ -199,6 +199,12 @@ _COLUMNS: dict[str, tuple[Callable[[Part], object], type]] = {
 }
 
 
+def _take(s: pl.Series, idx: np.ndarray) -> pl.Series:
+    """``s`` at the positions ``idx``, on the calling thread (a gather over several chunks goes to
+    polars' thread pool, and ``Series.gather`` costs a query)."""
+    return (s if s.n_chunks() == 1 else s.rechunk()).to_frame()[idx].to_series()
+
+
 def _arrays(parts: list[Part]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([np.broadcast_to(np.asarray(get(p), dtype), p.i.shape) for p in parts])
             if parts else np.empty(0, dtype) for k, (get, dtype) in _COLUMNS.items()}
@@ -284,26 +290,28 @@ def assemble(parts: list[Part], n: int, sids: pl.Series, strings: Strings, execu
         lr = np.concatenate([lr, scale.leg[ok]])
         leg_lots = np.concatenate([leg_lots, scale.lots[ok]])
 
-    # the string columns: small-table gathers, then reasons (part order) and intent keys in one select
+    # the string columns, every polars step on the calling thread (select_seq, single-chunk gathers):
+    # under CPU contention work handed to polars' thread pool waits for a core
     table = strings.series()
-    sid, rule, level = sids.gather(f["i"]), _NAMES[Rule].gather(f["rule"]), table.gather(f["level"])
+    sid, rule, level = _take(sids, f["i"]), _take(_NAMES[Rule], f["rule"]), _take(table, f["level"])
     text = pl.DataFrame({"value": a["value"][kept], "threshold": a["threshold"][kept], "aux": a["aux"][kept],
-                         "level": table.gather(a["level"][kept]), "_s": sid, "_r": rule, "_l": level}).select(
+                         "level": _take(table, a["level"][kept]), "_s": sid, "_r": rule, "_l": level}).select_seq(
         _reasons([*parts, hold], [*counts, hold.i.size], [*keep_by_part, None]).alias("reason"),
         pl.concat_str(["_s", "_r", "_l"], separator=":").alias("intent_key"))
-    g = leg_frame.select("strategy_id", "allocation_id", "position_id", "leg", "quote_key")[legs.rows[lr]]
+    key = text.get_column("intent_key")
+    rows = legs.rows[lr]
 
     dec = pl.DataFrame([
-        sid.alias("strategy_id"), _NAMES[Action].gather(f["action"]).alias("action"),
-        _NAMES[Urgency].gather(f["urgency"]).alias("urgency"), rule.alias("rule"), level.alias("level"),
-        text.get_column("intent_key"),
+        sid.alias("strategy_id"), _take(_NAMES[Action], f["action"]).alias("action"),
+        _take(_NAMES[Urgency], f["urgency"]).alias("urgency"), rule.alias("rule"), level.alias("level"), key,
         pl.Series("value", f["value"], nan_to_null=True), pl.Series("threshold", f["threshold"], nan_to_null=True),
-        pl.Series("lots", lots), text.get_column("reason").gather(perm), pl.Series("precedence", f["prec"]),
+        pl.Series("lots", lots), _take(text.get_column("reason"), perm), pl.Series("precedence", f["prec"]),
         pl.Series("primary", first), pl.Series("actionable", actionable)])
     lq = pl.DataFrame([
-        dec.get_column("intent_key").gather(dec_row), *g.select("strategy_id", "allocation_id", "position_id", "leg"),
-        g.get_column("quote_key").alias("security_id"),
+        _take(key, dec_row), *(_take(leg_frame.get_column(c), rows) for c in ("strategy_id", "allocation_id",
+                                                                              "position_id", "leg")),
+        _take(leg_frame.get_column("quote_key"), rows).alias("security_id"),
         pl.Series("quantity", leg_lots * legs.lot[lr], dtype=pl.Int64), pl.Series("lots", leg_lots, dtype=pl.Int64),
-        _SIDES.gather((legs.qty[lr] > 0).astype(np.int64)).alias("close_side")])
+        _take(_SIDES, (legs.qty[lr] > 0).astype(np.int64)).alias("close_side")])
     return (dec if dec.schema == DECISION_SCHEMA else dec.cast(DECISION_SCHEMA),  # type: ignore[arg-type]
             lq if lq.schema == LEG_QUANTITY_SCHEMA else lq.cast(LEG_QUANTITY_SCHEMA))  # type: ignore[arg-type]

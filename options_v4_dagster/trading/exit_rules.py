@@ -61,7 +61,15 @@ import polars as pl
 from .decisions import Action, Rule, Urgency
 from .exit_config import ExitRulesConfig, load_exit_rules
 from .exit_rows import URGENCY_CODE, Executed, Part, Reason, Strings, assemble
-from .exit_signals import LevelArrays, adjustment_parts, leg_index, level_arrays, scale_out_part
+from .exit_signals import (
+    AlignedLevels,
+    LevelArrays,
+    adjustment_parts,
+    align_levels,
+    leg_index,
+    level_arrays,
+    scale_out_part,
+)
 from .settlement import cutoff_decisions
 from .valuation import Valuation, conform
 
@@ -158,6 +166,7 @@ class _Strategies:
         self.lv_of_s = np.fromiter(map(get, self.ids, repeat(-1)), np.int64, len(self.ids))
         self.s_of_lv = np.full(la.ids.len(), -1, dtype=np.int64)
         self.s_of_lv[self.lv_of_s[self.lv_of_s >= 0]] = np.flatnonzero(self.lv_of_s >= 0)
+        self.aligned: AlignedLevels = align_levels(la, self.s_of_lv, len(self.ids))
         self._executed: tuple[frozenset[str], Executed] | None = None
 
     @classmethod
@@ -292,8 +301,8 @@ def evaluate_exits(valuation: Valuation, levels: PreparedLevels | pl.DataFrame |
                               (hwm - dist)[fire], _TRAIL))
         base = np.where(mp > 0, mp, np.where(np.isfinite(stored["profit_target"]), stored["profit_target"],
                                              mp * cfg.profit_target.default_pct_of_max_profit))
-    legs = leg_index(valuation, n, la, s_of_lv, cfg.adjustments.short_delta_threshold)
-    scale, scale_legs = scale_out_part(n, la, s_of_lv, legs, cfg, executed, strings, pnl[cfg.scale_out.basis], base,
+    legs = leg_index(valuation, n, st.aligned, cfg.adjustments.short_delta_threshold)
+    scale, scale_legs = scale_out_part(la, st.aligned, legs, cfg, executed, strings, pnl[cfg.scale_out.basis], base,
                                        live)
     if scale is not None:
         parts.append(scale)

@@ -60,7 +60,7 @@ import polars as pl
 
 from .decisions import Action, Rule, Urgency
 from .exit_config import ExitRulesConfig, load_exit_rules
-from .exit_rows import URGENCY_CODE, Executed, Part, Reason, Strings, assemble
+from .exit_rows import URGENCY_CODE, Executed, IntentKeys, Part, Reason, Strings, assemble
 from .exit_signals import (
     AlignedLevels,
     LevelArrays,
@@ -167,6 +167,7 @@ class _Strategies:
         self.s_of_lv = np.full(la.ids.len(), -1, dtype=np.int64)
         self.s_of_lv[self.lv_of_s[self.lv_of_s >= 0]] = np.flatnonzero(self.lv_of_s >= 0)
         self.aligned: AlignedLevels = align_levels(la, self.s_of_lv, len(self.ids))
+        self.intent_keys = IntentKeys(sids)
         self._executed: tuple[frozenset[str], Executed] | None = None
 
     @classmethod
@@ -316,7 +317,7 @@ def evaluate_exits(valuation: Valuation, levels: PreparedLevels | pl.DataFrame |
         parts.append(Part(st.rows_of(cut.get_column("strategy_id").to_list()), Rule.PHYSICAL_SETTLEMENT_CUTOFF,
                           strings.codes(cut.get_column("level").to_list()), Action.EXIT_ALL, Urgency.HIGH,
                           _f(cut, "value"), _f(cut, "threshold"), _CUTOFF, extra={"text": cut.get_column("reason")}))
-    dec, lq = assemble(parts, n, st.sids, strings, executed, legs, valuation.legs, scale_legs)
+    dec, lq = assemble(parts, n, st.sids, strings, executed, legs, valuation.legs, scale_legs, st.intent_keys)
     hw = pl.DataFrame({"strategy_id": st.sids, "high_water_mark": pl.Series(hwm, dtype=pl.Float64, nan_to_null=True),
                        "trailing_armed": armed},
                       schema={"strategy_id": pl.Utf8, "high_water_mark": pl.Float64, "trailing_armed": pl.Boolean})

@@ -13,7 +13,18 @@ import polars as pl
 
 from .decisions import Action, Rule, Urgency
 from .exit_config import ExitRulesConfig
-from .exit_rows import ACTION_CODE, RULE_CODE, Executed, LegIndex, Part, Reason, ScaleLegs, Strings, expand
+from .exit_rows import (
+    ACTION_CODE,
+    RULE_CODE,
+    Executed,
+    LegIndex,
+    Part,
+    Reason,
+    ScaleLegs,
+    Strings,
+    expand,
+    take,
+)
 from .valuation import Valuation
 
 __all__ = ["AlignedLevels", "LevelArrays", "adjustment_parts", "align_levels", "leg_index", "level_arrays",
@@ -178,8 +189,8 @@ def leg_index(valuation: Valuation, n: int, al: AlignedLevels, default_threshold
         k, k_ok = _find(al.sd_strikes, a("strike")[rows[h]].astype(float))
         e, e_ok = _find(al.sd_expiries, a("expiry").astype("datetime64[D]").view(np.int64)[rows[h]])  # NaT: none
         ok = np.flatnonzero(k_ok & e_ok)
-        t, found = _find(al.sd_key, _leg_key(li[h[ok]], _type_code(lg.get_column("option_type"))[rows[h[ok]]], e[ok],
-                                             k[ok], al.sd_expiries.size, al.sd_strikes.size))
+        typ = _type_code(take(lg.get_column("option_type"), rows[h[ok]]))
+        t, found = _find(al.sd_key, _leg_key(li[h[ok]], typ, e[ok], k[ok], al.sd_expiries.size, al.sd_strikes.size))
         v = al.sd_threshold[t[found]]
         thr[h[ok[found]]] = np.where(np.isnan(v), default_threshold, v)
     return LegIndex(rows, li, qty, a("lot_size")[rows], a("entry_lots")[rows], a("open_lots")[rows], abs_delta,
@@ -282,7 +293,7 @@ def adjustment_parts(valuation: Valuation, la: LevelArrays, s_of_lv: np.ndarray,
         out.append(Part(legs.li[hit], Rule.SHORT_DELTA, strings.codes(str(int(x)) for x in uniq)[inv], action,
                         Urgency.MEDIUM, legs.abs_delta[hit], legs.threshold[hit], _DELTA_REASON,
                         aux=valuation.legs.get_column("strike").to_numpy()[vr].astype(float),
-                        extra={"option_type": valuation.legs.get_column("option_type").gather(vr)}))
+                        extra={"option_type": take(valuation.legs.get_column("option_type"), vr)}))
     if ad.offensive_min_profit_share is not None and short.any():
         dmax = np.full(live.size, -1.0)  # the largest short |delta| (NaN counts as 1), -1 without short legs
         with_legs = np.flatnonzero(np.diff(legs.start) > 0)

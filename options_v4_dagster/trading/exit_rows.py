@@ -256,8 +256,15 @@ def take(s: pl.Series, idx: np.ndarray) -> pl.Series:
 
 
 def _arrays(parts: list[Part]) -> dict[str, np.ndarray]:
-    return {k: np.concatenate([np.broadcast_to(np.asarray(get(p), dtype), p.i.shape) for p in parts])
-            if parts else np.empty(0, dtype) for k, (get, dtype) in _COLUMNS.items()}
+    sizes = [p.i.size for p in parts]
+    out = {}
+    for k, (get, dtype) in _COLUMNS.items():
+        values = [get(p) for p in parts]
+        if not any(isinstance(v, np.ndarray) for v in values):  # scalars only: one repeat
+            out[k] = np.repeat(np.asarray(values, dtype), sizes)
+        else:
+            out[k] = np.concatenate([np.broadcast_to(np.asarray(v, dtype), (c,)) for v, c in zip(values, sizes, strict=True)])
+    return out
 
 
 def _is_exit(action: np.ndarray) -> np.ndarray:

@@ -189,7 +189,7 @@ def leg_index(valuation: Valuation, n: int, al: AlignedLevels, default_threshold
         k, k_ok = _find(al.sd_strikes, a("strike")[rows[h]].astype(float))
         e, e_ok = _find(al.sd_expiries, a("expiry").astype("datetime64[D]").view(np.int64)[rows[h]])  # NaT: none
         ok = np.flatnonzero(k_ok & e_ok)
-        typ = _type_code(take(lg.get_column("option_type"), rows[h[ok]]))
+        typ = _type_code(lg.get_column("option_type"))[rows[h[ok]]]
         t, found = _find(al.sd_key, _leg_key(li[h[ok]], typ, e[ok], k[ok], al.sd_expiries.size, al.sd_strikes.size))
         v = al.sd_threshold[t[found]]
         thr[h[ok[found]]] = np.where(np.isnan(v), default_threshold, v)

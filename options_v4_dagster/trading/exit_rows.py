@@ -250,9 +250,10 @@ def computed(frame: pl.DataFrame, expr: pl.Expr) -> pl.Series:
 
 
 def take(s: pl.Series, idx: np.ndarray) -> pl.Series:
-    """``s`` at the positions ``idx``, on the calling thread (a gather over several chunks goes to
-    polars' thread pool, and ``Series.gather`` costs a query)."""
-    return (s if s.n_chunks() == 1 else s.rechunk()).to_frame()[idx].to_series()
+    """``s`` at the positions ``idx`` (integers), on the calling thread: rechunked first (a gather over
+    several chunks is slower), and not ``Series.gather`` (a query, whose gather may go to polars'
+    thread pool)."""
+    return (s if s.n_chunks() == 1 else s.rechunk())[idx]
 
 
 def _arrays(parts: list[Part]) -> dict[str, np.ndarray]:

@@ -8,6 +8,9 @@ adds HOLD for the strategies left without a row, orders by strategy row and prec
 primary and actionable rows, expands actionable exits to their legs (:class:`LegIndex`), and builds
 the decisions and per-leg quantities frames once at the end. The rules, precedence and intent keys
 are described in :mod:`.exit_rules` and :mod:`.decisions`.
+
+Every polars step runs on the calling thread (:func:`take`, :func:`computed`): on a loaded machine
+work handed to polars' thread pool waits for a core, and a monitor shares its cores.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ _SIDES = pl.Series(["BUY", "SELL"], dtype=pl.Utf8)  # closing a short buys, clos
 _EXITS = np.array([ACTION_CODE[Action.EXIT_ALL], ACTION_CODE[Action.EXIT_PARTIAL]])
 _SCALE = RULE_CODE[Rule.SCALE_OUT]
 _PREC_SPAN = 1 << 16  # precedence * 10 + sub stays below this
+_DEC_DTYPES, _LQ_DTYPES = list(DECISION_SCHEMA.values()), list(LEG_QUANTITY_SCHEMA.values())  # cheaper than .schema
 _DENSE_MAX = 1 << 23  # bytes of the executed-intent lookup table before np.isin is used instead
 
 
@@ -372,5 +376,5 @@ def assemble(parts: list[Part], n: int, sids: pl.Series, strings: Strings, execu
         take(leg_frame.get_column("quote_key"), rows).alias("security_id"),
         pl.Series("quantity", leg_lots * legs.lot[lr], dtype=pl.Int64), pl.Series("lots", leg_lots, dtype=pl.Int64),
         take(_SIDES, (legs.qty[lr] > 0).astype(np.int64)).alias("close_side")])
-    return (dec if dec.schema == DECISION_SCHEMA else dec.cast(DECISION_SCHEMA),  # type: ignore[arg-type]
-            lq if lq.schema == LEG_QUANTITY_SCHEMA else lq.cast(LEG_QUANTITY_SCHEMA))  # type: ignore[arg-type]
+    return (dec if dec.dtypes == _DEC_DTYPES else dec.cast(DECISION_SCHEMA),  # type: ignore[arg-type]
+            lq if lq.dtypes == _LQ_DTYPES else lq.cast(LEG_QUANTITY_SCHEMA))  # type: ignore[arg-type]

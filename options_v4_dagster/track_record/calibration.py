@@ -34,7 +34,7 @@ def wilson_interval(wins: int, n: int, z: float = Z95) -> tuple[float | None, fl
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))  # contains p despite rounding
 
 
 def _closed_with(trades: pl.DataFrame, col: str) -> pl.DataFrame:

@@ -60,7 +60,7 @@ def calibration_png(table: list[dict]) -> bytes:
         y = np.array([r["realized"] for r in table])
         lo = np.array([r["ci_low"] for r in table])
         hi = np.array([r["ci_high"] for r in table])
-        ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="o", color="#1f77b4", capsize=3, label="realized win rate (95% CI)")
+        ax.errorbar(x, y, yerr=[np.maximum(y - lo, 0), np.maximum(hi - y, 0)], fmt="o", color="#1f77b4", capsize=3, label="realized win rate (95% CI)")
         for r in table:
             ax.annotate(f"n={r['n']}", (r["predicted"], r["realized"]), textcoords="offset points", xytext=(5, -10),
                         fontsize=7)

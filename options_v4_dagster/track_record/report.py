@@ -21,10 +21,10 @@ from .replay import ReplayConfig, ReplayResult, SessionRecord, replay
 from .stats import MONTHLY_TARGET, breakdowns, equity_stats, monthly_returns, trade_stats
 from .trades import trade_frame
 
-__all__ = ["TrackRecord", "default_db_path", "html_report", "run", "summary"]
+__all__ = ["TrackRecord", "default_db_path", "default_report_path", "html_report", "run", "summary"]
 
 #: the trade columns of the summary's ``trades`` list
-TRADE_FIELDS = ("trade", "symbol", "strategy_name", "category", "conviction", "status", "entry_date", "exit_date",
+TRADE_FIELDS = ("trade", "allocation_id", "position_id", "symbol", "strategy_name", "category", "conviction", "status", "entry_date", "exit_date",
                 "exit_rule", "days_in_trade", "lots", "capital_used", "cash_flow", "fees", "open_value", "pnl",
                 "pop", "expected_value", "dte", "short_delta")
 
@@ -38,9 +38,15 @@ class TrackRecord:
     db_path: Path
 
 
-def default_db_path(cfg: ReplayConfig) -> Path:
-    """``.data/track_record/replay_<source>_<start>_<end>_<cadence>.db`` (the replay's own warehouse)."""
-    return config.home_dir() / "track_record" / f"replay_{cfg.source}_{cfg.start}_{cfg.end}_{cfg.cadence}.db"
+def default_db_path(cfg: ReplayConfig, folder: Path | None = None) -> Path:
+    """``replay_<source>_<start>_<end>_<cadence>.db`` (the replay's own warehouse) in ``folder``
+    (default ``.data/track_record``)."""
+    return (folder or config.home_dir() / "track_record") / f"replay_{cfg.source}_{cfg.start}_{cfg.end}_{cfg.cadence}.db"
+
+
+def default_report_path(cfg: ReplayConfig, folder: Path | None = None) -> Path:
+    """``report_<source>_<start>_<end>_<cadence>.html`` in ``folder`` (default ``.data/track_record``)."""
+    return (folder or config.home_dir() / "track_record") / f"report_{cfg.source}_{cfg.start}_{cfg.end}_{cfg.cadence}.html"
 
 
 def run(cfg: ReplayConfig, provider, *, db_path: Path | None = None,

@@ -53,7 +53,8 @@ def daily_returns(equity: pl.DataFrame, initial: float) -> pd.Series:
 def drawdowns(equity: np.ndarray, initial: float) -> dict:
     """The maximum drawdown (a fraction, <= 0) with the indexes of its peak, valley and recovery (None:
     not recovered) into ``equity``, its duration in sessions (peak to recovery, else to the end), and
-    the longest spell under water. Index -1 is the initial capital before the first session."""
+    the longest spell under water. Index -1 is the initial capital before the first session; without
+    a drawdown the indexes are None."""
     curve = np.concatenate([[float(initial)], np.asarray(equity, dtype=float)])
     peaks = np.maximum.accumulate(curve)
     dd = curve / peaks - 1.0
@@ -67,6 +68,9 @@ def drawdowns(equity: np.ndarray, initial: float) -> dict:
     for under in dd < 0:
         run = run + 1 if under else 0
         longest = max(longest, run)
+    if worst >= 0:  # never under water
+        return {"max_drawdown": 0.0, "peak": None, "valley": None, "recovery": None, "duration_sessions": 0,
+                "longest_drawdown_sessions": 0}
     return {"max_drawdown": worst, "peak": peak - 1, "valley": valley - 1,
             "recovery": None if recovery is None else recovery - 1, "duration_sessions": int(duration),
             "longest_drawdown_sessions": int(longest)}

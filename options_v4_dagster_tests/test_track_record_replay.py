@@ -15,9 +15,11 @@ import sqlalchemy as sa
 from options_v4_dagster import calendar
 from options_v4_dagster.errors import DataUnavailable
 from options_v4_dagster.market import get_provider
+from options_v4_dagster.store import Replace
+from options_v4_dagster.store.provenance import provenance_replace
 from options_v4_dagster.store.schema import strategy_execution_status, trades
 from options_v4_dagster.store.warehouse import Warehouse
-from options_v4_dagster.track_record.inputs import LookAhead, SessionView
+from options_v4_dagster.track_record.inputs import CANDIDATE_TABLES, LookAhead, SessionView, entry_inputs
 from options_v4_dagster.track_record.replay import ReplayConfig
 from options_v4_dagster.track_record.report import run
 
@@ -170,11 +172,13 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, argv, fragment):
 
 
 def test_track_record_asset_metadata_has_the_figures_and_png_charts(tmp_path):
+    from options_v4_dagster.defs.resources import WarehouseResource
     from options_v4_dagster.defs.track_record.assets import track_record
 
     cfg = {"start": "2025-01-01", "end": "2025-01-08", "cadence": "daily", "symbols": SYMBOLS.split(",")[:10],
            "output_dir": str(tmp_path)}
-    result = dg.materialize([track_record], run_config={"ops": {"track_record": {"config": cfg}}})
+    result = dg.materialize([track_record], run_config={"ops": {"track_record": {"config": cfg}}},
+                            resources={"warehouse": WarehouseResource(database_url=f"sqlite:///{tmp_path / 'wh.db'}")})
     assert result.success
     md = result.asset_materializations_for_node("track_record")[0].metadata
     assert md["sessions"].value == len(calendar.sessions_between(dt.date(2025, 1, 1), dt.date(2025, 1, 8)))
@@ -182,3 +186,28 @@ def test_track_record_asset_metadata_has_the_figures_and_png_charts(tmp_path):
     assert charts.count("](data:image/png;base64,") == 4 and "file://" not in charts
     assert {"total_return", "max_drawdown", "calibration", "by_strategy", "exit_rules"} <= set(md)
     assert Path(md["report"].value).exists() and Path(md["replay_warehouse"].value).exists()
+
+
+def test_stored_candidates_are_used_where_the_warehouse_holds_them_from_the_same_source(tmp_path):
+    """Candidates stored for a session (as strategy_candidates writes them) are what its entry uses; a
+    session stored from another source is computed. The same candidates give the same track record."""
+    symbols = tuple(SYMBOLS.split(",")[:10])
+    provider = get_provider("simulated")
+    src = Warehouse(f"sqlite:///{tmp_path / 'src.db'}")
+    for day, source in ((dt.date(2025, 1, 1), "simulated"), (dt.date(2025, 1, 2), "nse_files")):
+        ei = entry_inputs(SessionView(provider, day), day, symbols=symbols)
+        src.replace_together([*(Replace.partition(k, day, ei.tables[k]) for k in CANDIDATE_TABLES),
+                              Replace.partition("fno_universe", day, ei.universe),
+                              Replace.partition("market_conditions", day, ei.conditions),
+                              Replace.partition("option_chain_data", day, ei.chain),
+                              provenance_replace(day, "strategy_candidates", source)])
+    cfg = ReplayConfig(dt.date(2025, 1, 1), dt.date(2025, 1, 3), cadence="daily", symbols=symbols)
+    stored = run(cfg, provider, db_path=tmp_path / "stored.db", stored=src)
+    computed = run(cfg, provider, db_path=tmp_path / "computed.db")
+    src.dispose()
+    assert stored.result.sessions[0].inputs == "stored"
+    assert [r.inputs for r in stored.result.sessions[1:]] == [r.inputs for r in computed.result.sessions[1:]]
+    assert stored.result.sessions[1].inputs in (None, "computed")  # the nse_files rows are not this source's
+    assert stored.summary["stored_candidate_sessions"] == 1 and computed.summary["stored_candidate_sessions"] == 0
+    assert stored.summary["trades"] and stored.summary["trades"] == computed.summary["trades"]
+    assert stored.summary["equity_curve"] == computed.summary["equity_curve"]

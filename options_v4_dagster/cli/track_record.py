@@ -29,6 +29,9 @@ def register(sub, positive_int, capital_arg, date_arg, symbols_arg, existing_dir
     t.add_argument("--symbols", type=symbols_arg, help="only these underlyings (comma-separated; default all)")
     t.add_argument("--out", help="HTML report file (default .data/track_record/report_<source>_<start>_<end>_<cadence>.html)")
     t.add_argument("--db", help="the replay's SQLite warehouse (replaced; default .data/track_record/replay_....db)")
+    t.add_argument("--stored", action="store_true",
+                   help="entry sessions use the strategy candidates the warehouse (DATABASE_URL) stores for them "
+                   "(same source and risk), where it has them; the others are computed")
     t.add_argument("--json", action="store_true", help="the summary as JSON on stdout")
     t.set_defaults(func=cmd_track_record)
 
@@ -49,7 +52,8 @@ def _config(args):
 
 
 def _progress(rec) -> None:
-    print(f"  {rec.session} {'entry' if rec.entry else 'exits'}: equity INR {rec.equity:,.0f}, "
+    how = f"entry ({rec.inputs} candidates)" if rec.inputs else ("entry" if rec.entry else "exits")
+    print(f"  {rec.session} {how}: equity INR {rec.equity:,.0f}, "
           f"{rec.open_strategies} open, +{rec.entered} entered, {rec.exits} exits, {rec.settled} legs settled "
           f"({sum(rec.seconds.values()):.1f}s)", file=sys.stderr, flush=True)
 
@@ -63,7 +67,19 @@ def cmd_track_record(args) -> int:
     provider = get_provider(cfg.source, **({"data_dir": args.nse_dir} if args.nse_dir else {}))
     print(f"options-v4 track-record {cfg.start} .. {cfg.end}: source {cfg.source}, capital INR {cfg.capital:,.0f}, "
           f"cadence {cfg.cadence}, risk {cfg.risk}", file=sys.stderr, flush=True)
-    tr = run(cfg, provider, db_path=Path(args.db) if args.db else None, progress=_progress)
+    stored = None
+    if args.stored:
+        from options_v4_dagster.store import Warehouse
+
+        from .db import check_database
+
+        check_database()
+        stored = Warehouse.from_env()
+    try:
+        tr = run(cfg, provider, db_path=Path(args.db) if args.db else None, stored=stored, progress=_progress)
+    finally:
+        if stored is not None:
+            stored.dispose()
     s = tr.summary
     if not tr.result.sessions:
         raise ConfigError(f"{cfg.source} holds no session from {cfg.start} to {cfg.end}")

@@ -26,11 +26,10 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import polars as pl
 
 from .. import universe as fno
-from ..errors import DataError, OptionsV4Error, ProviderError
+from ..errors import DataError, DataUnavailable, OptionsV4Error, ProviderError
 from ..market.sanity import SanityConfig, screen_chain
 from ..quant import regime
 from ..strategies import pipeline
@@ -39,7 +38,7 @@ from ..strategies.invariants import candidate_violations
 from ..types import Failure
 
 __all__ = ["CANDIDATE_TABLES", "EntryInputs", "LookAhead", "SessionView", "entry_inputs", "held_chains",
-           "market_conditions_row"]
+           "market_conditions_row", "stored_entry_inputs"]
 
 #: the strategy tables one session's candidates fill (what ``strategy_candidates`` writes)
 CANDIDATE_TABLES = ("strategies", "strategy_details", "strategy_parameters", "strategy_exit_levels")
@@ -103,17 +102,31 @@ class EntryInputs:
     failures: list[Failure] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    origin: str = "computed"  # or "stored": the candidates a warehouse holds for the session
 
 
 def entry_inputs(view: SessionView, session: dt.date, *, risk: str = "moderate", top_per_symbol: int = 5,
-                 symbols: Sequence[str] | None = None) -> EntryInputs:
-    """The session's candidates (and what the allocation reads with them), computed from ``view``.
+                 symbols: Sequence[str] | None = None, exclude: Iterable[str] = (),
+                 nifty_chain: pl.DataFrame | None = None) -> EntryInputs:
+    """The session's candidates (and what the allocation reads with them), computed from ``view`` for
+    ``symbols`` (default: every underlying the source serves) less ``exclude`` (the replay's held
+    underlyings: it opens one position per underlying). ``nifty_chain``: NIFTY's chain when NIFTY is
+    excluded (the market conditions' put-call ratio; fetched when neither has it).
 
     Candidates that break an invariant of ``strategies.invariants`` (the asset would fail the whole
     session on them) are dropped and named in ``dropped``: one symbol's bad figures do not stop the
     replay."""
     t0 = time.perf_counter()
-    inputs, _ = computed_inputs(view, session, symbols)
+    available = getattr(view, "available_symbols", None)
+    served = list(available(session)) if available else view.symbols_for(session, fno.symbols())
+    lots_fn = getattr(view, "lot_sizes", None)
+    universe = fno.session_universe(served, session, view.name, dict(lots_fn(session)) if lots_fn else {})
+    skip = set(exclude)
+    wanted = [s for s in (symbols if symbols is not None else served) if s not in skip]
+    if not wanted:
+        raise DataUnavailable(f"no underlying to build candidates for on {session}: every one is held",
+                              session=session, field="symbols", source=view.name)
+    inputs, _ = computed_inputs(view, session, wanted)
     t1 = time.perf_counter()
     result = pipeline.create_for_session(inputs, risk=risk, top_per_symbol=top_per_symbol)
     tables = pipeline.to_tables(result.ranked, session, risk)
@@ -125,10 +138,12 @@ def entry_inputs(view: SessionView, session: dt.date, *, risk: str = "moderate",
         dropped = [f"{r['strategy_id']}: {r['problem']}" for r in broken.iter_rows(named=True)]
     t2 = time.perf_counter()
     chain = inputs.iv  # the screened chain with its IVs: the chain columns are kept as they are
-    served = chain.get_column("symbol").unique().sort().to_list() if chain.height else []
-    lots = dict(chain.group_by("symbol").agg(pl.col("lot_size").first()).iter_rows()) if chain.height else {}
-    universe = fno.session_universe(served, session, view.name, {k: int(v) for k, v in lots.items() if v})
-    conditions = market_conditions_row(view, session, chain.filter(pl.col("symbol") == "NIFTY"))
+    nifty = chain.filter(pl.col("symbol") == "NIFTY") if chain.height else chain
+    if nifty.height == 0 and nifty_chain is not None:
+        nifty = nifty_chain.filter(pl.col("symbol") == "NIFTY") if nifty_chain.height else nifty_chain
+    if nifty.height == 0 and "NIFTY" in served:
+        nifty, _ = held_chains(view, session, ["NIFTY"])
+    conditions = market_conditions_row(view, session, nifty)
     return EntryInputs(session, tables, universe, chain, conditions, list(inputs.failures) + list(result.failures),
                        dropped, {"inputs": t1 - t0, "candidates": t2 - t1, "conditions": time.perf_counter() - t2})
 
@@ -183,8 +198,30 @@ def held_chains(view: SessionView, session: dt.date, symbols: Sequence[str],
     return screen.clean.filter(~pl.col("symbol").is_in(errors)), failures
 
 
-def finite(x) -> float | None:
-    if x is None:
+
+def stored_entry_inputs(wh, session: dt.date, *, source: str, risk: str = "moderate",
+                        exclude: Iterable[str] = (), symbols: Sequence[str] | None = None) -> EntryInputs | None:
+    """The session's candidates as a warehouse ``wh`` stores them (the ``strategy_candidates`` asset's
+    rows of tolerance ``risk``, built from ``source``), with the session's stored universe, chain and
+    market conditions; None when ``wh`` does not hold them (then the replay computes them). Only the
+    session's own partitions are read. ``exclude``/``symbols`` narrow the candidates as in
+    :func:`entry_inputs`."""
+    from ..store.provenance import sources_of
+
+    t0 = time.perf_counter()
+    if sources_of(wh, session, ["strategy_candidates"]).get("strategy_candidates") != source:
         return None
-    x = float(x)
-    return x if np.isfinite(x) else None
+    st = wh.read_partition("strategies", session).filter(pl.col("risk_tolerance") == risk)
+    conditions = wh.read_partition("market_conditions", session)
+    chain = wh.read_partition("option_chain_data", session)
+    if st.height == 0 or conditions.height == 0 or chain.height == 0:
+        return None
+    st = st.filter(~pl.col("symbol").is_in(list(exclude)))
+    if symbols is not None:
+        st = st.filter(pl.col("symbol").is_in(list(symbols)))
+    ids = st.get_column("strategy_id").to_list()
+    tables = {"strategies": st, **{k: wh.read_partition(k, session).filter(pl.col("strategy_id").is_in(ids))
+                                   for k in CANDIDATE_TABLES[1:]}}
+    universe = wh.read_partition("fno_universe", session)
+    return EntryInputs(session, tables, universe, chain, conditions, seconds={"stored": time.perf_counter() - t0},
+                       origin="stored")

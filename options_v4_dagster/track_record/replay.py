@@ -50,7 +50,7 @@ from ..trading.paper import PaperBroker, PaperConfig
 from ..trading.quotes import StaticQuoteBook
 from ..trading.replay import paper_execution
 from ..trading.service import carry_open_positions, execute_approval, paper_start
-from .inputs import CANDIDATE_TABLES, SessionView, entry_inputs, held_chains
+from .inputs import CANDIDATE_TABLES, SessionView, entry_inputs, held_chains, stored_entry_inputs
 
 __all__ = ["CADENCES", "ReplayConfig", "ReplayResult", "SessionRecord", "entry_days", "replay", "replay_days"]
 
@@ -94,6 +94,7 @@ class SessionRecord:
     exits: int = 0  # exit intents driven this session
     settled: int = 0  # legs settled at expiry this session
     unmarked: int = 0  # open legs without a quote this session (carried at their last mark)
+    inputs: str | None = None  # the entry's candidates: "computed" or "stored"
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -103,7 +104,7 @@ class SessionRecord:
                 "open_strategies": self.open_strategies,
                 "free_capital": None if self.free_capital is None else round(self.free_capital, 2),
                 "allocation_id": self.allocation_id, "entered": self.entered, "exits": self.exits,
-                "settled": self.settled, "unmarked": self.unmarked, "notes": list(self.notes)}
+                "settled": self.settled, "unmarked": self.unmarked, "inputs": self.inputs, "notes": list(self.notes)}
 
 
 @dataclass
@@ -142,14 +143,17 @@ def entry_days(days: list[dt.date], cadence: str) -> set[dt.date]:
     return set(first.values())
 
 
-def replay(cfg: ReplayConfig, wh: Warehouse, provider, *,
+def replay(cfg: ReplayConfig, wh: Warehouse, provider, *, stored: Warehouse | None = None,
            progress: Callable[[SessionRecord], None] | None = None) -> ReplayResult:
-    """Replay ``cfg``'s range into ``wh`` (a warehouse of its own; see the module docstring)."""
+    """Replay ``cfg``'s range into ``wh`` (a warehouse of its own; see the module docstring).
+    ``stored``: a warehouse whose stored strategy candidates (same source and risk tolerance) an
+    entry session uses when it holds them (:func:`~.inputs.stored_entry_inputs`); the others are
+    computed."""
     t0 = time.perf_counter()
     days = replay_days(cfg, provider)
     entries = entry_days(days, cfg.cadence)
     industries = industry_allocations(wh)
-    run = _Run(cfg, wh, provider, industries)
+    run = _Run(cfg, wh, provider, industries, stored)
     for day in days:
         rec = run.session(day, day in entries)
         if progress is not None:
@@ -158,8 +162,8 @@ def replay(cfg: ReplayConfig, wh: Warehouse, provider, *,
 
 
 class _Run:
-    def __init__(self, cfg: ReplayConfig, wh: Warehouse, provider, industries) -> None:
-        self.cfg, self.wh, self.provider, self.industries = cfg, wh, provider, industries
+    def __init__(self, cfg: ReplayConfig, wh: Warehouse, provider, industries, stored: Warehouse | None) -> None:
+        self.cfg, self.wh, self.provider, self.industries, self.stored = cfg, wh, provider, industries, stored
         self.records: list[SessionRecord] = []
         self.marks: dict[str, float] = {}
 
@@ -199,8 +203,7 @@ class _Run:
         rec.seconds["monitor"] = time.perf_counter() - t
         t = time.perf_counter()
         if entry:
-            self._enter(rec, day, view, stored=set(chain.get_column("symbol").unique().to_list()) if chain.height
-                        else set())
+            self._enter(rec, day, view, chain)
         rec.seconds["entry"] = time.perf_counter() - t
         self._mark(rec, day)
         self.records.append(rec)
@@ -226,7 +229,10 @@ class _Run:
     def _equity_before(self) -> float:
         return self.records[-1].equity if self.records else self.cfg.capital
 
-    def _enter(self, rec: SessionRecord, day: dt.date, view: SessionView, stored: set[str]) -> None:
+    def _enter(self, rec: SessionRecord, day: dt.date, view: SessionView, held_chain: pl.DataFrame) -> None:
+        stored = set(held_chain.get_column("symbol").unique().to_list()) if held_chain.height else set()
+        legs = open_legs(self.wh)
+        held = sorted(set(legs.get_column("symbol").to_list())) if legs.height else []
         capital = self.account_capital()
         free = self.free_capital(capital)
         rec.free_capital = free
@@ -234,24 +240,25 @@ class _Run:
             rec.notes.append(f"no new allocation: free capital INR {free:,.0f} is below "
                              f"{self.cfg.min_free_share:.0%} of the initial capital")
             return
+        symbols = list(self.cfg.symbols) if self.cfg.symbols else None
+        # the candidates the replay can trade: one position per underlying, so none of a held one
+        ei = stored_entry_inputs(self.stored, day, source=self.provider.name, risk=self.cfg.risk, exclude=held,
+                                 symbols=symbols) if self.stored is not None else None
         try:
-            ei = entry_inputs(view, day, risk=self.cfg.risk, top_per_symbol=self.cfg.top_per_symbol,
-                              symbols=list(self.cfg.symbols) if self.cfg.symbols else None)
+            if ei is None:
+                ei = entry_inputs(view, day, risk=self.cfg.risk, top_per_symbol=self.cfg.top_per_symbol,
+                                  symbols=symbols, exclude=held, nifty_chain=held_chain)
         except (DataError, ProviderError) as exc:
             rec.notes.append(f"no entries: the session's inputs failed: {exc}")
             return
+        rec.inputs = ei.origin
         rec.seconds.update(ei.seconds)
         if ei.dropped:
             rec.notes.append(f"{len(ei.dropped)} candidates broke an invariant and were dropped: "
                              + "; ".join(ei.dropped[:3]))
-        legs = open_legs(self.wh)
-        held = sorted(set(legs.get_column("symbol").to_list())) if legs.height else []
-        # the candidates the replay can trade: one position per underlying, so none of a held one
-        keep = ei.tables["strategies"].filter(~pl.col("symbol").is_in(held)).get_column("strategy_id")
         self.wh.replace_together([Replace.partition("fno_universe", day, ei.universe),
                                   Replace.partition("market_conditions", day, ei.conditions)]
-                                 + [Replace.partition(k, day, ei.tables[k].filter(pl.col("strategy_id").is_in(keep)))
-                                    for k in CANDIDATE_TABLES])
+                                 + [Replace.partition(k, day, ei.tables[k]) for k in CANDIDATE_TABLES])
         try:
             sa = allocate_session(self.wh, day, free, self.industries, risk_tolerance=self.cfg.risk)
         except AllocationError as exc:

@@ -49,17 +49,18 @@ def default_report_path(cfg: ReplayConfig, folder: Path | None = None) -> Path:
     return (folder or config.home_dir() / "track_record") / f"report_{cfg.source}_{cfg.start}_{cfg.end}_{cfg.cadence}.html"
 
 
-def run(cfg: ReplayConfig, provider, *, db_path: Path | None = None,
+def run(cfg: ReplayConfig, provider, *, db_path: Path | None = None, stored: Warehouse | None = None,
         progress: Callable[[SessionRecord], None] | None = None) -> TrackRecord:
     """Replay ``cfg`` into a fresh SQLite warehouse at ``db_path`` (default :func:`default_db_path`;
-    an existing file is replaced), then measure it."""
+    an existing file is replaced), then measure it. ``stored``: a warehouse whose stored candidates the
+    entry sessions use where it holds them (see :func:`~.replay.replay`)."""
     path = Path(db_path) if db_path is not None else default_db_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         p.unlink(missing_ok=True)
     wh = Warehouse(f"sqlite:///{path}")
     try:
-        res = replay(cfg, wh, provider, progress=progress)
+        res = replay(cfg, wh, provider, stored=stored, progress=progress)
         end = res.sessions[-1].session if res.sessions else cfg.end
         trades = trade_frame(wh, res.marks, end)
         intents = exit_intent_rows(wh)
@@ -90,6 +91,7 @@ def summary(res: ReplayResult, trades: pl.DataFrame, intents: pl.DataFrame) -> d
                    "capital": cfg.capital, "cadence": cfg.cadence, "risk": cfg.risk,
                    "symbols": list(cfg.symbols) if cfg.symbols else "all"},
         "sessions": len(res.sessions), "entry_sessions": sum(1 for r in res.sessions if r.entry),
+        "stored_candidate_sessions": sum(1 for r in res.sessions if r.inputs == "stored"),
         "first_session": res.sessions[0].session.isoformat() if res.sessions else None,
         "last_session": res.sessions[-1].session.isoformat() if res.sessions else None,
         **{k: v for k, v in es.items() if k != "sessions"},

@@ -9,6 +9,7 @@ from typing import Literal
 import dagster as dg
 
 from options_v4_dagster.defs.common import frame_markdown
+from options_v4_dagster.defs.resources import WarehouseResource
 from options_v4_dagster.market import get_provider
 from options_v4_dagster.track_record.charts import all_charts, markdown
 from options_v4_dagster.track_record.replay import ReplayConfig
@@ -28,6 +29,7 @@ class TrackRecordConfig(dg.Config):
     risk_tolerance: RiskTolerance = "moderate"
     symbols: list[str] | None = None  # only these underlyings (None: every one the source serves)
     output_dir: str = ""  # report and replay warehouse ("" = .data/track_record)
+    use_stored_candidates: bool = False  # entry sessions use the warehouse's stored candidates where it has them
 
 
 def _table(rows: list[dict], cols: list[str]) -> str:
@@ -47,13 +49,15 @@ def _table(rows: list[dict], cols: list[str]) -> str:
     "calibration (reliability with Wilson intervals, Brier score), EV against realized P&L, exit rules, "
     "breakdowns, and PNG charts; an HTML report file. The replay runs in a SQLite warehouse of its own.",
 )
-def track_record(context: dg.AssetExecutionContext, config: TrackRecordConfig) -> dg.MaterializeResult:
+def track_record(context: dg.AssetExecutionContext, config: TrackRecordConfig,
+                 warehouse: WarehouseResource) -> dg.MaterializeResult:
     cfg = ReplayConfig(dt.date.fromisoformat(config.start), dt.date.fromisoformat(config.end), source=config.source,
                        capital=config.capital, cadence=config.cadence, risk=config.risk_tolerance,
                        symbols=tuple(s.upper() for s in config.symbols) if config.symbols else None)
     provider = get_provider(cfg.source, **({"data_dir": config.nse_data_dir} if config.nse_data_dir else {}))
     folder = Path(config.output_dir) if config.output_dir else None
     tr = run(cfg, provider, db_path=default_db_path(cfg, folder),
+             stored=warehouse.get() if config.use_stored_candidates else None,
              progress=lambda r: context.log.info(f"{r.session} {'entry' if r.entry else 'exits'}: equity "
                                                  f"{r.equity:,.0f}, {r.open_strategies} open, +{r.entered}, "
                                                  f"{r.exits} exits"))
@@ -70,6 +74,7 @@ def track_record(context: dg.AssetExecutionContext, config: TrackRecordConfig) -
     return dg.MaterializeResult(metadata={
         **{k: dg.MetadataValue.float(float(v)) for k, v in figures.items()},
         "sessions": s["sessions"], "entry_sessions": s["entry_sessions"],
+        "stored_candidate_sessions": s["stored_candidate_sessions"],
         "trades": dg.MetadataValue.json(s["trade_counts"]),
         "max_drawdown_duration_sessions": s["max_drawdown_duration_sessions"],
         "months_meeting_target": s["months_meeting_target"],

@@ -94,6 +94,8 @@ def test_every_trade_pnl_is_the_sum_of_its_fills_and_fees(cli_run):
         assert t["fees"] == pytest.approx(fees, abs=0.01)
         assert t["pnl"] == pytest.approx(flow - fees + t["open_value"], abs=0.02), t["trade"]
         assert (t["open_value"] == 0) == (t["status"] != "open")
+        assert t["spread_paid"] >= 0  # fills at the quotes: a buy at or above the mid, a sell at or below
+    assert s["spread_paid"] == pytest.approx(sum(t["spread_paid"] for t in s["trades"]), abs=0.1)
     # a closed trade's P&L is also what the trading store recorded for the strategy (realized less fees)
     wh = Warehouse(f"sqlite:///{s['run']['warehouse']}", create=False)
     stored = dict(((r[0], r[1]), r[2]) for r in wh.read(sa.select(

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from .schema import (
     exit_intents,
+    option_chain_data,
     orders,
     portfolio_allocation,
     positions,
@@ -18,7 +19,8 @@ from .schema import (
 )
 from .warehouse import Warehouse
 
-__all__ = ["account_cash", "candidate_legs", "executed_strategies", "exit_intent_rows", "open_legs", "replay_fills"]
+__all__ = ["account_cash", "candidate_legs", "chain_quotes_of", "executed_strategies", "exit_intent_rows", "open_legs",
+           "replay_fills"]
 
 
 def account_cash(wh: Warehouse) -> tuple[float, float]:
@@ -81,3 +83,14 @@ def exit_intent_rows(wh: Warehouse) -> pl.DataFrame:
     i = exit_intents
     return wh.read(sa.select(i.c.intent_key, i.c.allocation_id, i.c.position_id, i.c.rule, i.c.level, i.c.action,
                              i.c.state, i.c.trade_date).order_by(i.c.trade_date, i.c.intent_key))
+
+
+def chain_quotes_of(wh: Warehouse, security_ids: list[str]) -> pl.DataFrame:
+    """The stored quotes (trade_date, security_id, bid, ask) of these contracts on every session."""
+    c = option_chain_data
+    if not security_ids:
+        return pl.DataFrame(schema={"trade_date": pl.Date, "security_id": pl.Utf8, "bid": pl.Float64, "ask": pl.Float64})
+    ids = sorted(set(security_ids))
+    parts = [wh.read(sa.select(c.c.trade_date, c.c.security_id, c.c.bid, c.c.ask).where(c.c.security_id.in_(ids[i:i + 5000])))
+             for i in range(0, len(ids), 5000)]
+    return pl.concat([p for p in parts if p.height]) if any(p.height for p in parts) else parts[0]

@@ -259,6 +259,11 @@ class _Run:
         self.wh.replace_together([Replace.partition("fno_universe", day, ei.universe),
                                   Replace.partition("market_conditions", day, ei.conditions)]
                                  + [Replace.partition(k, day, ei.tables[k]) for k in CANDIDATE_TABLES])
+        if ei.tables["strategies"].height == 0:
+            errors = [f for f in ei.failures if f.kind == "error"]
+            rec.notes.append(f"no entries: no strategy candidate built for the session ({len(errors)} build failures"
+                             + (f", e.g. {errors[0].symbol}: {errors[0].reason[:120]}" if errors else "") + ")")
+            return
         try:
             sa = allocate_session(self.wh, day, free, self.industries, risk_tolerance=self.cfg.risk)
         except AllocationError as exc:

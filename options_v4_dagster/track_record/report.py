@@ -24,8 +24,9 @@ from .trades import trade_frame
 __all__ = ["TrackRecord", "default_db_path", "default_report_path", "html_report", "run", "summary"]
 
 #: the trade columns of the summary's ``trades`` list
-TRADE_FIELDS = ("trade", "allocation_id", "position_id", "symbol", "strategy_name", "category", "conviction", "status", "entry_date", "exit_date",
-                "exit_rule", "days_in_trade", "lots", "capital_used", "cash_flow", "fees", "open_value", "pnl",
+TRADE_FIELDS = ("trade", "allocation_id", "position_id", "symbol", "strategy_name", "category", "conviction", "status",
+                "entry_date", "exit_date", "exit_rule", "days_in_trade", "lots", "capital_used", "cash_flow", "fees",
+                "spread_paid", "open_value", "pnl",
                 "pop", "expected_value", "dte", "short_delta")
 
 
@@ -150,7 +151,7 @@ def headline_rows(s: dict) -> list[tuple[str, str]]:
         ("win rate", _pct(s["win_rate"])), ("profit factor", _num(s["profit_factor"], "{:.2f}")),
         ("average win / loss (INR)", f"{_num(s['average_win'])} / {_num(s['average_loss'])}"),
         ("average days in trade", _num(s["average_days_in_trade"], "{:.1f}")),
-        ("fees paid (INR)", _num(s["fees_paid"])), ("turnover (premium traded / capital)", f"{s['turnover']:.2f}x"),
+        ("fees paid / spread paid vs mid (INR)", f"{_num(s['fees_paid'])} / {_num(s['spread_paid'])}"), ("turnover (premium traded / capital)", f"{s['turnover']:.2f}x"),
         ("Brier score (reference, skill)", f"{_num(s['brier']['brier'], '{:.3f}')} ("
                                            f"{_num(s['brier']['reference'], '{:.3f}')}, "
                                            f"{_num(s['brier']['skill'], '{:+.3f}')})"),
@@ -186,7 +187,8 @@ def html_report(s: dict, charts: dict[str, bytes]) -> str:
             ("by_strategy", "strategy_name", "strategy"), ("by_category", "category", "category"),
             ("by_conviction", "conviction", "conviction"), ("by_dte", "dte_bucket", "DTE at entry"),
             ("by_short_delta", "delta_bucket", "short-leg |delta|"))],
-        ("Trades", _table(s["trades"], [(k, k, lambda v: "" if v is None else v) for k in TRADE_FIELDS])),
+        ("Trades", _table(s["trades"], [(k, k, lambda v: "" if v is None else v) for k in TRADE_FIELDS
+                                        if k not in ("allocation_id", "position_id")])),
     ]
     body = "".join(f"<h2>{html.escape(t)}</h2>{tbl}" for t, tbl in sections)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in s["notes"][:300])

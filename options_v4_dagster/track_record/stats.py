@@ -14,7 +14,8 @@ Definitions are the reference ones:
 * trades -- optopsy's: win rate = winners / closed trades (a winner has P&L > 0 after fees), profit
   factor = gross profit / |gross loss| (None without a loss), average win and loss, average days in
   trade (calendar days from the entry fill to the last exit fill); turnover = premium traded (sum
-  of |price x quantity| over every fill) / the initial capital; fees = every fill's charges.
+  of |price x quantity| over every fill) / the initial capital; fees = every fill's charges;
+  spread paid = what the fills paid against the mid of their contract's quote that session.
 
 Every figure that is not a finite number (no trade, no variance) is None.
 """
@@ -144,6 +145,7 @@ def trade_stats(trades: pl.DataFrame, initial: float) -> dict:
         "fees_paid": float(trades.get_column("fees").sum()) if trades.height else 0.0,
         "premium_traded": float(trades.get_column("traded_value").sum()) if trades.height else 0.0,
         "turnover": float(trades.get_column("traded_value").sum()) / initial if trades.height else 0.0,
+        "spread_paid": float(trades.get_column("spread_paid").sum()) if trades.height else 0.0,
     }
 
 

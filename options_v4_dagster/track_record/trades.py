@@ -17,7 +17,13 @@ from collections.abc import Mapping
 import polars as pl
 
 from .. import calendar
-from ..store.track_record_queries import candidate_legs, executed_strategies, exit_intent_rows, replay_fills
+from ..store.track_record_queries import (
+    candidate_legs,
+    chain_quotes_of,
+    executed_strategies,
+    exit_intent_rows,
+    replay_fills,
+)
 
 __all__ = ["DTE_EDGES", "TRADE_SCHEMA", "delta_bucket", "dte_bucket", "trade_frame"]
 
@@ -32,6 +38,7 @@ TRADE_SCHEMA: dict[str, pl.DataType] = {
     "fees": pl.Float64, "open_value": pl.Float64, "pnl": pl.Float64, "traded_value": pl.Float64,
     "fills": pl.Int64, "pop": pl.Float64, "expected_value": pl.Float64, "dte": pl.Int64, "dte_bucket": pl.Utf8,
     "short_delta": pl.Float64, "delta_bucket": pl.Utf8, "stored_realized_pnl": pl.Float64,
+    "spread_paid": pl.Float64,
 }
 
 _STATUS = {"CLOSED": "closed", "OPEN": "open", "PARTIALLY_EXITED": "open", "PARTIALLY_ESTABLISHED": "open",
@@ -64,7 +71,7 @@ def trade_frame(wh, marks: Mapping[str, float], end: dt.date) -> pl.DataFrame:
     st = executed_strategies(wh)
     if st.height == 0:
         return pl.DataFrame(schema=TRADE_SCHEMA)
-    fills = replay_fills(wh)
+    fills = with_spread(replay_fills(wh), wh)
     legs = candidate_legs(wh, st.get_column("strategy_id").to_list())
     intents = exit_intent_rows(wh).filter(pl.col("state").is_in(["FILLED", "PARTIAL"]))
     rows = []
@@ -75,6 +82,23 @@ def trade_frame(wh, marks: Mapping[str, float], end: dt.date) -> pl.DataFrame:
                            intents.filter((pl.col("allocation_id") == key[0]) & (pl.col("position_id") == key[1])),
                            marks, end))
     return pl.DataFrame(rows, schema=TRADE_SCHEMA)
+
+
+def with_spread(fills: pl.DataFrame, wh) -> pl.DataFrame:
+    """``fills`` with ``spread_paid``: what each fill paid against the mid of its contract's quote that
+    session (buy: price - mid, sell: mid - price, x quantity; 0 for a settlement or a fill without a
+    two-sided quote)."""
+    if fills.height == 0:
+        return fills.with_columns(pl.lit(0.0).alias("spread_paid"))
+    q = chain_quotes_of(wh, fills.get_column("security_id").unique().to_list())
+    q = q.filter((pl.col("bid") > 0) & (pl.col("ask") > 0)).select(
+        "trade_date", "security_id", ((pl.col("bid") + pl.col("ask")) / 2).alias("_mid"))
+    f = fills.with_columns(pl.col("traded_at").dt.convert_time_zone(calendar.TZ_NAME).dt.date().alias("_day"))
+    f = f.join(q, left_on=["_day", "security_id"], right_on=["trade_date", "security_id"], how="left")
+    settled = pl.col("intent").fill_null("").str.contains(":settlement:")
+    paid = pl.when(pl.col("side") == "BUY").then(pl.col("price") - pl.col("_mid")).otherwise(pl.col("_mid") - pl.col("price"))
+    return f.with_columns(pl.when(settled | pl.col("_mid").is_null()).then(0.0).otherwise(paid * pl.col("quantity"))
+                          .alias("spread_paid")).drop("_day", "_mid")
 
 
 def _trade(s: dict, fills: pl.DataFrame, legs: pl.DataFrame, intents: pl.DataFrame, marks: Mapping[str, float],
@@ -115,4 +139,5 @@ def _trade(s: dict, fills: pl.DataFrame, legs: pl.DataFrame, intents: pl.DataFra
         "traded_value": round(float(sum(abs(x) for x in signed)), 2), "fills": fills.height, "pop": s["pop"],
         "expected_value": s["expected_value"], "dte": dte, "dte_bucket": dte_bucket(dte), "short_delta": short_delta,
         "delta_bucket": delta_bucket(short_delta), "stored_realized_pnl": s["status_realized_pnl"],
+        "spread_paid": round(float(fills.get_column("spread_paid").sum()), 2) if fills.height else 0.0,
     }

@@ -21,6 +21,8 @@
     options-v4 db upgrade | current | history                  warehouse schema migrations
     options-v4 sessions [--start D] [--end D]                  NSE trading sessions
     options-v4 archive --before D [--table T] [--dry-run] [--json]  old sessions' contract rows to Parquet
+    options-v4 track-record --start D --end D [--source simulated|nse_files] [--capital C]
+                       [--cadence daily|weekly] [--risk R] [--symbols S1,S2] [--json]   walk-forward paper track record
 
 D is a session YYYY-MM-DD (default: the latest one), S a market-data source of
 :data:`~options_v4_dagster.types.MARKET_SOURCES` (default ``OPTIONS_V4_MARKET_DATA`` or ``simulated``),
@@ -49,7 +51,7 @@ from options_v4_dagster import config
 from options_v4_dagster.errors import OptionsV4Error
 from options_v4_dagster.types import MARKET_SOURCES, RISK_TOLERANCES
 
-from . import archive, realtime
+from . import archive, realtime, track_record
 from .allocate import cmd_allocate, cmd_industries
 from .analyze import cmd_analyze, cmd_strategies
 from .args import (
@@ -194,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--end", type=date_arg)
     s.set_defaults(func=cmd_sessions)
     archive.register(sub)
+    track_record.register(sub, positive_int, capital_arg, date_arg, symbols_arg, existing_dir, RISK_TOLERANCES)
     return p
 
 

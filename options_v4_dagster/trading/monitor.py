@@ -65,7 +65,7 @@ from .service import DhanCredentials, carry_open_positions, check_live
 from .settlement import settle_expired
 from .valuation import Valuation, value_positions
 
-__all__ = ["MODES", "SOURCES", "MonitorConfig", "default_as_of", "monitor_cycle"]
+__all__ = ["MODES", "SOURCES", "EvalContext", "MonitorConfig", "default_as_of", "monitor_cycle"]
 
 Mode = Literal["simulation", "alert_only", "live"]
 Source = Literal["sensor", "realtime", "cli"]
@@ -87,6 +87,19 @@ class MonitorConfig:
     #: cycle on other clocks must not take each other's live intent over).
     lease_clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     portfolio_capital: float | None = None  # for the daily loss limit's share of capital
+    #: called with (intent key, created) once an intent's row is committed, before any of its orders
+    on_intent: Callable[[str, bool], None] | None = None
+
+
+@dataclass
+class EvalContext:
+    """What an evaluation reads from the store besides the valuation: the strategies' stored intents
+    (intent key -> row), their ``monitor_state`` rows and the day's P&L of the strategies closed today.
+    A cycle reads it per evaluation; the real-time monitor's cache keeps one (:mod:`.monitor_fast`)."""
+
+    stored: dict[str, dict]
+    state: dict[str, dict]
+    closed_today: float
 
 
 def default_as_of(session: dt.date | None, now: dt.datetime | None = None) -> tuple[dt.date, dt.datetime]:
@@ -165,6 +178,9 @@ class _Cycle:
         self.states: dict[str, str] = {}
         self.realized: dict[str, float | None] = {}
         self.snaps: list[dict] = []
+        #: builds the exit broker and its execution config only when an exit is to be placed (the
+        #: real-time monitor's paper broker over its live book); used when no ``broker`` is given
+        self.make_broker: Callable[[], tuple[Broker, ExecutionConfig]] | None = None
 
     def audit(self, entries) -> None:
         append_audit(self.wh, entries)
@@ -247,15 +263,28 @@ class _Cycle:
             self.audit([("strategy_closed", r["strategy_key"], {"reason": reason, "realized_pnl": st.realized_pnl})])
 
     # -- evaluation -------------------------------------------------------------------------------
-    def evaluate(self, valuation: Valuation, inputs: ms.MonitorInputs) -> ExitEvaluation:
-        keys = valuation.strategies.get_column("strategy_id").to_list()
+    def load_context(self, keys: Sequence[str]) -> EvalContext:
+        """The store's part of an evaluation of ``keys`` (intents left unfinished are reopened first)."""
         self.stored = {i["intent_key"]: i for i in ms.intents(self.wh, strategy_keys=keys)}
         self._reopen_unfinished(keys)
+        return EvalContext(self.stored, ms.read_monitor_state(self.wh, keys),
+                           ms.closed_today_pnl(self.wh, self.day, exclude=keys))
+
+    def evaluate(self, valuation: Valuation, inputs: ms.MonitorInputs, ctx: EvalContext | None = None,
+                 levels=None) -> ExitEvaluation:
+        """The exit rules over ``valuation``; ``ctx`` (default: read now) and ``levels`` (default the
+        inputs' stored levels; a :class:`~.exit_rules.PreparedLevels` kept between evaluations)."""
+        keys = valuation.strategies.get_column("strategy_id").to_list()
+        if ctx is None:
+            ctx = self.load_context(keys)
+        else:
+            self.stored = ctx.stored
         stale = self.wall - dt.timedelta(seconds=self.cfg.lease_seconds)
         done = _DONE | ({"ALERTED"} if self.mode == "alert_only" else set())
-        executed = [k for k, i in self.stored.items() if i["state"] in done
+        wanted = set(keys)
+        executed = [k for k, i in ctx.stored.items() if i["state"] in done and i["strategy_key"] in wanted
                     and not (i["state"] in ("PENDING", "PLACED") and i["updated_at"] < stale)]
-        state = ms.read_monitor_state(self.wh, keys)
+        state = ctx.state
         pnl = dict(valuation.strategies.select("strategy_id", "pnl_mid").iter_rows())
         entered = dict(inputs.facts.select("strategy_id", "entered_at").iter_rows())
         day_start = {}
@@ -268,11 +297,12 @@ class _Cycle:
             elif entered.get(k) is not None and entered[k].astimezone(calendar.IST).date() < self.day:
                 day_start[k] = pnl.get(k)
         self.day_start = day_start
-        hw = {k: s["high_water_mark"] for k, s in state.items() if s["high_water_mark"] is not None}
-        return evaluate_exits(valuation, inputs.levels, config=self.rules, executed_intents=executed, high_water=hw,
+        hw = {k: state[k]["high_water_mark"] for k in keys
+              if k in state and state[k]["high_water_mark"] is not None}
+        return evaluate_exits(valuation, inputs.levels if levels is None else levels, config=self.rules,
+                              executed_intents=executed, high_water=hw,
                               day_start_pnl={k: v for k, v in day_start.items() if v is not None},
-                              closed_today_pnl=ms.closed_today_pnl(self.wh, self.day, exclude=keys),
-                              portfolio_capital=self.cfg.portfolio_capital)
+                              closed_today_pnl=ctx.closed_today, portfolio_capital=self.cfg.portfolio_capital)
 
     def _reopen_unfinished(self, keys: Sequence[str]) -> None:
         """An EXIT_ALL intent FILLED while its strategy still holds open legs (another intent's working
@@ -287,7 +317,9 @@ class _Cycle:
                 if got:
                     self.stored[k] = got
 
-    def persist(self, valuation: Valuation, ev: ExitEvaluation, strategies: pl.DataFrame) -> None:
+    def rows(self, valuation: Valuation, ev: ExitEvaluation, strategies: pl.DataFrame
+             ) -> tuple[list[dict], list[dict], list[tuple]]:
+        """(``strategy_monitoring`` rows, ``monitor_state`` rows, audit entries of the fired decisions)."""
         snaps = snapshot_rows(valuation.strategies, ev.decisions, strategies, as_of=self.as_of, session=self.session,
                               mode=self.mode, source=self.source, states=self.states)
         meta = {r["strategy_key"]: r for r in strategies.iter_rows(named=True)}
@@ -300,12 +332,16 @@ class _Cycle:
                                position_id=m["position_id"], high_water_mark=h.get("high_water_mark"),
                                trailing_armed=bool(h.get("trailing_armed")), day=self.day,
                                day_start_pnl=self.day_start.get(k, 0.0), last_pnl=v["pnl_mid"], last_as_of=self.as_of))
-        ms.write_cycle(self.wh, snaps, states)
-        self.snaps = snaps
         fired = ev.decisions.filter(pl.col("action") != Action.HOLD.value)
         entries = [("exit_decision", r["intent_key"], r) for r in fired.iter_rows(named=True)]
         if ev.portfolio.breached:
             entries.append(("daily_loss_limit", ev.portfolio.intent_key, vars(ev.portfolio)))
+        return snaps, states, entries
+
+    def persist(self, valuation: Valuation, ev: ExitEvaluation, strategies: pl.DataFrame) -> None:
+        snaps, states, entries = self.rows(valuation, ev, strategies)
+        ms.write_cycle(self.wh, snaps, states)
+        self.snaps = snaps
         if entries:
             self.audit(entries)
 
@@ -325,6 +361,8 @@ class _Cycle:
                 rule=d["rule"], level=d["level"], action=d["action"], urgency=d["urgency"], quantities=q,
                 reason=d["reason"], mode=self.mode, source=self.source,
                 broker=None if self.mode == "alert_only" else m["broker"], state=state), at=self.wall)
+            if self.cfg.on_intent is not None:
+                self.cfg.on_intent(d["intent_key"], created)
             self.audit([("intent", d["intent_key"], {"created": created, "state": row["state"], "rule": d["rule"],
                                                      "action": d["action"], "urgency": d["urgency"], "legs": q})])
             if self.mode == "alert_only":
@@ -409,6 +447,8 @@ class _Cycle:
         cfg = self.cfg.execution or ExecutionConfig(live=self.mode == "live")
         if broker is not None:
             return _Exec(broker, cfg), None
+        if self.make_broker is not None:
+            return _Exec(*self.make_broker()), None
         if self.mode == "live":
             from .dhan_broker import DhanBroker
 

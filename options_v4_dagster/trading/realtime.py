@@ -5,16 +5,23 @@ so intents, exits and the exactly-once machinery are the polling sensor's. No Da
 
 :class:`RealtimeMonitor`:
 
-* **Subscriptions.** The open strategies of the mode's broker(s) are read from the positions tables
-  (:func:`~..store.monitoring.monitor_inputs`) at start and every ``poll_positions_every`` seconds;
-  every open leg's security id is subscribed on the feed (the client splits them into messages of at
-  most 100), so a position entered while the monitor runs is watched without a restart. Ids that are
-  not exchange ids (a paper leg keyed by its contract) cannot be subscribed and are only valued from
-  the REST source. (PostgreSQL LISTEN/NOTIFY on the trading tables is not used: polling only.)
+* **Subscriptions and the cache.** The open strategies of the mode's broker(s) are read from the
+  trading tables into a :class:`~.monitor_fast.MonitorCache` (legs, facts, prepared exit levels,
+  intents, high-water marks) at start and again whenever something changed: on PostgreSQL a
+  ``NOTIFY`` from the trading store (a fill, a state change, a new position;
+  :class:`~..store.changes.ChangeListener`), elsewhere -- or while the listener is down -- a changed
+  :func:`~..store.changes.trading_version` checked once per step; after every cycle that wrote an
+  intent or placed orders; and every ``poll_positions_every`` seconds regardless. Every open leg's
+  security id is subscribed on the feed (the client splits them into messages of at most 100), so a
+  position entered while the monitor runs is watched without a restart. Ids that are not exchange ids
+  (a paper leg keyed by its contract) cannot be subscribed and are only valued from the REST source.
 * **Ticks -> cycles.** The feed's ``on_tick`` (on the feed's thread) only merges the tick into a
   :class:`~.feed.FeedQuoteBook` and marks its strategies due; the monitor's thread batches what ticked
-  and runs at most one cycle per ``interval`` over those strategies only (``keys=``), valued at the
-  book's quotes (``quotes=``) and ``spot``.
+  and runs at most one cycle per ``interval`` over those strategies only, valued at the book's quotes
+  and ``spot``: :func:`~.monitor_fast.fast_cycle` on the cache (the intent is written at once, through
+  the same keys and exit path as :func:`~.monitor.monitor_cycle`; snapshots every ``snapshot_every``
+  seconds, and at stop), or ``monitor_cycle(keys=...)`` itself when the cache cannot serve (a leg at
+  its expiry: settlement; a new day) or ``fast=False``.
 * **Outages.** ``on_disconnect`` / ``on_stale`` flag the feed down; while it is down every open
   strategy is evaluated once per refresh of ``rest_quotes(security_ids)`` (a quotes frame with
   ``security_id, bid, ask, ltp`` [``bid_qty, ask_qty``] or a :class:`~.quotes.QuoteBook`), called at most
@@ -46,11 +53,13 @@ import polars as pl
 
 from ..store import monitoring as ms
 from ..store.audit import append_audit, audit_rows
+from ..store.changes import ChangeListener
 from ..store.warehouse import Warehouse
 from .feed import FeedQuoteBook
 from .feed.client import DisconnectReason
 from .feed.packets import FeedTick
 from .monitor import MODES, MonitorConfig, monitor_cycle
+from .monitor_fast import MonitorCache, fast_cycle
 from .monitor_report import CycleReport
 from .paper import PaperConfig
 from .quotes import Quote, QuoteBook, StaticQuoteBook
@@ -101,26 +110,34 @@ class RealtimeStats:
     rest_cycles: int = 0  # cycles valued with the feed down
     connects: int = 0
     disconnects: int = 0
-    position_refreshes: int = 0
+    position_refreshes: int = 0  # loads of the cache (start, changes, polls)
+    version_checks: int = 0  # trading_version queries (no listener)
+    notifications: int = 0  # NOTIFYs received (PostgreSQL)
+    slow_cycles: int = 0  # evaluations by monitor_cycle (the cache could not serve them)
+    snapshot_flushes: int = 0
     intents_created: int = 0
     exits_placed: int = 0
     last_cycle_seconds: float = 0.0
-    #: intent key -> time.perf_counter() when the cycle that created it returned (its row is persisted)
+    #: intent key -> time.perf_counter() when this monitor committed its row (before any of its orders)
     intent_at: dict[str, float] = field(default_factory=dict)
+    #: intent key -> time.perf_counter() when the cycle that created it returned (its exit orders placed)
+    cycle_done_at: dict[str, float] = field(default_factory=dict)
 
 
 class RealtimeMonitor:
     """See the module docstring. ``feed_factory(on_tick=, on_connect=, on_disconnect=, on_stale=,
     stale_after=)`` returns a started-or-not :class:`~.feed.MarketFeedClient` (or anything with
     ``subscribe``, ``start``, ``stop``); ``on_event(kind, payload)`` sees ``tick`` (sampled),
-    ``cycle``, ``intent``, ``feed`` and ``positions`` events (the CLI prints them)."""
+    ``cycle``, ``intent``, ``feed`` and ``positions`` events (the CLI prints them). ``listen``: LISTEN for
+    the trading store's notifications when the warehouse is PostgreSQL; ``fast``: the cached fast path."""
 
     def __init__(self, wh: Warehouse, feed_factory: FeedFactory, *, mode: str = "simulation", live: bool = False,
                  rest_quotes: RestQuotes | None = None, interval: float = 0.5, poll_positions_every: float = 5.0,
                  stale_after: float = 10.0, rest_interval: float = 1.0, clock: Callable[[], dt.datetime] | None = None,
                  spot: Mapping[str, float] | Callable[[], Mapping[str, float]] | None = None,
                  credentials: DhanCredentials | None = None, env: Mapping[str, str] | None = None,
-                 config: MonitorConfig | None = None, on_event: Callable[[str, dict], None] | None = None) -> None:
+                 config: MonitorConfig | None = None, on_event: Callable[[str, dict], None] | None = None,
+                 snapshot_every: float = 5.0, listen: bool = True, fast: bool = True) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         if mode == "live":
@@ -128,7 +145,14 @@ class RealtimeMonitor:
         self.wh, self.mode, self.live, self.credentials, self.env = wh, mode, live, credentials, env
         self.rest_quotes, self.interval, self.poll_every = rest_quotes, float(interval), float(poll_positions_every)
         self.rest_interval, self.clock = float(rest_interval), clock or (lambda: dt.datetime.now(dt.UTC))
-        self._spot, self.config, self.on_event = spot, config or MonitorConfig(), on_event
+        self._spot, self.on_event = spot, on_event
+        cfg = config or MonitorConfig()
+        self.config = replace(cfg, on_intent=self._intent_written(cfg.on_intent))
+        self.snapshot_every, self.fast = float(snapshot_every), fast
+        self.cache = MonitorCache(wh, mode, self.config)
+        self.listener = ChangeListener(wh.engine.url, self._on_change) if listen and wh.dialect == "postgresql" \
+            else None
+        self._changed = False  # a notification (or an own exit) says the cache is stale
         self.book = FeedQuoteBook()
         self.stats = RealtimeStats()
         self.sid_keys: dict[str, set[str]] = {}  # security id -> strategy keys holding it open
@@ -145,6 +169,7 @@ class RealtimeMonitor:
         self._rest_at = float("-inf")
         self._last_cycle = float("-inf")
         self._last_poll = float("-inf")
+        self._last_flush = time.monotonic()
         self._first_ids: set[str] = set()
         self.feed = feed_factory(on_tick=self._on_tick, on_connect=self._on_connect, on_disconnect=self._on_disconnect,
                                  on_stale=self._on_stale, stale_after=stale_after)
@@ -184,13 +209,41 @@ class RealtimeMonitor:
             self._pending_audit.append(("feed_stale", "market_feed", {"silent_seconds": round(silent, 3)}))
         self._wake.set()
 
+    def _on_change(self, payload: str | None) -> None:  # the listener's thread
+        if payload is not None:
+            self.stats.notifications += 1
+        self._changed = True
+        self._wake.set()
+
+    def _intent_written(self, chained: Callable[[str, bool], None] | None) -> Callable[[str, bool], None]:
+        def on_intent(key: str, created: bool) -> None:
+            if created:
+                self.stats.intent_at.setdefault(key, time.perf_counter())
+            if chained is not None:
+                chained(key, created)
+        return on_intent
+
+    @property
+    def listening(self) -> bool:
+        return self.listener is not None and self.listener.connected
+
     # -- positions ------------------------------------------------------------------------------------
+    def _stale(self) -> bool:
+        """Whether the cache must be loaded again (module docstring)."""
+        if self._changed or not self.cache.valid or time.monotonic() - self._last_poll >= self.poll_every:
+            return True
+        if self.listening:
+            return False
+        self.stats.version_checks += 1
+        return self.cache.changed()
+
     def refresh_positions(self) -> list[str]:
-        """Read the open strategies, subscribe new legs; the strategy keys that are new."""
+        """Load the cache (the open strategies and their inputs), subscribe new legs; the strategy keys
+        that are new."""
         self._last_poll = time.monotonic()
+        self._changed = False  # (before the read: a change during it makes the next step load again)
         self.stats.position_refreshes += 1
-        brokers = None if self.mode == "alert_only" else (["dhan"] if self.mode == "live" else ["paper"])
-        inputs = ms.monitor_inputs(self.wh, self.clock(), brokers=brokers)
+        inputs = self.cache.load(self.clock())
         legs = inputs.legs.select("strategy_id", "security_id", "symbol").drop_nulls("security_id")
         sid_keys: dict[str, set[str]] = {}
         for key, sid, _ in legs.iter_rows():
@@ -225,8 +278,9 @@ class RealtimeMonitor:
 
     def _paper(self, book: QuoteBook, keys: list[str], as_of: dt.datetime):
         """A paper broker over ``book`` at ``as_of`` carrying the paper account (simulation exits)."""
-        strategies = ms.monitor_inputs(self.wh, as_of, brokers=["paper"], keys=keys).strategies
-        aids = strategies.get_column("allocation_id").unique().to_list()
+        strategies = self.cache.inputs.strategies if self.cache.inputs is not None else \
+            ms.monitor_inputs(self.wh, as_of, brokers=["paper"], keys=keys).strategies
+        aids = strategies.filter(pl.col("strategy_key").is_in(list(keys))).get_column("allocation_id").unique().to_list()
         last = ms.last_trade_at(self.wh, aids) if aids else None
         start = max(as_of, last + dt.timedelta(seconds=1)) if last else as_of
         paper = PaperConfig(capital=(ms.allocation_capital(self.wh, aids) if aids else None) or PaperConfig.capital)
@@ -234,27 +288,50 @@ class RealtimeMonitor:
         carry_open_positions(px.broker, self.wh)
         return px
 
+    def _paper_exits(self, book: QuoteBook, keys: list[str], as_of: dt.datetime):
+        px = self._paper(book, keys, as_of)
+        return px.broker, px.config
+
+    def flush_snapshots(self) -> int:
+        """Write the kept snapshots now (the fast path's cadence)."""
+        self._last_flush = time.monotonic()
+        n = self.cache.flush()
+        if n:
+            self.stats.snapshot_flushes += 1
+        return n
+
     def evaluate(self, keys: list[str]) -> CycleReport | None:
         """One cycle over ``keys`` at the live book (the feed's, or REST while it is down)."""
         keys = [k for k in keys if k in self.keys]
         if not keys:
             return None
-        ids = sorted({s for s, ks in self.sid_keys.items() if ks & set(keys)})
+        wanted = set(keys)
+        ids = sorted({s for s, ks in self.sid_keys.items() if ks & wanted})
         if not self.feed_up:
             self._rest_refresh(sorted(self.sid_keys))
             self.stats.rest_cycles += 1
         book = _LiveBook(self.book, self._rest, feed_first=self.feed_up)
         frame = quotes_frame(book, ids)
         as_of = self.clock()
-        broker, cfg = None, self.config
-        if self.mode == "simulation":
-            px = self._paper(book, keys, as_of)
-            broker, cfg = px.broker, replace(self.config, execution=px.config)
         t0 = time.perf_counter()
-        report = monitor_cycle(self.wh, as_of=as_of, mode=self.mode, source="realtime", broker=broker,
-                               live=self.live, credentials=self.credentials, env=self.env, quotes=frame,
-                               spot=self._spots(), keys=keys, config=cfg)
+        report = None
+        if self.fast:
+            make = (lambda: self._paper_exits(book, keys, as_of)) if self.mode == "simulation" else None
+            report = fast_cycle(self.cache, as_of=as_of, quotes=frame, keys=keys, spot=self._spots(),
+                                make_broker=make, credentials=self.credentials)
+        if report is None:
+            self.stats.slow_cycles += 1
+            broker, cfg = None, self.config
+            if self.mode == "simulation":
+                px = self._paper(book, keys, as_of)
+                broker, cfg = px.broker, replace(self.config, execution=px.config)
+            report = monitor_cycle(self.wh, as_of=as_of, mode=self.mode, source="realtime", broker=broker,
+                                   live=self.live, credentials=self.credentials, env=self.env, quotes=frame,
+                                   spot=self._spots(), keys=keys, config=cfg)
+            self.cache.invalidate()
         done = time.perf_counter()
+        if report.intents or report.exits_placed:  # the executed intents and positions moved
+            self.cache.invalidate()
         self._last_cycle = time.monotonic()
         self.last_report = report
         st = self.stats
@@ -265,6 +342,7 @@ class RealtimeMonitor:
             if i.created:
                 st.intents_created += 1
                 st.intent_at.setdefault(i.intent_key, done)
+                st.cycle_done_at.setdefault(i.intent_key, done)
             self._emit("intent", {"intent_key": i.intent_key, "state": i.state, "created": i.created,
                                   "orders": len(i.orders or ()), "note": i.note})
         self._emit("cycle", {"keys": len(keys), "ticks": st.ticks, "seconds": round(done - t0, 4), "feed_up": self.feed_up,
@@ -299,15 +377,18 @@ class RealtimeMonitor:
 
     def start(self) -> RealtimeMonitor:
         self._audit_mode()
+        if self.listener is not None:
+            self.listener.start(wait=2.0)
         self.refresh_positions()
         self.feed.start()
         return self
 
     def step(self, timeout: float) -> CycleReport | None:
         """Wait up to ``timeout`` for ticks, then (at most once per ``interval``) evaluate what is due."""
-        now = time.monotonic()
-        if now - self._last_poll >= self.poll_every:
+        if self._stale():
             self.refresh_positions()
+        if time.monotonic() - self._last_flush >= self.snapshot_every:
+            self.flush_snapshots()
         self._wake.wait(timeout)
         self.flush_audit()
         wait = self._last_cycle + self.interval - time.monotonic()
@@ -360,4 +441,7 @@ class RealtimeMonitor:
 
     def close(self) -> None:
         self.feed.stop()
+        if self.listener is not None:
+            self.listener.stop()
         self.flush_audit()
+        self.flush_snapshots()

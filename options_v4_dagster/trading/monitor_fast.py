@@ -1,0 +1,206 @@
+"""The real-time monitor's fast path: the monitoring cycle's pieces (:class:`~.monitor._Cycle`) run on
+monitor inputs kept in memory, so a tick costs a valuation and an evaluation of the strategies that
+ticked, not a read of the trading tables. No Dagster here.
+
+:class:`MonitorCache` holds, for every open strategy of the mode's broker(s): the valuation inputs
+(:func:`~..store.monitoring.monitor_inputs`: open legs, facts, strategies), the exit levels decoded
+once (:func:`~.exit_rules.prepare_levels`) and the evaluation context (:class:`~.monitor.EvalContext`:
+stored intents, ``monitor_state`` with the trailing high-water marks and day-start P&L, the day's
+closed P&L). It is loaded (:meth:`MonitorCache.load`) at start and again whenever something changed --
+the caller decides when: a notification or a changed :func:`~..store.changes.trading_version`, a cycle
+that wrote an intent or placed orders, the position poll; between loads the high-water marks and
+day-start P&L move in memory exactly as the cycle would persist them.
+
+:func:`fast_cycle` is :func:`~.monitor.monitor_cycle` over those inputs for the ticked ``keys``:
+value, evaluate, and when an exit is due audit its decision, **write the intent** (the same
+``exit_intents`` row and key: reserved before any order, a key another writer holds places nothing)
+and exit through the same :class:`~.exit_path.ExitPath` / :class:`~.placement.OrderDesk`; the paper
+broker of simulation exits is built only then (``make_broker``). Snapshots (``strategy_monitoring``),
+``monitor_state`` and the audit of non-actionable decisions are kept per strategy (the latest) and
+written by :meth:`MonitorCache.flush` on the caller's cadence, at once after a cycle that acted, and at
+stop; a ``cycle`` audit row goes with each flush. It returns None when the cache cannot serve the
+cycle (a leg at or past its expiry's close: settlement is the full cycle's; a new IST day): the caller
+then runs :func:`~.monitor.monitor_cycle` and reloads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+from .. import calendar
+from ..store import monitoring as ms
+from ..store.audit import append_audit
+from ..store.changes import trading_version
+from ..store.warehouse import Warehouse
+from .broker import Broker
+from .exit_config import ExitRulesConfig, load_exit_rules
+from .exit_rules import PreparedLevels, prepare_levels
+from .monitor import EvalContext, MonitorConfig, _Cycle
+from .monitor_report import CycleReport
+from .placement import ExecutionConfig
+from .service import DhanCredentials
+from .valuation import value_positions
+
+__all__ = ["MonitorCache", "fast_cycle"]
+
+SOURCE = "realtime"
+
+
+def _rows_by_key(frame: pl.DataFrame, col: str) -> dict[str, np.ndarray]:
+    if col not in frame.columns or frame.height == 0:
+        return {}
+    keys = frame.get_column(col).to_list()
+    out: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        out.setdefault(k, []).append(i)
+    return {k: np.asarray(v, dtype=np.int64) for k, v in out.items()}
+
+
+class MonitorCache:
+    """The monitor inputs of every open strategy of ``mode``'s broker(s), kept between ticks (module
+    docstring). ``version`` is the :func:`~..store.changes.trading_version` read just before the last
+    load (a change during the load shows on the next check)."""
+
+    def __init__(self, wh: Warehouse, mode: str, config: MonitorConfig | None = None,
+                 rules: ExitRulesConfig | None = None) -> None:
+        self.wh, self.mode = wh, mode
+        self.config = config or MonitorConfig()
+        self.rules = rules or self.config.exit_rules or load_exit_rules()
+        self.brokers = None if mode == "alert_only" else (["dhan"] if mode == "live" else ["paper"])
+        self.inputs: ms.MonitorInputs | None = None
+        self.levels: PreparedLevels | None = None
+        self.ctx: EvalContext | None = None
+        self.version: tuple | None = None
+        self.day: dt.date | None = None
+        self.first_close: dt.datetime | None = None  # the earliest close of an open leg's expiry (UTC)
+        self.loads = 0
+        self.valid = False
+        self._snaps: dict[str, dict] = {}
+        self._states: dict[str, dict] = {}
+        self._decisions: dict[str, tuple] = {}
+        self._evaluations = 0
+        self._last_as_of: dt.datetime | None = None
+
+    # -- loading ------------------------------------------------------------------------------------
+    def load(self, as_of: dt.datetime) -> ms.MonitorInputs:
+        """Read everything again (intents left unfinished are reopened, as a cycle does)."""
+        self.version = trading_version(self.wh)
+        inputs = ms.monitor_inputs(self.wh, as_of, brokers=self.brokers)
+        keys = inputs.strategies.filter(pl.col("open_legs") > 0).get_column("strategy_key").to_list()
+        day = as_of.astimezone(calendar.IST).date()
+        cycle = _Cycle(self.wh, day, as_of, self.mode, SOURCE, self.config, self.rules)
+        ctx = cycle.load_context(keys)
+        for k, row in self._states.items():  # evaluations not yet written are the newer state
+            stored = ctx.state.get(k, {})
+            hw = [h for h in (stored.get("high_water_mark"), row.get("high_water_mark")) if h is not None]
+            ctx.state[k] = {**stored, **row, "high_water_mark": max(hw) if hw else None}
+        expiries = [e for e in inputs.legs.get_column("expiry").unique().to_list() if e is not None] \
+            if inputs.legs.height else []
+        self.inputs, self.ctx, self.levels, self.day = inputs, ctx, prepare_levels(inputs.levels), day
+        self._rows = {name: _rows_by_key(frame, col) for name, frame, col in (
+            ("legs", inputs.legs, "strategy_id"), ("facts", inputs.facts, "strategy_id"),
+            ("strategies", inputs.strategies, "strategy_key"))}
+        self.first_close = min((calendar.session_close(e).astimezone(dt.UTC) for e in expiries), default=None)
+        self.loads += 1
+        self.valid = True
+        return inputs
+
+    def changed(self) -> bool:
+        """Whether the trading tables moved since the last load (one cheap query)."""
+        return trading_version(self.wh) != self.version
+
+    def invalidate(self) -> None:
+        self.valid = False
+
+    def can_serve(self, as_of: dt.datetime) -> bool:
+        return (self.valid and self.inputs is not None and self.day == as_of.astimezone(calendar.IST).date()
+                and (self.first_close is None or as_of < self.first_close))
+
+    def subset(self, keys: Sequence[str]) -> ms.MonitorInputs:
+        """The cached inputs of ``keys`` (row gathers, in the cache's order: legs stay sorted by strategy and leg)."""
+        i = self.inputs
+
+        def take(name: str, frame: pl.DataFrame) -> pl.DataFrame:
+            rows = self._rows[name]
+            parts = [rows[k] for k in keys if k in rows]
+            idx = np.sort(np.concatenate(parts)) if parts else np.empty(0, np.int64)
+            return frame[idx] if frame.width else frame
+
+        return ms.MonitorInputs(take("legs", i.legs), take("facts", i.facts), i.levels, take("strategies", i.strategies))
+
+    # -- what a cycle would persist -----------------------------------------------------------------
+    def note(self, snaps: list[dict], states: list[dict], decisions: list[tuple], as_of: dt.datetime) -> None:
+        """Keep one evaluation's rows (the latest per strategy) and move the in-memory monitor state."""
+        for r in snaps:
+            self._snaps[r["strategy_key"]] = r
+        for r in states:
+            k = r["strategy_key"]
+            self._states[k] = r
+            self.ctx.state[k] = {**self.ctx.state.get(k, {}), **r}
+        for e in decisions:
+            self._decisions[e[1]] = e
+        self._evaluations += 1
+        self._last_as_of = as_of
+
+    def pending(self) -> int:
+        return len(self._snaps)
+
+    def states_changed(self, states: Mapping[str, str]) -> None:
+        """Strategy states a cycle's exits moved: its kept snapshot shows the new state; a closed
+        strategy's state row is dropped (its close wrote the final one)."""
+        for k, st in states.items():
+            if k in self._snaps:
+                self._snaps[k] = {**self._snaps[k], "state": st}
+            if st == "CLOSED":
+                self._states.pop(k, None)
+
+    def flush(self) -> int:
+        """Write the kept snapshots and states (one transaction) and their audit rows; the snapshots written."""
+        if not self._snaps and not self._states:
+            return 0
+        snaps, states, decisions = list(self._snaps.values()), list(self._states.values()), list(self._decisions.values())
+        n = ms.write_cycle(self.wh, snaps, states, open_only=True)
+        append_audit(self.wh, [("cycle", self.mode, {"source": SOURCE, "session": self.day, "as_of": self._last_as_of,
+                                                     "evaluations": self._evaluations, "snapshots": n}),
+                               *decisions])
+        self._snaps, self._states, self._decisions, self._evaluations = {}, {}, {}, 0
+        return n
+
+
+def fast_cycle(cache: MonitorCache, *, as_of: dt.datetime, quotes: pl.DataFrame, keys: Sequence[str],
+               spot: Mapping[str, float] | None = None,
+               make_broker: Callable[[], tuple[Broker, ExecutionConfig]] | None = None,
+               credentials: DhanCredentials | None = None) -> CycleReport | None:
+    """One cycle over ``keys`` at ``quotes`` / ``spot`` from the cache (module docstring); None when the
+    cache cannot serve it. ``make_broker``: the exit broker and its config, built only when an exit is
+    placed (default: as :func:`~.monitor.monitor_cycle` for the mode without a broker)."""
+    if not cache.can_serve(as_of):
+        return None
+    start = time.perf_counter()
+    cycle = _Cycle(cache.wh, cache.day, as_of, cache.mode, SOURCE, cache.config, cache.rules)
+    cycle.make_broker = make_broker
+    inputs = cache.subset(keys)
+    if inputs.strategies.filter(pl.col("open_legs") > 0).height == 0:
+        return cycle.report(inputs.strategies, None, None, start)
+    valuation = value_positions(inputs.legs, inputs.facts, quotes, dict(spot or {}), as_of, rate=cache.rules.rate)
+    ev = cycle.evaluate(valuation, inputs, cache.ctx, cache.levels)
+    snaps, states, decisions = cycle.rows(valuation, ev, inputs.strategies)
+    actionable = ev.actionable
+    if actionable.height:
+        due = set(actionable.get_column("intent_key").to_list())
+        first = [e[1] in due or e[0] == "daily_loss_limit" for e in decisions]
+        cycle.audit([e for e, f in zip(decisions, first, strict=True) if f])  # the decisions behind the intents
+        decisions = [e for e, f in zip(decisions, first, strict=True) if not f]
+    cache.note(snaps, states, decisions, as_of)
+    if actionable.height:
+        cycle.act(ev, valuation, inputs.strategies, None, None, credentials)
+        cycle.refresh_states(inputs.strategies)  # (cycle.snaps is empty: the states go into the kept rows)
+        cache.states_changed(cycle.states)
+        cache.invalidate()  # intents and positions moved
+        cache.flush()
+    return cycle.report(inputs.strategies, valuation, ev, start)

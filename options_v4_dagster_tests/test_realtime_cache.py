@@ -17,12 +17,15 @@ import sqlalchemy as sa
 from options_v4_dagster.store import Warehouse, schema
 from options_v4_dagster.store import monitoring as ms
 from options_v4_dagster.store.audit import verify_audit
+from options_v4_dagster.store.changes import ChangeListener, notify
 from options_v4_dagster.store.monitoring import intents, open_leg_quantities, strategy_key
 from options_v4_dagster.store.trading import TradingStore
 from options_v4_dagster.store.trading_queries import allocation_plan, session_quote_book
 from options_v4_dagster.trading.execution import execute_allocation
 from options_v4_dagster.trading.feed.standin import StandInFeed
+from options_v4_dagster.trading.ledger import StrategyStatus
 from options_v4_dagster.trading.monitor import MonitorConfig, monitor_cycle
+from options_v4_dagster.trading.orders import StrategyState
 from options_v4_dagster.trading.paper import PaperConfig
 from options_v4_dagster.trading.realtime import RealtimeMonitor, rest_book
 from options_v4_dagster.trading.replay import paper_execution
@@ -184,4 +187,23 @@ def test_snapshots_are_written_on_their_cadence_not_per_tick(tmp_path):
             assert written > 2  # flushed while running
     assert mon.stats.cycles > mon.stats.snapshot_flushes  # ticks evaluated between the writes
     assert intents(wh) == [] and verify_audit(wh) is None
+    wh.dispose()
+
+
+def test_the_trading_store_notifies_listeners_on_commit_only(pg_url):
+    wh = Warehouse(pg_url)
+    seed_allocation(wh, AID, POSITIONS)
+    got: list = []
+    listener = ChangeListener(wh.engine.url, got.append).start(wait=5.0)
+    try:
+        assert listener.connected and got == [None]  # a (re)connection counts as a change
+        with pytest.raises(RuntimeError), wh.engine.begin() as c:
+            notify(c, "rolled back")
+            raise RuntimeError("the transaction fails")
+        TradingStore(wh).start_strategy(StrategyStatus(AID, "AL-NIFTY", "20250717-NIFTY-Spread-moderate", "NIFTY",
+                                                       "paper", StrategyState.PENDING))
+        assert _wait(lambda: len(got) >= 2, 5.0), got
+    finally:
+        listener.stop()
+    assert got == [None, f"strategy {AID} AL-NIFTY PENDING"]  # (in order: a rolled-back NOTIFY would come first)
     wh.dispose()

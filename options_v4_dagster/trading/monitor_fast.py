@@ -147,9 +147,6 @@ class MonitorCache:
         self._evaluations += 1
         self._last_as_of = as_of
 
-    def pending(self) -> int:
-        return len(self._snaps)
-
     def states_changed(self, states: Mapping[str, str]) -> None:
         """Strategy states a cycle's exits moved: its kept snapshot shows the new state; a closed
         strategy's state row is dropped (its close wrote the final one)."""
@@ -159,17 +156,34 @@ class MonitorCache:
             if st == "CLOSED":
                 self._states.pop(k, None)
 
-    def flush(self) -> int:
-        """Write the kept snapshots and states (one transaction) and their audit rows; the snapshots written."""
-        if not self._snaps and not self._states:
+    def flush(self, keys: Sequence[str] | None = None) -> int:
+        """Write the kept snapshots and states (of ``keys``; default all) in one transaction, then their
+        audit rows; the snapshots written."""
+        if keys is None:
+            take = list(dict.fromkeys([*self._snaps, *self._states]))
+        else:
+            take = [k for k in keys if k in self._snaps or k in self._states]
+        if not take:
             return 0
-        snaps, states, decisions = list(self._snaps.values()), list(self._states.values()), list(self._decisions.values())
+        snaps = [self._snaps.pop(k) for k in take if k in self._snaps]
+        states = [self._states.pop(k) for k in take if k in self._states]
+        mine = set(take)
+        decisions = [e for e in self._decisions.values() if keys is None or _strategy_of(e) in mine]
+        for e in decisions:
+            self._decisions.pop(e[1], None)
         n = ms.write_cycle(self.wh, snaps, states, open_only=True)
         append_audit(self.wh, [("cycle", self.mode, {"source": SOURCE, "session": self.day, "as_of": self._last_as_of,
                                                      "evaluations": self._evaluations, "snapshots": n}),
                                *decisions])
-        self._snaps, self._states, self._decisions, self._evaluations = {}, {}, {}, 0
+        if keys is None:
+            self._evaluations = 0
         return n
+
+
+def _strategy_of(entry: tuple) -> str | None:
+    """The strategy key of an audit entry of a decision (its payload's ``strategy_id``)."""
+    payload = entry[2]
+    return payload.get("strategy_id") if isinstance(payload, Mapping) else None
 
 
 def fast_cycle(cache: MonitorCache, *, as_of: dt.datetime, quotes: pl.DataFrame, keys: Sequence[str],
@@ -193,6 +207,7 @@ def fast_cycle(cache: MonitorCache, *, as_of: dt.datetime, quotes: pl.DataFrame,
     actionable = ev.actionable
     if actionable.height:
         due = set(actionable.get_column("intent_key").to_list())
+        due_keys = set(actionable.get_column("strategy_id").to_list())
         first = [e[1] in due or e[0] == "daily_loss_limit" for e in decisions]
         cycle.audit([e for e, f in zip(decisions, first, strict=True) if f])  # the decisions behind the intents
         decisions = [e for e, f in zip(decisions, first, strict=True) if not f]
@@ -202,5 +217,5 @@ def fast_cycle(cache: MonitorCache, *, as_of: dt.datetime, quotes: pl.DataFrame,
         cycle.refresh_states(inputs.strategies)  # (cycle.snaps is empty: the states go into the kept rows)
         cache.states_changed(cycle.states)
         cache.invalidate()  # intents and positions moved
-        cache.flush()
+        cache.flush(sorted(due_keys | set(cycle.states)))  # the acting strategies' rows now, the rest on the cadence
     return cycle.report(inputs.strategies, valuation, ev, start)

@@ -348,6 +348,13 @@ class _Cycle:
     # -- intents and exits ------------------------------------------------------------------------
     def act(self, ev: ExitEvaluation, valuation: Valuation, strategies: pl.DataFrame, broker: Broker | None,
             book, credentials: DhanCredentials | None) -> None:
+        todo = self.reserve(ev, strategies)
+        if todo:
+            self.execute(todo, valuation, broker, book, credentials)
+
+    def reserve(self, ev: ExitEvaluation, strategies: pl.DataFrame) -> list[tuple[dict, bool, Mapping]]:
+        """Write every actionable exit's intent (module docstring, step 4); the (row, created, strategy)
+        to drive, claimed for this cycle."""
         meta = {r["strategy_key"]: r for r in strategies.iter_rows(named=True)}
         todo = []
         for d in ev.actionable.iter_rows(named=True):
@@ -375,8 +382,7 @@ class _Cycle:
                     self.intents.append(IntentReport(d["intent_key"], stored["state"], False, False))
                     continue
             todo.append((row, created, m))
-        if todo:
-            self._execute(todo, valuation, broker, book, credentials)
+        return todo
 
     def _take_over(self, row: dict) -> dict | None:
         """The stored intent, claimed for this cycle when it may be driven again (module docstring)."""
@@ -387,8 +393,9 @@ class _Cycle:
         return ms.claim_intent(self.wh, row["intent_key"], expected_version=row["version"], state="PENDING",
                                mode=self.mode, source=self.source, at=self.wall)
 
-    def _execute(self, todo, valuation: Valuation, broker: Broker | None, book,
-                 credentials: DhanCredentials | None) -> None:
+    def execute(self, todo, valuation: Valuation, broker: Broker | None, book,
+                credentials: DhanCredentials | None) -> None:
+        """Drive the reserved intents ``todo`` through the exit path (module docstring, step 5)."""
         ex_cfg, owned = self._broker(todo, broker, book, credentials)
         try:
             refused = self._refused(ex_cfg, book, broker)

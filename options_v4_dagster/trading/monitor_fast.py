@@ -46,7 +46,7 @@ from .placement import ExecutionConfig
 from .service import DhanCredentials
 from .valuation import value_positions
 
-__all__ = ["MonitorCache", "fast_cycle"]
+__all__ = ["ExitJob", "MonitorCache", "fast_cycle"]
 
 SOURCE = "realtime"
 
@@ -156,6 +156,21 @@ class MonitorCache:
             if st == "CLOSED":
                 self._states.pop(k, None)
 
+    def intents_written(self, keys: Sequence[str]) -> None:
+        """Read the intents of ``keys`` back after a cycle wrote (or met) them: the next evaluation's
+        executed set, without a reload (the exits' fills reload the cache when they are done)."""
+        for r in ms.intents(self.wh, strategy_keys=list(keys)):
+            self.ctx.stored[r["intent_key"]] = r
+
+    def finish(self, job: ExitJob) -> None:
+        """After a cycle's exits ran (the monitor's thread): the states they moved, the acting strategies'
+        rows written now (the rest on the cadence), and a reload before the next evaluation when orders
+        were driven (positions moved)."""
+        self.states_changed(job.cycle.states)
+        if job.todo:
+            self.invalidate()
+        self.flush(sorted(set(job.keys) | set(job.cycle.states)))
+
     def flush(self, keys: Sequence[str] | None = None) -> int:
         """Write the kept snapshots and states (of ``keys``; default all) in one transaction, then their
         audit rows; the snapshots written."""
@@ -186,13 +201,37 @@ def _strategy_of(entry: tuple) -> str | None:
     return payload.get("strategy_id") if isinstance(payload, Mapping) else None
 
 
+class ExitJob:
+    """The exits of one fast cycle, after their intents were written: :meth:`run` drives them through
+    the exit path (the store and the broker only: any thread); :meth:`MonitorCache.finish` then updates
+    the cache on the monitor's thread; :meth:`report` is the cycle's report with the exits."""
+
+    def __init__(self, cycle: _Cycle, todo: list, valuation, ev, strategies: pl.DataFrame,
+                 credentials: DhanCredentials | None, start: float) -> None:
+        self.cycle, self.todo, self.valuation, self.ev, self.strategies = cycle, todo, valuation, ev, strategies
+        self.credentials, self.start = credentials, start
+        self.keys = sorted(set(ev.actionable.get_column("strategy_id").to_list()))
+
+    def run(self) -> ExitJob:
+        if self.todo:
+            self.cycle.execute(self.todo, self.valuation, None, None, self.credentials)
+        self.cycle.refresh_states(self.strategies)  # (cycle.snaps is empty: the states go into the kept rows)
+        return self
+
+    def report(self) -> CycleReport:
+        return self.cycle.report(self.strategies, self.valuation, self.ev, self.start)
+
+
 def fast_cycle(cache: MonitorCache, *, as_of: dt.datetime, quotes: pl.DataFrame, keys: Sequence[str],
                spot: Mapping[str, float] | None = None,
                make_broker: Callable[[], tuple[Broker, ExecutionConfig]] | None = None,
-               credentials: DhanCredentials | None = None) -> CycleReport | None:
+               credentials: DhanCredentials | None = None,
+               exits: Callable[[ExitJob], None] | None = None) -> CycleReport | None:
     """One cycle over ``keys`` at ``quotes`` / ``spot`` from the cache (module docstring); None when the
     cache cannot serve it. ``make_broker``: the exit broker and its config, built only when an exit is
-    placed (default: as :func:`~.monitor.monitor_cycle` for the mode without a broker)."""
+    placed (default: as :func:`~.monitor.monitor_cycle` for the mode without a broker). ``exits``: takes
+    the :class:`ExitJob` once the intents are written (the real-time monitor's exit worker, so the next
+    ticks are evaluated while orders work); None drives the exits here and reports them."""
     if not cache.can_serve(as_of):
         return None
     start = time.perf_counter()
@@ -205,17 +244,18 @@ def fast_cycle(cache: MonitorCache, *, as_of: dt.datetime, quotes: pl.DataFrame,
     ev = cycle.evaluate(valuation, inputs, cache.ctx, cache.levels)
     snaps, states, decisions = cycle.rows(valuation, ev, inputs.strategies)
     actionable = ev.actionable
-    if actionable.height:
-        due = set(actionable.get_column("intent_key").to_list())
-        due_keys = set(actionable.get_column("strategy_id").to_list())
-        first = [e[1] in due or e[0] == "daily_loss_limit" for e in decisions]
-        cycle.audit([e for e, f in zip(decisions, first, strict=True) if f])  # the decisions behind the intents
-        decisions = [e for e, f in zip(decisions, first, strict=True) if not f]
-    cache.note(snaps, states, decisions, as_of)
-    if actionable.height:
-        cycle.act(ev, valuation, inputs.strategies, None, None, credentials)
-        cycle.refresh_states(inputs.strategies)  # (cycle.snaps is empty: the states go into the kept rows)
-        cache.states_changed(cycle.states)
-        cache.invalidate()  # intents and positions moved
-        cache.flush(sorted(due_keys | set(cycle.states)))  # the acting strategies' rows now, the rest on the cadence
-    return cycle.report(inputs.strategies, valuation, ev, start)
+    if actionable.height == 0:
+        cache.note(snaps, states, decisions, as_of)
+        return cycle.report(inputs.strategies, valuation, ev, start)
+    due = set(actionable.get_column("intent_key").to_list())
+    first = [e[1] in due or e[0] == "daily_loss_limit" for e in decisions]
+    cycle.audit([e for e, f in zip(decisions, first, strict=True) if f])  # the decisions behind the intents
+    cache.note(snaps, states, [e for e, f in zip(decisions, first, strict=True) if not f], as_of)
+    todo = cycle.reserve(ev, inputs.strategies)  # intents first: each row committed before any order
+    cache.intents_written(sorted(set(actionable.get_column("strategy_id").to_list())))
+    job = ExitJob(cycle, todo, valuation, ev, inputs.strategies, credentials, start)
+    if exits is not None and todo:
+        exits(job)
+        return cycle.report(inputs.strategies, valuation, ev, start)  # (the driven intents come with the job)
+    cache.finish(job.run())
+    return job.report()

@@ -48,6 +48,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import polars as pl
@@ -60,7 +61,7 @@ from .feed import FeedQuoteBook
 from .feed.client import DisconnectReason
 from .feed.packets import FeedTick
 from .monitor import MODES, MonitorConfig, monitor_cycle
-from .monitor_fast import MonitorCache, fast_cycle
+from .monitor_fast import ExitJob, MonitorCache, fast_cycle
 from .monitor_report import CycleReport
 from .paper import PaperConfig
 from .quotes import Quote, QuoteBook, StaticQuoteBook
@@ -156,6 +157,8 @@ class RealtimeMonitor:
         self.listener = ChangeListener(wh.engine.url, self._on_change) if listen and wh.dialect == "postgresql" \
             else None
         self._changed = False  # a notification (or an own exit) says the cache is stale
+        self._exits = ThreadPoolExecutor(max_workers=1, thread_name_prefix="options-v4-exits")
+        self._jobs: list[tuple[Future, int]] = []  # exit jobs in flight (future, intents already reported)
         self.book = FeedQuoteBook()
         self.stats = RealtimeStats()
         self.sid_keys: dict[str, set[str]] = {}  # security id -> strategy keys holding it open
@@ -232,7 +235,10 @@ class RealtimeMonitor:
 
     # -- positions ------------------------------------------------------------------------------------
     def _stale(self) -> bool:
-        """Whether the cache must be loaded again (module docstring)."""
+        """Whether the cache must be loaded again (module docstring); not while this monitor's exits are
+        in flight (their fills' notifications are mostly its own; it reloads when they are done)."""
+        if self._jobs:
+            return False
         if self._changed or not self.cache.valid or time.monotonic() - self._last_poll >= self.poll_every:
             return True
         if self.listening:
@@ -279,11 +285,10 @@ class RealtimeMonitor:
     def _spots(self) -> Mapping[str, float] | None:
         return self._spot() if callable(self._spot) else self._spot
 
-    def _paper(self, book: QuoteBook, keys: list[str], as_of: dt.datetime):
+    def _paper(self, book: QuoteBook, keys: list[str], as_of: dt.datetime, aids: list[str] | None = None):
         """A paper broker over ``book`` at ``as_of`` carrying the paper account (simulation exits)."""
-        strategies = self.cache.inputs.strategies if self.cache.inputs is not None else \
-            ms.monitor_inputs(self.wh, as_of, brokers=["paper"], keys=keys).strategies
-        aids = strategies.filter(pl.col("strategy_key").is_in(list(keys))).get_column("allocation_id").unique().to_list()
+        if aids is None:
+            aids = self._allocations(keys, as_of)
         last = ms.last_trade_at(self.wh, aids) if aids else None
         start = max(as_of, last + dt.timedelta(seconds=1)) if last else as_of
         paper = PaperConfig(capital=(ms.allocation_capital(self.wh, aids) if aids else None) or PaperConfig.capital)
@@ -291,9 +296,10 @@ class RealtimeMonitor:
         carry_open_positions(px.broker, self.wh)
         return px
 
-    def _paper_exits(self, book: QuoteBook, keys: list[str], as_of: dt.datetime):
-        px = self._paper(book, keys, as_of)
-        return px.broker, px.config
+    def _allocations(self, keys: list[str], as_of: dt.datetime) -> list[str]:
+        strategies = self.cache.inputs.strategies if self.cache.inputs is not None else \
+            ms.monitor_inputs(self.wh, as_of, brokers=["paper"], keys=keys).strategies
+        return strategies.filter(pl.col("strategy_key").is_in(list(keys))).get_column("allocation_id").unique().to_list()
 
     def flush_snapshots(self) -> int:
         """Write the kept snapshots now (the fast path's cadence)."""
@@ -303,8 +309,29 @@ class RealtimeMonitor:
             self.stats.snapshot_flushes += 1
         return n
 
-    def evaluate(self, keys: list[str]) -> CycleReport | None:
-        """One cycle over ``keys`` at the live book (the feed's, or REST while it is down)."""
+    def _submit(self, job: ExitJob) -> None:
+        """Hand a cycle's exits to the exit worker (its intents are written); the monitor's thread
+        takes the result in :meth:`drain_exits`."""
+        fut = self._exits.submit(job.run)
+        fut.add_done_callback(lambda _f: self._wake.set())
+        self._jobs.append((fut, len(job.cycle.intents)))
+
+    def drain_exits(self, wait: bool = False) -> int:
+        """Take the finished exit jobs (all of them with ``wait``): the cache, stats and events follow
+        their fills; an exception raised by a job is raised here."""
+        n = 0
+        while self._jobs and (wait or self._jobs[0][0].done()):
+            fut, seen = self._jobs.pop(0)
+            job = fut.result()
+            self.cache.finish(job)
+            report = job.report()
+            self._account(report, job.keys, report.intents[seen:], time.perf_counter())
+            n += 1
+        return n
+
+    def evaluate(self, keys: list[str], wait: bool = True) -> CycleReport | None:
+        """One cycle over ``keys`` at the live book (the feed's, or REST while it is down). ``wait``: the
+        exits it places are driven before it returns (else by the exit worker: :meth:`drain_exits`)."""
         keys = [k for k in keys if k in self.keys]
         if not keys:
             return None
@@ -319,9 +346,15 @@ class RealtimeMonitor:
         t0 = time.perf_counter()
         report = None
         if self.fast:
-            make = (lambda: self._paper_exits(book, keys, as_of)) if self.mode == "simulation" else None
+            make = None
+            if self.mode == "simulation":
+                aids = self._allocations(keys, as_of)
+
+                def make():
+                    px = self._paper(book, keys, as_of, aids)
+                    return px.broker, px.config
             report = fast_cycle(self.cache, as_of=as_of, quotes=frame, keys=keys, spot=self._spots(),
-                                make_broker=make, credentials=self.credentials)
+                                make_broker=make, credentials=self.credentials, exits=None if wait else self._submit)
         if report is None:
             self.stats.slow_cycles += 1
             broker, cfg = None, self.config
@@ -333,28 +366,32 @@ class RealtimeMonitor:
                                    spot=self._spots(), keys=keys, config=cfg)
             self.cache.invalidate()
         done = time.perf_counter()
-        if report.intents or report.exits_placed:  # the executed intents and positions moved
-            self.cache.invalidate()
         self._last_cycle = time.monotonic()
         self.last_report = report
         st = self.stats
         st.cycles += 1
         st.last_cycle_seconds = done - t0
+        self._account(report, keys, report.intents, done)
+        self._emit("cycle", {"keys": len(keys), "ticks": st.ticks, "seconds": round(done - t0, 4), "feed_up": self.feed_up,
+                             "exits_placed": report.exits_placed, "alerts": dict(report.alerts)})
+        return report
+
+    def _account(self, report: CycleReport, keys: list[str], intents: list, done: float) -> None:
+        """Stats and events of a cycle's intents and exits; a strategy it closed stops being watched."""
+        st = self.stats
         st.exits_placed += report.exits_placed
-        for i in report.intents:
+        for i in intents:
             if i.created:
                 st.intents_created += 1
                 st.intent_at.setdefault(i.intent_key, done)
-                st.cycle_done_at.setdefault(i.intent_key, done)
+                if i.driven or self.mode == "alert_only":
+                    st.cycle_done_at.setdefault(i.intent_key, done)
             self._emit("intent", {"intent_key": i.intent_key, "state": i.state, "created": i.created,
                                   "orders": len(i.orders or ()), "note": i.note})
-        self._emit("cycle", {"keys": len(keys), "ticks": st.ticks, "seconds": round(done - t0, 4), "feed_up": self.feed_up,
-                             "exits_placed": report.exits_placed, "alerts": dict(report.alerts)})
-        for k in keys:  # a strategy the cycle closed stops being watched at once
+        for k in keys:
             p = next((p for p in report.positions if p.strategy_key == k), None)
             if p is not None and p.state == "CLOSED":
                 self.keys.discard(k)
-        return report
 
     # -- running ----------------------------------------------------------------------------------------
     def _emit(self, kind: str, payload: dict) -> None:
@@ -391,6 +428,7 @@ class RealtimeMonitor:
 
     def step(self, timeout: float) -> CycleReport | None:
         """Wait up to ``timeout`` for ticks, then (at most once per ``interval``) evaluate what is due."""
+        self.drain_exits()
         if self._stale():
             self.refresh_positions()
         if time.monotonic() - self._last_flush >= self.snapshot_every:
@@ -407,7 +445,7 @@ class RealtimeMonitor:
         if not self.feed_up and self.rest_quotes is not None and self.keys \
                 and time.monotonic() - self._rest_at >= self.rest_interval:
             due |= self.keys  # the feed is down: REST quotes keep every strategy evaluated
-        return self.evaluate(sorted(due)) if due else None
+        return self.evaluate(sorted(due), wait=False) if due else None
 
     def run(self, until: float | None = None) -> RealtimeStats:
         """Run until ``until`` (a ``time.monotonic()`` value), :meth:`stop` or a fatal feed error."""
@@ -447,7 +485,11 @@ class RealtimeMonitor:
 
     def close(self) -> None:
         self.feed.stop()
-        if self.listener is not None:
-            self.listener.stop()
-        self.flush_audit()
-        self.flush_snapshots()
+        try:
+            self.drain_exits(wait=True)  # the exits in flight finish (their orders are being worked)
+        finally:
+            self._exits.shutdown(wait=True)
+            if self.listener is not None:
+                self.listener.stop()
+            self.flush_audit()
+            self.flush_snapshots()

@@ -22,9 +22,10 @@ from options_v4_dagster.store.monitoring import intents, open_leg_quantities, st
 from options_v4_dagster.store.trading import TradingStore
 from options_v4_dagster.store.trading_queries import allocation_plan, session_quote_book
 from options_v4_dagster.trading.execution import execute_allocation
+from options_v4_dagster.trading.exit_config import load_exit_rules
 from options_v4_dagster.trading.feed.standin import StandInFeed
 from options_v4_dagster.trading.ledger import StrategyStatus
-from options_v4_dagster.trading.monitor import MonitorConfig, monitor_cycle
+from options_v4_dagster.trading.monitor import MonitorConfig, _Cycle, monitor_cycle
 from options_v4_dagster.trading.orders import StrategyState
 from options_v4_dagster.trading.paper import PaperConfig
 from options_v4_dagster.trading.realtime import RealtimeMonitor, rest_book
@@ -206,4 +207,26 @@ def test_the_trading_store_notifies_listeners_on_commit_only(pg_url):
     finally:
         listener.stop()
     assert got == [None, f"strategy {AID} AL-NIFTY PENDING"]  # (in order: a rolled-back NOTIFY would come first)
+    wh.dispose()
+
+
+def test_a_filled_exit_is_not_reopened_from_a_stale_list_of_open_strategies(tmp_path):
+    """The cache is loaded while the exit worker finishes an exit: the strategy was read as open, its
+    EXIT_ALL intent is read FILLED a moment later. Only positions still open (read now) reopen it; the
+    flat strategy's intent stays FILLED (reopened as PARTIAL it would be driven again for nothing)."""
+    wh = Warehouse(f"sqlite:///{tmp_path / 'reopen.db'}")
+    _enter(wh, AID, POSITIONS)
+    as_of = _clock()()
+    frame = pl.DataFrame([dict(security_id="52001", bid=80.0, ask=80.5, ltp=80.2),
+                          dict(security_id="52002", bid=59.5, ask=60.0, ltp=59.8)])
+    px = paper_execution(rest_book(frame), paper=PaperConfig(capital=1e6), start=as_of)
+    carry_open_positions(px.broker, wh)
+    report = monitor_cycle(wh, as_of=as_of, source="sensor", broker=px.broker, quotes=frame, spot=SPOT,
+                           keys=[NIFTY], config=MonitorConfig(execution=px.config))
+    assert [(i.intent_key, i.state) for i in report.intents] == [(NIFTY + ":stop_loss:stop", "FILLED")]
+    assert open_leg_quantities(wh, AID, "AL-NIFTY") == {1: 0, 2: 0}
+    cycle = _Cycle(wh, as_of.date(), as_of, "simulation", "realtime", MonitorConfig(), load_exit_rules())
+    ctx = cycle.load_context([NIFTY, TCS])  # NIFTY from a list read before its exit finished
+    assert ctx.stored[NIFTY + ":stop_loss:stop"]["state"] == "FILLED"
+    assert ms.get_intent(wh, NIFTY + ":stop_loss:stop")["state"] == "FILLED"
     wh.dispose()

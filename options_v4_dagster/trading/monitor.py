@@ -306,10 +306,13 @@ class _Cycle:
 
     def _reopen_unfinished(self, keys: Sequence[str]) -> None:
         """An EXIT_ALL intent FILLED while its strategy still holds open legs (another intent's working
-        orders ended unfilled) is PARTIAL again, so this cycle finishes the exit."""
+        orders ended unfilled) is PARTIAL again, so this cycle finishes the exit. The open legs are read
+        now: ``keys`` may have been read before another process's exit filled them."""
         for k, i in self.stored.items():
             if i["state"] == "FILLED" and i["rule"] in EXIT_ALL_RULES and i["strategy_key"] in keys:
                 open_q = ms.open_leg_quantities(self.wh, i["allocation_id"], i["position_id"])
+                if not any(open_q.values()):
+                    continue
                 more = [{**q, "quantity": int(q["quantity"]) + abs(open_q.get(int(q["leg"]), 0))}
                         for q in i["quantities"]]
                 got = ms.claim_intent(self.wh, k, expected_version=i["version"], state="PARTIAL", quantities=more,

@@ -235,11 +235,14 @@ class RealtimeMonitor:
 
     # -- positions ------------------------------------------------------------------------------------
     def _stale(self) -> bool:
-        """Whether the cache must be loaded again (module docstring); not while this monitor's exits are
-        in flight (their fills' notifications are mostly its own; it reloads when they are done)."""
+        """Whether the cache must be loaded again (module docstring). While this monitor's exits are in
+        flight only when it cannot serve (an exit finished): the notifications of their fills are mostly
+        its own, and the changes wait for the reload after them."""
+        if not self.cache.valid:
+            return True
         if self._jobs:
             return False
-        if self._changed or not self.cache.valid or time.monotonic() - self._last_poll >= self.poll_every:
+        if self._changed or time.monotonic() - self._last_poll >= self.poll_every:
             return True
         if self.listening:
             return False

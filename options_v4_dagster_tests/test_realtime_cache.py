@@ -42,6 +42,7 @@ from .test_realtime_monitor import (
     TCS,
     _clock,
     _factory,
+    _NoFeed,
     _running,
     _wait,
 )
@@ -229,4 +230,15 @@ def test_a_filled_exit_is_not_reopened_from_a_stale_list_of_open_strategies(tmp_
     ctx = cycle.load_context([NIFTY, TCS])  # NIFTY from a list read before its exit finished
     assert ctx.stored[NIFTY + ":stop_loss:stop"]["state"] == "FILLED"
     assert ms.get_intent(wh, NIFTY + ":stop_loss:stop")["state"] == "FILLED"
+    wh.dispose()
+
+
+def test_the_monitor_keeps_running_once_nothing_is_open(tmp_path):
+    """Its last position exited, the next load finds no open leg (an empty frame without columns):
+    nothing to subscribe, nothing to evaluate -- not a crash of the service."""
+    wh = Warehouse(f"sqlite:///{tmp_path / 'empty.db'}")
+    mon = RealtimeMonitor(wh, _NoFeed, mode="simulation", clock=_clock(), spot=SPOT)
+    assert mon.refresh_positions() == [] and mon.keys == set() and mon.evaluate([NIFTY]) is None
+    _enter(wh, AID, POSITIONS)
+    assert mon.refresh_positions() == sorted([NIFTY, TCS])
     wh.dispose()

@@ -256,10 +256,10 @@ class RealtimeMonitor:
         self._changed = False  # (before the read: a change during it makes the next step load again)
         self.stats.position_refreshes += 1
         inputs = self.cache.load(self.clock())
-        legs = inputs.legs.select("strategy_id", "security_id", "symbol").drop_nulls("security_id")
         sid_keys: dict[str, set[str]] = {}
-        for key, sid, _ in legs.iter_rows():
-            sid_keys.setdefault(str(sid), set()).add(key)
+        if inputs.legs.height:  # (nothing open: a frame without the leg columns)
+            for key, sid in inputs.legs.select("strategy_id", "security_id").drop_nulls("security_id").iter_rows():
+                sid_keys.setdefault(str(sid), set()).add(key)
         symbols = dict(inputs.strategies.select("strategy_key", "symbol").iter_rows())
         keys = set(inputs.strategies.filter(pl.col("open_legs") > 0).get_column("strategy_key").to_list())
         new = sorted(keys - self.keys)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from options_v4_dagster.store import Warehouse, schema
 from options_v4_dagster.store import monitoring as ms
 from options_v4_dagster.store.audit import verify_audit
-from options_v4_dagster.store.changes import ChangeListener, notify
+from options_v4_dagster.store.changes import ChangeListener, notify, trading_version
 from options_v4_dagster.store.monitoring import intents, open_leg_quantities, strategy_key
 from options_v4_dagster.store.trading import TradingStore
 from options_v4_dagster.store.trading_queries import allocation_plan, session_quote_book
@@ -117,10 +117,10 @@ def test_a_fill_by_another_process_reaches_the_cache_before_the_next_decision(ur
                               clock=clock, spot=SPOT)
         with _monitor(mon):
             assert _wait(lambda: mon.stats.cycles >= 2, 10.0), mon.stats
-            refreshes = mon.stats.position_refreshes
             assert _sensor_scale_out(url, clock()) == {NIFTY + ":scale_out:25": "FILLED"}
             assert open_leg_quantities(wh, AID, "AL-NIFTY") == {1: 75, 2: -75}
-            assert _wait(lambda: mon.stats.position_refreshes > refreshes, 5.0), mon.stats  # the fill was noticed
+            # the fill was noticed: the monitor's last completed load started after it
+            assert _wait(lambda: mon.cache.version == trading_version(wh), 5.0), mon.stats
             feed.set_price("52001", 60.0)  # (60 - 120) x 75 = -4,500 (+ the scale-out's gain): beyond the 3,000 stop
             assert _wait(lambda: NIFTY + ":stop_loss:stop" in mon.stats.intent_at, 5.0), mon.stats
             assert _wait(lambda: mon.stats.exits_placed >= 2, 5.0), mon.stats

@@ -178,8 +178,7 @@ class _Cycle:
         self.states: dict[str, str] = {}
         self.realized: dict[str, float | None] = {}
         self.snaps: list[dict] = []
-        #: builds the exit broker and its execution config only when an exit is to be placed (the
-        #: real-time monitor's paper broker over its live book); used when no ``broker`` is given
+        #: (exit broker, its config) built when an exit is placed without a ``broker`` (the real-time monitor's)
         self.make_broker: Callable[[], tuple[Broker, ExecutionConfig]] | None = None
 
     def audit(self, entries) -> None:
@@ -275,10 +274,8 @@ class _Cycle:
         """The exit rules over ``valuation``; ``ctx`` (default: read now) and ``levels`` (default the
         inputs' stored levels; a :class:`~.exit_rules.PreparedLevels` kept between evaluations)."""
         keys = valuation.strategies.get_column("strategy_id").to_list()
-        if ctx is None:
-            ctx = self.load_context(keys)
-        else:
-            self.stored = ctx.stored
+        ctx = ctx or self.load_context(keys)
+        self.stored = ctx.stored
         stale = self.wall - dt.timedelta(seconds=self.cfg.lease_seconds)
         done = _DONE | ({"ALERTED"} if self.mode == "alert_only" else set())
         wanted = set(keys)
@@ -297,8 +294,7 @@ class _Cycle:
             elif entered.get(k) is not None and entered[k].astimezone(calendar.IST).date() < self.day:
                 day_start[k] = pnl.get(k)
         self.day_start = day_start
-        hw = {k: state[k]["high_water_mark"] for k in keys
-              if k in state and state[k]["high_water_mark"] is not None}
+        hw = {k: state[k]["high_water_mark"] for k in keys if state.get(k, {}).get("high_water_mark") is not None}
         return evaluate_exits(valuation, inputs.levels if levels is None else levels, config=self.rules,
                               executed_intents=executed, high_water=hw,
                               day_start_pnl={k: v for k, v in day_start.items() if v is not None},

@@ -8,19 +8,23 @@ once (:func:`~.exit_rules.prepare_levels`) and the evaluation context (:class:`~
 stored intents, ``monitor_state`` with the trailing high-water marks and day-start P&L, the day's
 closed P&L). It is loaded (:meth:`MonitorCache.load`) at start and again whenever something changed --
 the caller decides when: a notification or a changed :func:`~..store.changes.trading_version`, a cycle
-that wrote an intent or placed orders, the position poll; between loads the high-water marks and
-day-start P&L move in memory exactly as the cycle would persist them.
+that placed orders, the position poll; between loads the high-water marks and day-start P&L move in
+memory exactly as the cycle would persist them (and are written on the snapshot cadence).
 
 :func:`fast_cycle` is :func:`~.monitor.monitor_cycle` over those inputs for the ticked ``keys``:
 value, evaluate, and when an exit is due audit its decision, **write the intent** (the same
-``exit_intents`` row and key: reserved before any order, a key another writer holds places nothing)
-and exit through the same :class:`~.exit_path.ExitPath` / :class:`~.placement.OrderDesk`; the paper
-broker of simulation exits is built only then (``make_broker``). Snapshots (``strategy_monitoring``),
-``monitor_state`` and the audit of non-actionable decisions are kept per strategy (the latest) and
-written by :meth:`MonitorCache.flush` on the caller's cadence, at once after a cycle that acted, and at
-stop; a ``cycle`` audit row goes with each flush. It returns None when the cache cannot serve the
-cycle (a leg at or past its expiry's close: settlement is the full cycle's; a new IST day): the caller
-then runs :func:`~.monitor.monitor_cycle` and reloads.
+``exit_intents`` row and key: reserved before any order, a key another writer holds places nothing),
+read the strategy's intents back into the cache (the next tick's executed set), and exit through the
+same :class:`~.exit_path.ExitPath` / :class:`~.placement.OrderDesk` -- there, or handed to the caller
+as an :class:`ExitJob` (the real-time monitor's exit worker); the paper broker of simulation exits is
+built only then (``make_broker``). Snapshots (``strategy_monitoring``), ``monitor_state`` and the
+audit of non-actionable decisions are kept per strategy (the latest) and written by
+:meth:`MonitorCache.flush` on the caller's cadence, at once for the strategies of a cycle that acted
+(:meth:`MonitorCache.finish`), and at stop; a ``cycle`` audit row goes with each flush. A
+``monitor_state`` row is never written over a strategy already closed (its close recorded the final
+P&L). :func:`fast_cycle` returns None when the cache cannot serve the cycle (a leg at or past its
+expiry's close: settlement is the full cycle's; a new IST day): the caller then runs
+:func:`~.monitor.monitor_cycle` and reloads.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ def _rows_by_key(frame: pl.DataFrame, col: str) -> dict[str, np.ndarray]:
 class MonitorCache:
     """The monitor inputs of every open strategy of ``mode``'s broker(s), kept between ticks (module
     docstring). ``version`` is the :func:`~..store.changes.trading_version` read just before the last
-    load (a change during the load shows on the next check)."""
+    completed load (a change during the load shows on the next check)."""
 
     def __init__(self, wh: Warehouse, mode: str, config: MonitorConfig | None = None,
                  rules: ExitRulesConfig | None = None) -> None:
@@ -89,7 +93,7 @@ class MonitorCache:
     # -- loading ------------------------------------------------------------------------------------
     def load(self, as_of: dt.datetime) -> ms.MonitorInputs:
         """Read everything again (intents left unfinished are reopened, as a cycle does)."""
-        self.version = trading_version(self.wh)
+        version = trading_version(self.wh)  # before the reads: a change during them shows on the next check
         inputs = ms.monitor_inputs(self.wh, as_of, brokers=self.brokers)
         keys = inputs.strategies.filter(pl.col("open_legs") > 0).get_column("strategy_key").to_list()
         day = as_of.astimezone(calendar.IST).date()
@@ -107,7 +111,7 @@ class MonitorCache:
             ("strategies", inputs.strategies, "strategy_key"))}
         self.first_close = min((calendar.session_close(e).astimezone(dt.UTC) for e in expiries), default=None)
         self.loads += 1
-        self.valid = True
+        self.valid, self.version = True, version
         return inputs
 
     def changed(self) -> bool:

@@ -351,9 +351,11 @@ class _Cycle:
         if todo:
             self.execute(todo, valuation, broker, book, credentials)
 
-    def reserve(self, ev: ExitEvaluation, strategies: pl.DataFrame) -> list[tuple[dict, bool, Mapping]]:
+    def reserve(self, ev: ExitEvaluation, strategies: pl.DataFrame,
+                decisions: Sequence[tuple] = ()) -> list[tuple[dict, bool, Mapping]]:
         """Write every actionable exit's intent (module docstring, step 4); the (row, created, strategy)
-        to drive, claimed for this cycle."""
+        to drive, claimed for this cycle. ``decisions``: audit entries appended with the first intent's."""
+        pending = list(decisions)
         meta = {r["strategy_key"]: r for r in strategies.iter_rows(named=True)}
         todo = []
         for d in ev.actionable.iter_rows(named=True):
@@ -369,8 +371,10 @@ class _Cycle:
                 broker=None if self.mode == "alert_only" else m["broker"], state=state), at=self.wall)
             if self.cfg.on_intent is not None:
                 self.cfg.on_intent(d["intent_key"], created)
-            self.audit([("intent", d["intent_key"], {"created": created, "state": row["state"], "rule": d["rule"],
-                                                     "action": d["action"], "urgency": d["urgency"], "legs": q})])
+            self.audit([*pending, ("intent", d["intent_key"], {"created": created, "state": row["state"],
+                                                               "rule": d["rule"], "action": d["action"],
+                                                               "urgency": d["urgency"], "legs": q})])
+            pending = []
             if self.mode == "alert_only":
                 self.intents.append(IntentReport(d["intent_key"], row["state"], created, False))
                 continue

@@ -12,8 +12,8 @@ that placed orders, the position poll; between loads the high-water marks and da
 memory exactly as the cycle would persist them (and are written on the snapshot cadence).
 
 :func:`fast_cycle` is :func:`~.monitor.monitor_cycle` over those inputs for the ticked ``keys``:
-value, evaluate, and when an exit is due audit its decision, **write the intent** (the same
-``exit_intents`` row and key: reserved before any order, a key another writer holds places nothing),
+value, evaluate, and when an exit is due **write the intent** (the same ``exit_intents`` row and key:
+reserved before any order, a key another writer holds places nothing), audit it with its decision,
 read the strategy's intents back into the cache (the next tick's executed set), and exit through the
 same :class:`~.exit_path.ExitPath` / :class:`~.placement.OrderDesk` -- there, or handed to the caller
 as an :class:`ExitJob` (the real-time monitor's exit worker); the paper broker of simulation exits is
@@ -253,9 +253,10 @@ def fast_cycle(cache: MonitorCache, *, as_of: dt.datetime, quotes: pl.DataFrame,
         return cycle.report(inputs.strategies, valuation, ev, start)
     due = set(actionable.get_column("intent_key").to_list())
     first = [e[1] in due or e[0] == "daily_loss_limit" for e in decisions]
-    cycle.audit([e for e, f in zip(decisions, first, strict=True) if f])  # the decisions behind the intents
     cache.note(snaps, states, [e for e, f in zip(decisions, first, strict=True) if not f], as_of)
-    todo = cycle.reserve(ev, inputs.strategies)  # intents first: each row committed before any order
+    # intents first, each row committed before any order; the decisions behind them are audited with
+    # the first intent's audit row (after its commit, before any order)
+    todo = cycle.reserve(ev, inputs.strategies, [e for e, f in zip(decisions, first, strict=True) if f])
     cache.intents_written(sorted(set(actionable.get_column("strategy_id").to_list())))
     job = ExitJob(cycle, todo, valuation, ev, inputs.strategies, credentials, start)
     if exits is not None and todo:

@@ -2,8 +2,10 @@
 monitor_fast`): a fill made by another process and a position entered while the monitor runs reach the
 cache before the next decision (PostgreSQL: LISTEN/NOTIFY from the trading store, with position polling
 set to an hour; SQLite: the per-step version check), and ``strategy_monitoring`` snapshots are written
-on their own cadence, not per tick. Same seed as ``test_realtime_monitor`` (stand-in feed, paper
-positions entered on 2025-07-17, watched as of 2025-07-18)."""
+on their own cadence, not per tick. Also: the trading store's NOTIFY is delivered on commit only; a
+load racing another process's exit does not reopen its FILLED intent; a monitor with nothing open
+keeps running. Same seed as ``test_realtime_monitor`` (stand-in feed, paper positions entered on
+2025-07-17, watched as of 2025-07-18)."""
 
 from __future__ import annotations
 

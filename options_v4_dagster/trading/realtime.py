@@ -352,7 +352,8 @@ class RealtimeMonitor:
             report = monitor_cycle(self.wh, as_of=as_of, mode=self.mode, source="realtime", broker=broker,
                                    live=self.live, credentials=self.credentials, env=self.env, quotes=frame,
                                    spot=self._spots(), keys=keys, config=cfg)
-            self.cache.invalidate()
+            if self.fast:  # (the cycle may have settled or exited: the cache reloads before serving again)
+                self.cache.invalidate()
         done = time.perf_counter()
         self._last_cycle = time.monotonic()
         self.last_report = report

@@ -40,6 +40,7 @@ bench: install
 	$(PY) benchmarks/bench_exit_rules.py
 	$(PY) benchmarks/bench_feed_latency.py
 	$(PY) benchmarks/bench_realtime_latency.py
+	$(PY) benchmarks/bench_realtime_latency.py --mode simulation
 	$(PY) benchmarks/bench_track_record.py
 
 # Dagster UI (webserver + daemon) on http://127.0.0.1:3000 with the local instance.

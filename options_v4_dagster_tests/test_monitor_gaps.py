@@ -225,3 +225,28 @@ def test_no_breach_no_refusal(tmp_path):
     rep = execute_approval(wh, allocation_id=BID)
     assert [s.state for s in rep.strategies] == ["OPEN"] and rep.orders_placed == 2
     wh.dispose()
+
+
+def test_the_real_time_fast_path_never_exits_a_failed_strategy_either(tmp_path):
+    """The real-time monitor's cached cycle (``monitor_fast.fast_cycle``) holds FAILED strategies back
+    as the polling cycle does: HIGH alerts, no intent, no order."""
+    from options_v4_dagster.store.monitoring import session_quotes
+    from options_v4_dagster.trading.monitor_fast import MonitorCache, fast_cycle
+
+    wh = _setup_failed(f"sqlite:///{tmp_path / 'w.db'}")
+    _chain(wh, D_TIME, (210.0, 212.0, 120.0, 122.0))  # 6 days to the expiry: both are due a time exit
+    as_of = dt.datetime(2025, 7, 25, 6, 0, tzinfo=dt.UTC)
+    sq = session_quotes(wh, D_TIME, ["NIFTY", "TCS"])
+    cache = MonitorCache(wh, "simulation")
+    cache.load(as_of)
+    orders_before = orders_frame(wh).height
+    report = fast_cycle(cache, as_of=as_of, quotes=sq.quotes, keys=[NIFTY], spot=dict(sq.spot))
+    assert report is not None
+    failed = _position(report)
+    assert failed.state == "FAILED"
+    assert ("ALERT", "left_for_human", "HIGH") in {(a.action, a.rule, a.urgency) for a in failed.actions}
+    assert all(a.action == "ALERT" and a.quantity == 0 for a in failed.actions)
+    assert all(i["strategy_key"] != NIFTY for i in intents(wh))
+    assert orders_frame(wh).filter(pl.col("purpose") == "exit").height == 0
+    assert orders_frame(wh).height == orders_before
+    wh.dispose()

@@ -1,5 +1,5 @@
 """``options-v4 monitor realtime [--feed dhan|standin] [--execute] [--alert-only] [--once] [--interval S]
-[--date D] [--seconds N]``: the real-time monitor (:class:`~options_v4_dagster.trading.realtime.RealtimeMonitor`)
+[--date D] [--seconds N] [--snapshot-every S]``: the real-time monitor (:class:`~options_v4_dagster.trading.realtime.RealtimeMonitor`)
 in the foreground, printing ticks, evaluations, intents and feed events.
 
 ``--feed standin`` (the default when no Dhan credentials are set) starts the stand-in feed on
@@ -37,6 +37,8 @@ def register(subparsers) -> None:
     p.add_argument("--date", type=session_arg, default=None, help="replay a past session (default: today)")
     p.add_argument("--seconds", type=float, default=None, help="stop after N seconds (default: until Ctrl-C)")
     p.add_argument("--rate", type=float, default=20.0, help="stand-in ticks per second (default 20)")
+    p.add_argument("--snapshot-every", type=float, default=5.0,
+                   help="write strategy_monitoring snapshots every S seconds (default 5; intents are written at once)")
     p.set_defaults(func=cmd_realtime)
 
 
@@ -142,7 +144,7 @@ def cmd_realtime(args) -> int:
     try:
         mon = RealtimeMonitor(wh, factory, mode=mode, live=mode == "live", rest_quotes=rest, interval=args.interval,
                               clock=clock, spot=spot, credentials=creds if mode == "live" else None,
-                              on_event=_printer())
+                              on_event=_printer(), snapshot_every=args.snapshot_every)
     except LiveTradingRefused as exc:
         console.print(f"[red]refused:[/] {exc}")
         return 2

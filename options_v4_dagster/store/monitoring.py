@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import polars as pl
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ..calendar import session_close
 from ..trading.broker import Fill
@@ -379,16 +380,30 @@ def closed_today_pnl(wh: Warehouse, day: dt.date, *, exclude: Sequence[str] = ()
         if rows.height else 0.0
 
 
-def write_cycle(wh: Warehouse, snapshots: Sequence[Mapping], states: Sequence[Mapping]) -> int:
+def write_cycle(wh: Warehouse, snapshots: Sequence[Mapping], states: Sequence[Mapping], *,
+                open_only: bool = False) -> int:
     """One cycle's ``strategy_monitoring`` rows (a re-run of the same as_of and source replaces its
-    rows) and ``monitor_state`` upserts, in one transaction; the snapshots written."""
+    rows) and ``monitor_state`` upserts, in one transaction; the snapshots written. ``open_only``:
+    leave the state of a strategy already closed alone (a row written later than its evaluation, by
+    the real-time monitor's snapshot cadence, must not overwrite the P&L its close recorded)."""
     now = _now()
     with wh.engine.begin() as conn:
         for r in snapshots:
             upsert(conn, strategy_monitoring, {**r, "recorded_at": now}, ["as_of", "strategy_key", "source"])
         for r in states:
-            upsert(conn, monitor_state, {**r, "updated_at": now}, ["strategy_key"])
+            if open_only:
+                _upsert_open_state(conn, {**r, "updated_at": now})
+            else:
+                upsert(conn, monitor_state, {**r, "updated_at": now}, ["strategy_key"])
     return len(snapshots)
+
+
+def _upsert_open_state(conn: sa.Connection, row: Mapping) -> None:
+    t = monitor_state
+    ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(t).values(**row)
+    conn.execute(ins.on_conflict_do_update(index_elements=["strategy_key"],
+                                           set_={c: ins.excluded[c] for c in row if c != "strategy_key"},
+                                           where=t.c.closed_day.is_(None)))
 
 
 # -- settlement -----------------------------------------------------------------------------------------------

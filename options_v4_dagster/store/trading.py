@@ -8,6 +8,10 @@ primary key (PostgreSQL and SQLite), so of two processes reserving one correlati
 exactly one creates the row and the other reads it back. :meth:`TradingStore.transition` updates
 ``WHERE status = <stored> AND version = <stored>``: a lost race raises ConcurrentUpdate.
 
+Change notifications: every transaction that writes a position (a fill) or a strategy's execution
+state also sends ``pg_notify`` on PostgreSQL (:func:`.changes.notify`, delivered at its commit), so a
+running real-time monitor picks up fills, exits and new positions without polling.
+
 Speed: every statement of the order path is built once (bound parameters, module level or cached
 per dialect) and executed with its values, so SQLAlchemy compiles and caches it once; an execution
 runs some twenty small statements per order.
@@ -42,6 +46,7 @@ from ..trading.orders import (
     check_strategy_transition,
     check_transition,
 )
+from .changes import notify
 from .schema import order_events, orders, positions, strategy_execution_status, trades
 from .warehouse import Warehouse
 
@@ -336,6 +341,7 @@ class TradingStore:
                       opened_at=fills[0].traded_at if fills else None,
                       closed_at=fills[-1].traded_at if fills and q == 0 else None, updated_at=now)
         upsert(conn, positions, values, ["allocation_id", "position_id", "leg"])
+        notify(conn, f"position {o.allocation_id} {o.position_id} {o.leg}")
 
     # -- strategy execution states -------------------------------------------------------------
     def start_strategy(self, status: StrategyStatus) -> tuple[StrategyStatus, bool]:
@@ -347,6 +353,8 @@ class TradingStore:
         t = strategy_execution_status
         with self.engine.begin() as conn:
             created = insert_ignore(conn, t, values, ["allocation_id", "position_id"]) == 1
+            if created:
+                notify(conn, f"strategy {status.allocation_id} {status.position_id} {values['state']}")
             row = conn.execute(_STATUS, {"aid_": status.allocation_id, "pid_": status.position_id}).one()
         return _status(row), created
 
@@ -375,4 +383,5 @@ class TradingStore:
             row = conn.execute(_SET_STATE, {**key, "old_state": cur, **values}).first()
             if row is None:
                 raise ConcurrentUpdate(f"{allocation_id}/{position_id}: state changed while moving {cur} -> {new}")
+            notify(conn, f"strategy {allocation_id} {position_id} {new}")
         return _status(row)

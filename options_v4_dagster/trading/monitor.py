@@ -68,7 +68,7 @@ from .service import DhanCredentials, carry_open_positions, check_live
 from .settlement import settle_expired
 from .valuation import Valuation, value_positions
 
-__all__ = ["MODES", "SOURCES", "MonitorConfig", "QuotesUnavailable", "default_as_of", "monitor_cycle"]
+__all__ = ["MODES", "SOURCES", "EvalContext", "MonitorConfig", "QuotesUnavailable", "default_as_of", "monitor_cycle"]
 
 Mode = Literal["simulation", "alert_only", "live"]
 Source = Literal["sensor", "realtime", "cli"]
@@ -90,6 +90,19 @@ class MonitorConfig:
     #: cycle on other clocks must not take each other's live intent over).
     lease_clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     portfolio_capital: float | None = None  # for the daily loss limit's share of capital
+    #: called with (intent key, created) once an intent's row is committed, before any of its orders
+    on_intent: Callable[[str, bool], None] | None = None
+
+
+@dataclass
+class EvalContext:
+    """What an evaluation reads from the store besides the valuation: the strategies' stored intents
+    (intent key -> row), their ``monitor_state`` rows and the day's P&L of the strategies closed today.
+    A cycle reads it per evaluation; the real-time monitor's cache keeps one (:mod:`.monitor_fast`)."""
+
+    stored: dict[str, dict]
+    state: dict[str, dict]
+    closed_today: float
 
 
 def default_as_of(session: dt.date | None, now: dt.datetime | None = None) -> tuple[dt.date, dt.datetime]:
@@ -168,6 +181,8 @@ class _Cycle:
         self.states: dict[str, str] = {}
         self.realized: dict[str, float | None] = {}
         self.snaps: list[dict] = []
+        #: (exit broker, its config) built when an exit is placed without a ``broker`` (the real-time monitor's)
+        self.make_broker: Callable[[], tuple[Broker, ExecutionConfig]] | None = None
 
     def audit(self, entries) -> None:
         append_audit(self.wh, entries)
@@ -254,15 +269,26 @@ class _Cycle:
             self.audit([("strategy_closed", r["strategy_key"], {"reason": reason, "realized_pnl": st.realized_pnl})])
 
     # -- evaluation -------------------------------------------------------------------------------
-    def evaluate(self, valuation: Valuation, inputs: ms.MonitorInputs) -> ExitEvaluation:
-        keys = valuation.strategies.get_column("strategy_id").to_list()
+    def load_context(self, keys: Sequence[str]) -> EvalContext:
+        """The store's part of an evaluation of ``keys`` (intents left unfinished are reopened first)."""
         self.stored = {i["intent_key"]: i for i in ms.intents(self.wh, strategy_keys=keys)}
         self._reopen_unfinished(keys)
+        return EvalContext(self.stored, ms.read_monitor_state(self.wh, keys),
+                           ms.closed_today_pnl(self.wh, self.day, exclude=keys))
+
+    def evaluate(self, valuation: Valuation, inputs: ms.MonitorInputs, ctx: EvalContext | None = None,
+                 levels=None) -> ExitEvaluation:
+        """The exit rules over ``valuation``; ``ctx`` (default: read now) and ``levels`` (default the
+        inputs' stored levels; a :class:`~.exit_rules.PreparedLevels` kept between evaluations)."""
+        keys = valuation.strategies.get_column("strategy_id").to_list()
+        ctx = ctx or self.load_context(keys)
+        self.stored = ctx.stored
         stale = self.wall - dt.timedelta(seconds=self.cfg.lease_seconds)
         done = _DONE | ({"ALERTED"} if self.mode == "alert_only" else set())
-        executed = [k for k, i in self.stored.items() if i["state"] in done
+        wanted = set(keys)
+        executed = [k for k, i in ctx.stored.items() if i["state"] in done and i["strategy_key"] in wanted
                     and not (i["state"] in ("PENDING", "PLACED") and i["updated_at"] < stale)]
-        state = ms.read_monitor_state(self.wh, keys)
+        state = ctx.state
         pnl = dict(valuation.strategies.select("strategy_id", "pnl_mid").iter_rows())
         entered = dict(inputs.facts.select("strategy_id", "entered_at").iter_rows())
         day_start = {}
@@ -275,11 +301,11 @@ class _Cycle:
             elif entered.get(k) is not None and entered[k].astimezone(calendar.IST).date() < self.day:
                 day_start[k] = pnl.get(k)
         self.day_start = day_start
-        hw = {k: s["high_water_mark"] for k, s in state.items() if s["high_water_mark"] is not None}
-        return evaluate_exits(valuation, inputs.levels, config=self.rules, executed_intents=executed, high_water=hw,
+        hw = {k: state[k]["high_water_mark"] for k in keys if state.get(k, {}).get("high_water_mark") is not None}
+        return evaluate_exits(valuation, inputs.levels if levels is None else levels, config=self.rules,
+                              executed_intents=executed, high_water=hw,
                               day_start_pnl={k: v for k, v in day_start.items() if v is not None},
-                              closed_today_pnl=ms.closed_today_pnl(self.wh, self.day, exclude=keys),
-                              portfolio_capital=self.cfg.portfolio_capital)
+                              closed_today_pnl=ctx.closed_today, portfolio_capital=self.cfg.portfolio_capital)
 
     def hold(self, ev: ExitEvaluation, valuation: Valuation, strategies: pl.DataFrame) -> ExitEvaluation:
         """No exit for FAILED strategies (HIGH alerts) nor for those with an unquoted leg (:mod:`.held`)."""
@@ -294,10 +320,13 @@ class _Cycle:
 
     def _reopen_unfinished(self, keys: Sequence[str]) -> None:
         """An EXIT_ALL intent FILLED while its strategy still holds open legs (another intent's working
-        orders ended unfilled) is PARTIAL again, so this cycle finishes the exit."""
+        orders ended unfilled) is PARTIAL again, so this cycle finishes the exit. The open legs are read
+        now: ``keys`` may have been read before another process's exit filled them."""
         for k, i in self.stored.items():
             if i["state"] == "FILLED" and i["rule"] in EXIT_ALL_RULES and i["strategy_key"] in keys:
                 open_q = ms.open_leg_quantities(self.wh, i["allocation_id"], i["position_id"])
+                if not any(open_q.values()):
+                    continue
                 more = [{**q, "quantity": int(q["quantity"]) + abs(open_q.get(int(q["leg"]), 0))}
                         for q in i["quantities"]]
                 got = ms.claim_intent(self.wh, k, expected_version=i["version"], state="PARTIAL", quantities=more,
@@ -305,7 +334,9 @@ class _Cycle:
                 if got:
                     self.stored[k] = got
 
-    def persist(self, valuation: Valuation, ev: ExitEvaluation, strategies: pl.DataFrame) -> None:
+    def rows(self, valuation: Valuation, ev: ExitEvaluation, strategies: pl.DataFrame
+             ) -> tuple[list[dict], list[dict], list[tuple]]:
+        """(``strategy_monitoring`` rows, ``monitor_state`` rows, audit entries of the fired decisions)."""
         snaps = snapshot_rows(valuation.strategies, ev.decisions, strategies, as_of=self.as_of, session=self.session,
                               mode=self.mode, source=self.source, states=self.states)
         meta = {r["strategy_key"]: r for r in strategies.iter_rows(named=True)}
@@ -318,19 +349,32 @@ class _Cycle:
                                position_id=m["position_id"], high_water_mark=h.get("high_water_mark"),
                                trailing_armed=bool(h.get("trailing_armed")), day=self.day,
                                day_start_pnl=self.day_start.get(k, 0.0), last_pnl=v["pnl_mid"], last_as_of=self.as_of))
-        ms.write_cycle(self.wh, snaps, states)
-        self.snaps = snaps
         fired = ev.decisions.filter(pl.col("action") != Action.HOLD.value)
         entries = [("exit_decision", r["intent_key"], r) for r in fired.iter_rows(named=True)]
         if ev.portfolio.breached:  # what the entry path reads (service.py: no new entries that day)
             entries.append(("daily_loss_limit", ev.portfolio.intent_key,
                             {**vars(ev.portfolio), "mode": self.mode, "session": self.session, "as_of": self.as_of}))
+        return snaps, states, entries
+
+    def persist(self, valuation: Valuation, ev: ExitEvaluation, strategies: pl.DataFrame) -> None:
+        snaps, states, entries = self.rows(valuation, ev, strategies)
+        ms.write_cycle(self.wh, snaps, states)
+        self.snaps = snaps
         if entries:
             self.audit(entries)
 
     # -- intents and exits ------------------------------------------------------------------------
     def act(self, ev: ExitEvaluation, valuation: Valuation, strategies: pl.DataFrame, broker: Broker | None,
             book, credentials: DhanCredentials | None) -> None:
+        todo = self.reserve(ev, strategies)
+        if todo:
+            self.execute(todo, valuation, broker, book, credentials)
+
+    def reserve(self, ev: ExitEvaluation, strategies: pl.DataFrame,
+                decisions: Sequence[tuple] = ()) -> list[tuple[dict, bool, Mapping]]:
+        """Write every actionable exit's intent (module docstring, step 4); the (row, created, strategy)
+        to drive, claimed for this cycle. ``decisions``: audit entries appended with the first intent's."""
+        pending = list(decisions)
         meta = {r["strategy_key"]: r for r in strategies.iter_rows(named=True)}
         todo = []
         for d in ev.actionable.iter_rows(named=True):
@@ -344,8 +388,12 @@ class _Cycle:
                 rule=d["rule"], level=d["level"], action=d["action"], urgency=d["urgency"], quantities=q,
                 reason=d["reason"], mode=self.mode, source=self.source,
                 broker=None if self.mode == "alert_only" else m["broker"], state=state), at=self.wall)
-            self.audit([("intent", d["intent_key"], {"created": created, "state": row["state"], "rule": d["rule"],
-                                                     "action": d["action"], "urgency": d["urgency"], "legs": q})])
+            if self.cfg.on_intent is not None:
+                self.cfg.on_intent(d["intent_key"], created)
+            self.audit([*pending, ("intent", d["intent_key"], {"created": created, "state": row["state"],
+                                                               "rule": d["rule"], "action": d["action"],
+                                                               "urgency": d["urgency"], "legs": q})])
+            pending = []
             if self.mode == "alert_only":
                 self.intents.append(IntentReport(d["intent_key"], row["state"], created, False))
                 continue
@@ -356,8 +404,7 @@ class _Cycle:
                     self.intents.append(IntentReport(d["intent_key"], stored["state"], False, False))
                     continue
             todo.append((row, created, m))
-        if todo:
-            self._execute(todo, valuation, broker, book, credentials)
+        return todo
 
     def _take_over(self, row: dict) -> dict | None:
         """The stored intent, claimed for this cycle when it may be driven again (module docstring)."""
@@ -368,8 +415,9 @@ class _Cycle:
         return ms.claim_intent(self.wh, row["intent_key"], expected_version=row["version"], state="PENDING",
                                mode=self.mode, source=self.source, at=self.wall)
 
-    def _execute(self, todo, valuation: Valuation, broker: Broker | None, book,
-                 credentials: DhanCredentials | None) -> None:
+    def execute(self, todo, valuation: Valuation, broker: Broker | None, book,
+                credentials: DhanCredentials | None) -> None:
+        """Drive the reserved intents ``todo`` through the exit path (module docstring, step 5)."""
         ex_cfg, owned = self._broker(todo, broker, book, credentials)
         try:
             refused = self._refused(ex_cfg, book, broker)
@@ -428,6 +476,8 @@ class _Cycle:
         cfg = self.cfg.execution or ExecutionConfig(live=self.mode == "live")
         if broker is not None:
             return _Exec(broker, cfg), None
+        if self.make_broker is not None:
+            return _Exec(*self.make_broker()), None
         if self.mode == "live":
             from .dhan_broker import DhanBroker
 

@@ -1,20 +1,39 @@
 """The real-time monitor: a long-running process outside Dagster runs (a run cannot react in under a
 second) that watches every open leg on the market feed and sends the strategies whose instruments
-ticked through the one monitoring cycle (:func:`~.monitor.monitor_cycle` with ``source="realtime"``),
-so intents, exits and the exactly-once machinery are the polling sensor's. No Dagster here.
+ticked through the monitoring cycle's pieces on cached inputs (:mod:`.monitor_fast`; the cycle itself,
+:func:`~.monitor.monitor_cycle` with ``source="realtime"``, when the cache cannot serve), so intents,
+exits and the exactly-once machinery are the polling sensor's. No Dagster here.
 
 :class:`RealtimeMonitor`:
 
-* **Subscriptions.** The open strategies of the mode's broker(s) are read from the positions tables
-  (:func:`~..store.monitoring.monitor_inputs`) at start and every ``poll_positions_every`` seconds;
-  every open leg's security id is subscribed on the feed (the client splits them into messages of at
-  most 100), so a position entered while the monitor runs is watched without a restart. Ids that are
-  not exchange ids (a paper leg keyed by its contract) cannot be subscribed and are only valued from
-  the REST source. (PostgreSQL LISTEN/NOTIFY on the trading tables is not used: polling only.)
+* **Subscriptions and the cache.** The open strategies of the mode's broker(s) are read from the
+  trading tables into a :class:`~.monitor_fast.MonitorCache` (legs, facts, prepared exit levels,
+  intents, high-water marks) at start and again whenever something changed: on PostgreSQL a
+  ``NOTIFY`` from the trading store (a fill, a state change, a new position;
+  :class:`~..store.changes.ChangeListener`), elsewhere -- or while the listener is down -- a changed
+  :func:`~..store.changes.trading_version` checked once per step; after every cycle that placed
+  orders (the intents a cycle writes are read back into the cache); and every
+  ``poll_positions_every`` seconds regardless -- though not while this monitor's own exits are in
+  flight unless the cache cannot serve (their fills notify too; it reloads once they are done). Every
+  open leg's
+  security id is subscribed on the feed (the client splits them into messages of at most 100), so a
+  position entered while the monitor runs is watched without a restart. Ids that are not exchange ids
+  (a paper leg keyed by its contract) cannot be subscribed and are only valued from the REST source.
 * **Ticks -> cycles.** The feed's ``on_tick`` (on the feed's thread) only merges the tick into a
   :class:`~.feed.FeedQuoteBook` and marks its strategies due; the monitor's thread batches what ticked
-  and runs at most one cycle per ``interval`` over those strategies only (``keys=``), valued at the
-  book's quotes (``quotes=``) and ``spot``.
+  and runs at most one cycle per ``interval`` over those strategies only, valued at the book's quotes
+  and ``spot``: :func:`~.monitor_fast.fast_cycle` on the cache (the intent is written at once, through
+  the same keys and exit path as :func:`~.monitor.monitor_cycle`; snapshots every ``snapshot_every``
+  seconds, and at stop), or ``monitor_cycle(keys=...)`` itself when the cache cannot serve (a leg at
+  its expiry: settlement; a new day) or ``fast=False``.
+* **Exits.** Once a cycle's intents are written, their orders are driven by one exit worker thread
+  (:class:`~.monitor_fast.ExitJob`: the same exit path, one job at a time), so the next ticks are
+  evaluated while orders work -- an evaluation of that strategy meanwhile finds its intent executed;
+  the monitor's thread takes each finished job (:meth:`RealtimeMonitor.drain_exits`: states, stats,
+  its strategies' snapshots) and reloads the cache; :meth:`close` waits for the jobs in flight.
+  :meth:`evaluate` called directly (``--once``, tests) drives its exits before it returns.
+* **Pauses.** After the start's load, ``gc.freeze()`` (``freeze_gc``): a full collection no longer
+  walks the modules and the cache (one took 0.3-0.45 s here, inside a tick's cycle).
 * **Outages.** ``on_disconnect`` / ``on_stale`` flag the feed down; while it is down every open
   strategy is evaluated once per refresh of ``rest_quotes(security_ids)`` (a quotes frame with
   ``security_id, bid, ask, ltp`` [``bid_qty, ask_qty``] or a :class:`~.quotes.QuoteBook`), called at most
@@ -35,25 +54,30 @@ evaluates every open strategy once (after the feed's first quotes, or REST) and 
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import polars as pl
 
 from ..store import monitoring as ms
 from ..store.audit import append_audit, audit_rows
+from ..store.changes import ChangeListener
 from ..store.warehouse import Warehouse
 from .feed import FeedQuoteBook
 from .feed.client import DisconnectReason
 from .feed.packets import FeedTick
+from .live_books import LiveBook, rest_book
 from .monitor import MODES, MonitorConfig, monitor_cycle
+from .monitor_fast import ExitJob, MonitorCache, fast_cycle
 from .monitor_report import CycleReport
 from .paper import PaperConfig
-from .quotes import Quote, QuoteBook, StaticQuoteBook
+from .quotes import QuoteBook
 from .replay import paper_execution
 from .service import DhanCredentials, carry_open_positions, check_live
 from .valuation import quotes_frame
@@ -65,34 +89,6 @@ FeedFactory = Callable[..., object]  # (on_tick=, on_connect=, on_disconnect=, o
 RestQuotes = Callable[[list[str]], "pl.DataFrame | QuoteBook"]
 
 
-def rest_book(got: pl.DataFrame | QuoteBook) -> QuoteBook:
-    """A REST answer (a quotes frame or a book) as a book."""
-    if not isinstance(got, pl.DataFrame):
-        return got
-
-    def col(name: str) -> list:
-        return got.get_column(name).to_list() if name in got.columns else [None] * got.height
-
-    qs = [Quote(str(s), b, a, None if bq is None else int(bq), None if aq is None else int(aq), lt)
-          for s, b, a, bq, aq, lt in zip(col("security_id"), col("bid"), col("ask"), col("bid_qty"), col("ask_qty"),
-                                         col("ltp"), strict=True)]
-    return StaticQuoteBook(qs)
-
-
-class _LiveBook:
-    """The feed's book first while connected, the REST answer first while the feed is down."""
-
-    def __init__(self, feed: FeedQuoteBook, rest: QuoteBook | None, feed_first: bool) -> None:
-        self.books = [b for b in ((feed, rest) if feed_first else (rest, feed)) if b is not None]
-
-    def quote(self, security_id: str) -> Quote | None:
-        for b in self.books:
-            q = b.quote(security_id)
-            if q is not None and (q.bid is not None or q.ltp is not None):
-                return q
-        return None
-
-
 @dataclass
 class RealtimeStats:
     ticks: int = 0
@@ -101,26 +97,36 @@ class RealtimeStats:
     rest_cycles: int = 0  # cycles valued with the feed down
     connects: int = 0
     disconnects: int = 0
-    position_refreshes: int = 0
+    position_refreshes: int = 0  # loads of the cache (start, changes, polls)
+    version_checks: int = 0  # trading_version queries (no listener)
+    notifications: int = 0  # NOTIFYs received (PostgreSQL)
+    slow_cycles: int = 0  # evaluations by monitor_cycle (the cache could not serve them)
+    snapshot_flushes: int = 0
     intents_created: int = 0
     exits_placed: int = 0
     last_cycle_seconds: float = 0.0
-    #: intent key -> time.perf_counter() when the cycle that created it returned (its row is persisted)
+    #: intent key -> time.perf_counter() when this monitor committed its row (before any of its orders)
     intent_at: dict[str, float] = field(default_factory=dict)
+    #: intent key -> time.perf_counter() when the cycle that created it returned (its exit orders placed)
+    cycle_done_at: dict[str, float] = field(default_factory=dict)
 
 
 class RealtimeMonitor:
     """See the module docstring. ``feed_factory(on_tick=, on_connect=, on_disconnect=, on_stale=,
     stale_after=)`` returns a started-or-not :class:`~.feed.MarketFeedClient` (or anything with
     ``subscribe``, ``start``, ``stop``); ``on_event(kind, payload)`` sees ``tick`` (sampled),
-    ``cycle``, ``intent``, ``feed`` and ``positions`` events (the CLI prints them)."""
+    ``cycle``, ``intent``, ``feed`` and ``positions`` events (the CLI prints them). ``listen``: LISTEN for
+    the trading store's notifications when the warehouse is PostgreSQL; ``fast``: the cached fast path;
+    ``freeze_gc``: ``gc.freeze()`` once started, so the objects of the start (modules, the cache) are
+    never walked again by a full collection (one took 0.3-0.45 s here, in the middle of a tick's cycle)."""
 
     def __init__(self, wh: Warehouse, feed_factory: FeedFactory, *, mode: str = "simulation", live: bool = False,
                  rest_quotes: RestQuotes | None = None, interval: float = 0.5, poll_positions_every: float = 5.0,
                  stale_after: float = 10.0, rest_interval: float = 1.0, clock: Callable[[], dt.datetime] | None = None,
                  spot: Mapping[str, float] | Callable[[], Mapping[str, float]] | None = None,
                  credentials: DhanCredentials | None = None, env: Mapping[str, str] | None = None,
-                 config: MonitorConfig | None = None, on_event: Callable[[str, dict], None] | None = None) -> None:
+                 config: MonitorConfig | None = None, on_event: Callable[[str, dict], None] | None = None,
+                 snapshot_every: float = 5.0, listen: bool = True, fast: bool = True, freeze_gc: bool = True) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         if mode == "live":
@@ -128,7 +134,16 @@ class RealtimeMonitor:
         self.wh, self.mode, self.live, self.credentials, self.env = wh, mode, live, credentials, env
         self.rest_quotes, self.interval, self.poll_every = rest_quotes, float(interval), float(poll_positions_every)
         self.rest_interval, self.clock = float(rest_interval), clock or (lambda: dt.datetime.now(dt.UTC))
-        self._spot, self.config, self.on_event = spot, config or MonitorConfig(), on_event
+        self._spot, self.on_event = spot, on_event
+        cfg = config or MonitorConfig()
+        self.config = replace(cfg, on_intent=self._intent_written(cfg.on_intent))
+        self.snapshot_every, self.fast, self.freeze_gc = float(snapshot_every), fast, freeze_gc
+        self.cache = MonitorCache(wh, mode, self.config)
+        self.listener = ChangeListener(wh.engine.url, self._on_change) if listen and wh.dialect == "postgresql" \
+            else None
+        self._changed = False  # a notification (or an own exit) says the cache is stale
+        self._exits = ThreadPoolExecutor(max_workers=1, thread_name_prefix="options-v4-exits")
+        self._jobs: list[tuple[Future, int]] = []  # exit jobs in flight (future, intents already reported)
         self.book = FeedQuoteBook()
         self.stats = RealtimeStats()
         self.sid_keys: dict[str, set[str]] = {}  # security id -> strategy keys holding it open
@@ -145,6 +160,7 @@ class RealtimeMonitor:
         self._rest_at = float("-inf")
         self._last_cycle = float("-inf")
         self._last_poll = float("-inf")
+        self._last_flush = time.monotonic()
         self._first_ids: set[str] = set()
         self.feed = feed_factory(on_tick=self._on_tick, on_connect=self._on_connect, on_disconnect=self._on_disconnect,
                                  on_stale=self._on_stale, stale_after=stale_after)
@@ -184,17 +200,51 @@ class RealtimeMonitor:
             self._pending_audit.append(("feed_stale", "market_feed", {"silent_seconds": round(silent, 3)}))
         self._wake.set()
 
+    def _on_change(self, payload: str | None) -> None:  # the listener's thread
+        if payload is not None:
+            self.stats.notifications += 1
+        self._changed = True
+        self._wake.set()
+
+    def _intent_written(self, chained: Callable[[str, bool], None] | None) -> Callable[[str, bool], None]:
+        def on_intent(key: str, created: bool) -> None:
+            if created:
+                self.stats.intent_at.setdefault(key, time.perf_counter())
+            if chained is not None:
+                chained(key, created)
+        return on_intent
+
+    @property
+    def listening(self) -> bool:
+        return self.listener is not None and self.listener.connected
+
     # -- positions ------------------------------------------------------------------------------------
+    def _stale(self) -> bool:
+        """Whether the cache must be loaded again (module docstring). While this monitor's exits are in
+        flight only when it cannot serve (an exit finished): the notifications of their fills are mostly
+        its own, and the changes wait for the reload after them."""
+        if not self.cache.valid:
+            return True
+        if self._jobs:
+            return False
+        if self._changed or time.monotonic() - self._last_poll >= self.poll_every:
+            return True
+        if self.listening:
+            return False
+        self.stats.version_checks += 1
+        return self.cache.changed()
+
     def refresh_positions(self) -> list[str]:
-        """Read the open strategies, subscribe new legs; the strategy keys that are new."""
+        """Load the cache (the open strategies and their inputs), subscribe new legs; the strategy keys
+        that are new."""
         self._last_poll = time.monotonic()
+        self._changed = False  # (before the read: a change during it makes the next step load again)
         self.stats.position_refreshes += 1
-        brokers = None if self.mode == "alert_only" else (["dhan"] if self.mode == "live" else ["paper"])
-        inputs = ms.monitor_inputs(self.wh, self.clock(), brokers=brokers)
-        legs = inputs.legs.select("strategy_id", "security_id", "symbol").drop_nulls("security_id")
+        inputs = self.cache.load(self.clock())
         sid_keys: dict[str, set[str]] = {}
-        for key, sid, _ in legs.iter_rows():
-            sid_keys.setdefault(str(sid), set()).add(key)
+        if inputs.legs.height:  # (nothing open: a frame without the leg columns)
+            for key, sid in inputs.legs.select("strategy_id", "security_id").drop_nulls("security_id").iter_rows():
+                sid_keys.setdefault(str(sid), set()).add(key)
         symbols = dict(inputs.strategies.select("strategy_key", "symbol").iter_rows())
         keys = set(inputs.strategies.filter(pl.col("open_legs") > 0).get_column("strategy_key").to_list())
         new = sorted(keys - self.keys)
@@ -223,10 +273,10 @@ class RealtimeMonitor:
     def _spots(self) -> Mapping[str, float] | None:
         return self._spot() if callable(self._spot) else self._spot
 
-    def _paper(self, book: QuoteBook, keys: list[str], as_of: dt.datetime):
+    def _paper(self, book: QuoteBook, keys: list[str], as_of: dt.datetime, aids: list[str] | None = None):
         """A paper broker over ``book`` at ``as_of`` carrying the paper account (simulation exits)."""
-        strategies = ms.monitor_inputs(self.wh, as_of, brokers=["paper"], keys=keys).strategies
-        aids = strategies.get_column("allocation_id").unique().to_list()
+        if aids is None:
+            aids = self._allocations(keys, as_of)
         last = ms.last_trade_at(self.wh, aids) if aids else None
         start = max(as_of, last + dt.timedelta(seconds=1)) if last else as_of
         paper = PaperConfig(capital=(ms.allocation_capital(self.wh, aids) if aids else None) or PaperConfig.capital)
@@ -234,46 +284,103 @@ class RealtimeMonitor:
         carry_open_positions(px.broker, self.wh)
         return px
 
-    def evaluate(self, keys: list[str]) -> CycleReport | None:
-        """One cycle over ``keys`` at the live book (the feed's, or REST while it is down)."""
+    def _allocations(self, keys: list[str], as_of: dt.datetime) -> list[str]:
+        strategies = self.cache.inputs.strategies if self.cache.inputs is not None else \
+            ms.monitor_inputs(self.wh, as_of, brokers=["paper"], keys=keys).strategies
+        return strategies.filter(pl.col("strategy_key").is_in(list(keys))).get_column("allocation_id").unique().to_list()
+
+    def flush_snapshots(self) -> int:
+        """Write the kept snapshots now (the fast path's cadence)."""
+        self._last_flush = time.monotonic()
+        n = self.cache.flush()
+        if n:
+            self.stats.snapshot_flushes += 1
+        return n
+
+    def _submit(self, job: ExitJob) -> None:
+        """Hand a cycle's exits to the exit worker (its intents are written); the monitor's thread
+        takes the result in :meth:`drain_exits`."""
+        fut = self._exits.submit(job.run)
+        fut.add_done_callback(lambda _f: self._wake.set())
+        self._jobs.append((fut, len(job.cycle.intents)))
+
+    def drain_exits(self, wait: bool = False) -> int:
+        """Take the finished exit jobs (all of them with ``wait``): the cache, stats and events follow
+        their fills; an exception raised by a job is raised here."""
+        n = 0
+        while self._jobs and (wait or self._jobs[0][0].done()):
+            fut, seen = self._jobs.pop(0)
+            job = fut.result()
+            self.cache.finish(job)
+            report = job.report()
+            self._account(report, job.keys, report.intents[seen:], time.perf_counter())
+            n += 1
+        return n
+
+    def evaluate(self, keys: list[str], wait: bool = True) -> CycleReport | None:
+        """One cycle over ``keys`` at the live book (the feed's, or REST while it is down). ``wait``: the
+        exits it places are driven before it returns (else by the exit worker: :meth:`drain_exits`)."""
         keys = [k for k in keys if k in self.keys]
         if not keys:
             return None
-        ids = sorted({s for s, ks in self.sid_keys.items() if ks & set(keys)})
+        wanted = set(keys)
+        ids = sorted({s for s, ks in self.sid_keys.items() if ks & wanted})
         if not self.feed_up:
             self._rest_refresh(sorted(self.sid_keys))
             self.stats.rest_cycles += 1
-        book = _LiveBook(self.book, self._rest, feed_first=self.feed_up)
+        book = LiveBook(self.book, self._rest, feed_first=self.feed_up)
         frame = quotes_frame(book, ids)
         as_of = self.clock()
-        broker, cfg = None, self.config
-        if self.mode == "simulation":
-            px = self._paper(book, keys, as_of)
-            broker, cfg = px.broker, replace(self.config, execution=px.config)
         t0 = time.perf_counter()
-        report = monitor_cycle(self.wh, as_of=as_of, mode=self.mode, source="realtime", broker=broker,
-                               live=self.live, credentials=self.credentials, env=self.env, quotes=frame,
-                               spot=self._spots(), keys=keys, config=cfg)
+        report = None
+        if self.fast:
+            make = None
+            if self.mode == "simulation":
+                aids = self._allocations(keys, as_of)
+
+                def make():
+                    px = self._paper(book, keys, as_of, aids)
+                    return px.broker, px.config
+            report = fast_cycle(self.cache, as_of=as_of, quotes=frame, keys=keys, spot=self._spots(),
+                                make_broker=make, credentials=self.credentials, exits=None if wait else self._submit)
+        if report is None:
+            self.stats.slow_cycles += 1
+            broker, cfg = None, self.config
+            if self.mode == "simulation":
+                px = self._paper(book, keys, as_of)
+                broker, cfg = px.broker, replace(self.config, execution=px.config)
+            report = monitor_cycle(self.wh, as_of=as_of, mode=self.mode, source="realtime", broker=broker,
+                                   live=self.live, credentials=self.credentials, env=self.env, quotes=frame,
+                                   spot=self._spots(), keys=keys, config=cfg)
+            if self.fast:  # (the cycle may have settled or exited: the cache reloads before serving again)
+                self.cache.invalidate()
         done = time.perf_counter()
         self._last_cycle = time.monotonic()
         self.last_report = report
         st = self.stats
         st.cycles += 1
         st.last_cycle_seconds = done - t0
+        self._account(report, keys, report.intents, done)
+        self._emit("cycle", {"keys": len(keys), "ticks": st.ticks, "seconds": round(done - t0, 4), "feed_up": self.feed_up,
+                             "exits_placed": report.exits_placed, "alerts": dict(report.alerts)})
+        return report
+
+    def _account(self, report: CycleReport, keys: list[str], intents: list, done: float) -> None:
+        """Stats and events of a cycle's intents and exits; a strategy it closed stops being watched."""
+        st = self.stats
         st.exits_placed += report.exits_placed
-        for i in report.intents:
+        for i in intents:
             if i.created:
                 st.intents_created += 1
                 st.intent_at.setdefault(i.intent_key, done)
+                if i.driven or self.mode == "alert_only":
+                    st.cycle_done_at.setdefault(i.intent_key, done)
             self._emit("intent", {"intent_key": i.intent_key, "state": i.state, "created": i.created,
                                   "orders": len(i.orders or ()), "note": i.note})
-        self._emit("cycle", {"keys": len(keys), "ticks": st.ticks, "seconds": round(done - t0, 4), "feed_up": self.feed_up,
-                             "exits_placed": report.exits_placed, "alerts": dict(report.alerts)})
-        for k in keys:  # a strategy the cycle closed stops being watched at once
+        for k in keys:
             p = next((p for p in report.positions if p.strategy_key == k), None)
             if p is not None and p.state == "CLOSED":
                 self.keys.discard(k)
-        return report
 
     # -- running ----------------------------------------------------------------------------------------
     def _emit(self, kind: str, payload: dict) -> None:
@@ -299,15 +406,22 @@ class RealtimeMonitor:
 
     def start(self) -> RealtimeMonitor:
         self._audit_mode()
+        if self.listener is not None:
+            self.listener.start(wait=2.0)
         self.refresh_positions()
+        if self.freeze_gc:  # a full collection walks only what is allocated from now on (no 0.3 s pauses)
+            gc.collect()
+            gc.freeze()
         self.feed.start()
         return self
 
     def step(self, timeout: float) -> CycleReport | None:
         """Wait up to ``timeout`` for ticks, then (at most once per ``interval``) evaluate what is due."""
-        now = time.monotonic()
-        if now - self._last_poll >= self.poll_every:
+        self.drain_exits()
+        if self._stale():
             self.refresh_positions()
+        if time.monotonic() - self._last_flush >= self.snapshot_every:
+            self.flush_snapshots()
         self._wake.wait(timeout)
         self.flush_audit()
         wait = self._last_cycle + self.interval - time.monotonic()
@@ -320,7 +434,7 @@ class RealtimeMonitor:
         if not self.feed_up and self.rest_quotes is not None and self.keys \
                 and time.monotonic() - self._rest_at >= self.rest_interval:
             due |= self.keys  # the feed is down: REST quotes keep every strategy evaluated
-        return self.evaluate(sorted(due)) if due else None
+        return self.evaluate(sorted(due), wait=False) if due else None
 
     def run(self, until: float | None = None) -> RealtimeStats:
         """Run until ``until`` (a ``time.monotonic()`` value), :meth:`stop` or a fatal feed error."""
@@ -360,4 +474,11 @@ class RealtimeMonitor:
 
     def close(self) -> None:
         self.feed.stop()
-        self.flush_audit()
+        try:
+            self.drain_exits(wait=True)  # the exits in flight finish (their orders are being worked)
+        finally:
+            self._exits.shutdown(wait=True)
+            if self.listener is not None:
+                self.listener.stop()
+            self.flush_audit()
+            self.flush_snapshots()

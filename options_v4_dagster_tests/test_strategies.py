@@ -443,7 +443,7 @@ def _scan_risk_by_hand(c, p=None):
             if leg.instrument.is_option:
                 call = leg.instrument is Instrument.CE
                 v0 = black76_price(leg.forward, leg.strike, leg.t_years, leg.iv, call, leg.df)
-                v1 = black76_price(leg.forward * (1 + m * psr), leg.strike, leg.t_years, max(leg.iv + v * vsr, 0.01),
+                v1 = black76_price(leg.forward * max(1 + m * psr, 0.0), leg.strike, leg.t_years, max(leg.iv + v * vsr, 0.01),
                                    call, leg.df)
                 pnl += q * (v1 - v0)
             elif leg.instrument is Instrument.FUT:

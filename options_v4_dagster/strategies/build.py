@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from .. import calendar
 from ..errors import DataError
 from ..quant.black import greeks_black76
 from .catalogue import CATALOGUE, Instrument, Side, StrategyDef, StrikeKind
@@ -47,13 +48,18 @@ from .strikes import (
     validate,
 )
 
-__all__ = ["BuildConfig", "BuildFailure", "Candidate", "Leg", "build_candidates", "build_strategy", "build_symbol"]
+__all__ = ["BuildConfig", "BuildFailure", "Candidate", "Leg", "build_candidates", "build_strategy", "build_symbol",
+           "time_exit_session"]
 
 
 @dataclass(frozen=True)
 class BuildConfig:
     lots: int = 1
     min_dte_days: float = 1.0  # skip expiries closer than this (an expiry-day contract has T ~ 0)
+    # skip expiries whose time exit (this many calendar days before expiry, moved back to a session:
+    # :func:`time_exit_session`) is not after the session: the position would be closed at once,
+    # paying the spread twice. None: no such rule (the pipeline passes the exit rules' time_exit_dte)
+    time_exit_dte: int | None = None
     levels: tuple[LiquidityLevel, ...] = LEVELS
     weights: ScoreWeights = ScoreWeights()
 
@@ -151,14 +157,28 @@ class BuildFailure:
     field: str | None = None
 
 
+def time_exit_session(expiry: dt.date, dte: int) -> dt.date:
+    """The session of the time exit of a position whose front expiry is ``expiry``: ``dte`` calendar
+    days before it, moved back to an NSE session (inclusive)."""
+    return calendar.previous_session(expiry - dt.timedelta(days=dte), inclusive=True)
+
+
+def _lot_size(view: ChainView, i: int, err: dict) -> int:
+    lot = float(view.arrays["lot_size"][i])
+    if not (np.isfinite(lot) and lot > 0):
+        raise StrategyUnavailable(f"contract has no lot size ({lot})", field="lot_size", **err)
+    return int(lot)
+
+
 def _f(x) -> float | None:
     x = float(x)
     return x if np.isfinite(x) else None
 
 
-def _option_leg(view: ChainView, e: ExpiryInfo, ldef, sel, lots: int) -> Leg:
+def _option_leg(view: ChainView, e: ExpiryInfo, ldef, sel, lots: int, err: dict) -> Leg:
     a = view.arrays
     i = sel.index
+    lot = _lot_size(view, i, err)
     bid, ask = a["bid"][i], a["ask"][i]
     two_sided = np.isfinite(bid) and np.isfinite(ask) and bid > 0 and ask >= bid
     if two_sided:
@@ -175,7 +195,6 @@ def _option_leg(view: ChainView, e: ExpiryInfo, ldef, sel, lots: int) -> Leg:
         g = greeks_black76(F, K, T, iv, is_call, df, S=view.spot)  # theta with the spot held
         d_f, g_f, vg, th = g["delta"], g["gamma"], g["vega"], g["theta"]
     carry = F / view.spot
-    lot = int(a["lot_size"][i])
     return Leg(
         side=ldef.side, instrument=ldef.instrument, strike=K, expiry=e.expiry, ratio=ldef.ratio,
         quantity=ldef.ratio * lots * lot, price=price, price_kind=kind, iv=_f(iv),
@@ -219,11 +238,19 @@ def _exact_dependencies(view: ChainView, sdef: StrategyDef, eligible: list[Expir
 def build_strategy(view: ChainView, sdef: StrategyDef, cfg: BuildConfig = BuildConfig()) -> Candidate:
     """Build one strategy on one symbol's chain; :class:`StrategyUnavailable` says why it cannot be."""
     err = {"strategy": sdef.name, "symbol": view.symbol, "session": view.session}
+    if not (np.isfinite(view.spot) and view.spot > 0):
+        raise StrategyUnavailable(f"no underlying price ({view.spot})", field="underlying_price", **err)
     eligible = view.eligible(cfg.min_dte_days / 365.0)
+    inside = 0
+    if cfg.time_exit_dte is not None and view.session is not None:
+        kept = [e for e in eligible if time_exit_session(e.expiry, cfg.time_exit_dte) > view.session]
+        inside, eligible = len(eligible) - len(kept), kept
     need = 1 + max(leg.expiry.index for leg in sdef.legs if leg.instrument is not Instrument.EQ)
     if len(eligible) < need:
+        why = (f"; {inside} expiries skipped: their time exit ({cfg.time_exit_dte} days before expiry) is not "
+               "after the session") if inside else ""
         raise StrategyUnavailable(f"needs {need} expiries at least {cfg.min_dte_days:g} days away with an ATM IV, "
-                                  f"the chain has {len(eligible)}", field="expiry", **err)
+                                  f"the chain has {len(eligible)}{why}", field="expiry", **err)
     legs: list[Leg | None] = [None] * len(sdef.legs)
     infos: list[ExpiryInfo | None] = [None] * len(sdef.legs)
     notes: list[str] = []
@@ -238,11 +265,11 @@ def build_strategy(view: ChainView, sdef: StrategyDef, cfg: BuildConfig = BuildC
             ref = legs[rule.leg].strike
         sel = select_strike(view, e, ldef.instrument.value, rule, ref_strike=ref, levels=cfg.levels,
                             weights=cfg.weights, strategy=sdef.name, allowed=allowed.get(i))
-        legs[i] = _option_leg(view, e, ldef, sel, cfg.lots)
+        legs[i] = _option_leg(view, e, ldef, sel, cfg.lots, err)
         infos[i] = e
     first = min((j for j in sdef.option_legs), key=lambda j: infos[j].t_years)
     front = infos[first]
-    lot = int(view.arrays["lot_size"][front.ce.start if front.ce.stop > front.ce.start else front.pe.start])
+    lot = _lot_size(view, front.ce.start if front.ce.stop > front.ce.start else front.pe.start, err)
     for i, ldef in enumerate(sdef.legs):
         if ldef.instrument.is_option:
             continue

@@ -77,7 +77,7 @@ from scipy.special import ndtri
 from .. import calendar
 from ..yaml_config import StrictModel, read_yaml_mapping, validate_model
 from .analytics import analyze, pnl_at_front_expiry
-from .build import Candidate
+from .build import Candidate, time_exit_session
 from .catalogue import Side
 
 __all__ = [
@@ -278,7 +278,7 @@ def _basis(c: Candidate, profit_near: bool) -> str:
 def _time_exit(c: Candidate, dte: int) -> tuple[dt.date, list[str]]:
     notes = []
     front = c.expiry
-    target = calendar.previous_session(front - dt.timedelta(days=dte), inclusive=True)
+    target = time_exit_session(front, dte)
     if c.session is not None and target <= c.session:
         last = calendar.previous_session(front, inclusive=False)
         target = max(last, c.session)

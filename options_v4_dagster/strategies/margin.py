@@ -7,7 +7,8 @@ candidates (:func:`span_margin`, called by :func:`.analytics.analyze`).
     sigma_daily = the front ATM IV / sqrt(252) standing in for NSE's EWMA volatility;
   - volatility scan range VSR = max(25% x ATM IV, 4 vol points index / 10 stock);
   - the 16 SPAN scenarios (price 0, +-1/3, +-2/3, +-1 PSR, each with vol +-VSR; +-2 PSR extreme
-    moves at 35%), every option leg revalued with Black-76 at its own IV, FUT legs linearly;
+    moves at 35%; a move is floored at -100%: the price cannot fall below zero), every option leg
+    revalued with Black-76 at its own IV, FUT legs linearly;
     scan risk = the largest scenario loss;
   - calendar spread charge: 1.75% index / 2.2% stock of spot x the delta offset between the two
     expiries (the smaller of opposite net deltas, in shares);
@@ -86,7 +87,9 @@ def span_margin(a: LegArrays, net_premium: np.ndarray, p: MarginParams):
     vsr = np.maximum(p.vsr_fraction * a.sig, np.where(idx, p.vsr_min_index, p.vsr_min_stock))
     price_mult = np.concatenate([_SCN_PRICE[:14], [p.extreme_multiple, -p.extreme_multiple]])
     weight = np.concatenate([np.ones(14), [p.extreme_cover, p.extreme_cover]])
-    move = psr[:, None] * price_mult[None, :]  # (n, 16) relative moves
+    # (n, 16) relative moves, floored at -100%: the underlying cannot fall below zero (an ATM IV above
+    # ~94% makes the -2 x PSR extreme move larger than the price; a negative forward prices as NaN)
+    move = np.maximum(psr[:, None] * price_mult[None, :], -1.0)
     T = np.maximum(a.t, 1e-6)[:, None, :]
     Fl = a.F[:, None, :]
     with np.errstate(all="ignore"):

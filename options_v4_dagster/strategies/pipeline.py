@@ -18,7 +18,7 @@ from ..quant import indicators
 from ..types import Failure
 from .analytics import analyze
 from .build import BuildConfig, Candidate, build_candidates
-from .exits import ExitLevels, exit_levels_all
+from .exits import ExitConfig, ExitLevels, exit_levels_all
 from .inputs import SessionInputs, SignalInputs
 from .payoff_curves import PayoffCurves, payoff_curves
 from .scoring import Scored, ScoringConfig, rank, score_candidates, views_from_signals
@@ -108,18 +108,24 @@ class CreationResult:
 
 def create_candidates(iv: pl.DataFrame, signals: pl.DataFrame, session: dt.date, *, risk: str = "moderate",
                       lots: int = 1, top_per_symbol: int = 5, symbols: list[str] | None = None,
-                      keep_all: bool = False, scoring: ScoringConfig | None = None) -> CreationResult:
+                      keep_all: bool = False, scoring: ScoringConfig | None = None,
+                      exits: ExitConfig | None = None) -> CreationResult:
     """Build, analyse, score, rank and attach exit levels. ``iv``: :func:`quant.surface.chain_iv`
     output for the session. Keeps the ``top_per_symbol`` best candidates that pass the risk
-    filters (every built candidate with ``keep_all``)."""
+    filters (every built candidate with ``keep_all``). The front expiry is one whose time exit
+    (``exits.time_exit_dte``) falls after the session, so that no candidate is closed by the time
+    exit at the next session. A missing input (lot size, spot, ...) or a non-finite margin / POP /
+    expected value is a recorded failure naming the symbol, session and field, not a crash."""
     timings: dict[str, float] = {}
+    exit_cfg = exits if exits is not None else ExitConfig.load()
     if symbols is not None:
         iv = iv.filter(pl.col("symbol").is_in(symbols))
     t = time.perf_counter()
-    cands, build_failures = build_candidates(iv, cfg=BuildConfig(lots=lots))
+    cands, build_failures = build_candidates(iv, cfg=BuildConfig(lots=lots, time_exit_dte=exit_cfg.time_exit_dte))
     timings["build"] = time.perf_counter() - t
     t = time.perf_counter()
     analyze(cands)
+    cands, unusable = _finite_analytics(cands, session)
     timings["analytics"] = time.perf_counter() - t
     t = time.perf_counter()
     views = views_from_signals(signals)
@@ -128,13 +134,14 @@ def create_candidates(iv: pl.DataFrame, signals: pl.DataFrame, session: dt.date,
     timings["scoring"] = time.perf_counter() - t
     t = time.perf_counter()
     kept = [sc for sc in ranked_all if keep_all or (sc.passed and sc.rank <= top_per_symbol)]
-    levels = exit_levels_all([sc.candidate for sc in kept])
+    levels = exit_levels_all([sc.candidate for sc in kept], exit_cfg)
     out: list[RankedCandidate] = []
     for sc, lv in zip(kept, levels, strict=True):
         view = views.get(sc.candidate.symbol)
         out.append(RankedCandidate(sc, sc.rank, lv, view.market_state if view else None))
     timings["exit_levels"] = time.perf_counter() - t
-    failures = [Failure(f.symbol, f"build:{f.strategy}", f.reason, kind="error") for f in build_failures]
+    failures = [Failure(f.symbol, f"build:{f.strategy}", f"{f.reason} [session={session}, field={f.field}]"
+                        if f.field else f.reason, kind="error") for f in build_failures] + unusable
     served = iv.get_column("symbol").n_unique() if iv.height else 0
     with_any = {rc.candidate.symbol for rc in out}
     for sym in sorted(set(iv.get_column("symbol").unique().to_list()) - with_any) if iv.height else []:
@@ -143,6 +150,45 @@ def create_candidates(iv: pl.DataFrame, signals: pl.DataFrame, session: dt.date,
             f"{n_built} built, none passed the {risk} filters"
         failures.append(Failure(sym, "strategy_candidates", why, kind="error" if n_built == 0 else "filtered"))
     return CreationResult(out, failures, served, len(cands), sum(1 for s in scored if s.passed), timings)
+
+
+def _first_missing_input(c: Candidate) -> str | None:
+    """The first input of the margin / POP models that is missing or not positive, as ``field`` or
+    ``leg N field``; None when all are there."""
+    def bad(x) -> bool:
+        return x is None or not np.isfinite(float(x)) or float(x) <= 0
+
+    for name in ("spot", "lot_size", "forward", "atm_iv", "t_years"):
+        if bad(getattr(c, name)):
+            return name
+    for j, leg in enumerate(c.legs, 1):
+        if not leg.instrument.is_option:
+            continue
+        for name in ("strike", "price", "iv", "forward", "t_years", "df"):
+            if bad(getattr(leg, name)):
+                return f"leg {j} {name}"
+        if leg.delta is None or not np.isfinite(leg.delta):
+            return f"leg {j} delta"
+    return None
+
+
+def _finite_analytics(cands: list[Candidate], session: dt.date) -> tuple[list[Candidate], list[Failure]]:
+    """Candidates whose margin, POP and expected value are finite; the others as failures naming
+    the symbol, session, metric and the missing input (never a null stored or a crashed step)."""
+    keep, failures = [], []
+    for c in cands:
+        a = c.analytics
+        metrics = {"margin": a.margin, "pop": a.pop, "expected_value": a.expected_value}
+        broken = [k for k, v in metrics.items() if v is None or not np.isfinite(v)]
+        if not broken:
+            keep.append(c)
+            continue
+        field_ = _first_missing_input(c)
+        cause = f"missing input {field_}" if field_ else "inputs complete (a model defect)"
+        failures.append(Failure(c.symbol, f"analytics:{c.name}",
+                                f"{', '.join(broken)} not finite: {cause} [session={session}, "
+                                f"field={field_ or broken[0]}]", kind="error"))
+    return keep, failures
 
 
 def create_for_session(inputs: SessionInputs, *, risk: str = "moderate", lots: int = 1, top_per_symbol: int = 5,

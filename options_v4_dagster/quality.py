@@ -30,6 +30,13 @@ class Outcome:
     figures: dict[str, float | int | None] = field(default_factory=dict)
 
 
+def _typed(frame: pl.DataFrame, floats: tuple[str, ...], texts: tuple[str, ...] = ()) -> pl.DataFrame:
+    """``frame`` with its number and text columns typed: a column null on every row reads back from the
+    warehouse as polars' Null type, which has no comparisons."""
+    return frame.with_columns(*(pl.col(c).cast(pl.Float64) for c in floats if c in frame.columns),
+                              *(pl.col(c).cast(pl.Utf8) for c in texts if c in frame.columns))
+
+
 def _verdict(errors: list[str], warnings: list[str], ok: str, figures: dict) -> Outcome:
     if errors:
         return Outcome(False, "ERROR", "; ".join(errors + warnings), figures)
@@ -57,6 +64,7 @@ def iv_coverage(greeks: pl.DataFrame, *, warn_below: float, error_below: float, 
     n = greeks.height
     if n == 0:
         return Outcome(False, "ERROR", "no option_greeks rows for the session", {"contracts": 0})
+    greeks = _typed(greeks, ("iv",), ("iv_reason",))
     iv = greeks.get_column("iv")
     with_iv = int(iv.is_not_null().sum())
     invalid = int(((iv <= 0) | iv.is_nan()).fill_null(False).sum())
@@ -85,6 +93,7 @@ def atm_iv_coverage(summary: pl.DataFrame, symbols_with_greeks: Iterable[str], *
     greeks (a missing one: ERROR), the share with a 30-day ATM IV against the floors, every ATM IV in
     (0, ``max_iv``] and realized vol >= 0."""
     expected = set(symbols_with_greeks)
+    summary = _typed(summary, ("atm_iv_30d", "rv_20"), ("symbol",))
     have = set(summary.get_column("symbol").to_list()) if summary.height else set()
     missing = sorted(expected - have)
     atm = summary.get_column("atm_iv_30d") if summary.height else pl.Series("atm_iv_30d", [], pl.Float64)
@@ -119,6 +128,7 @@ def signal_coverage(signals: pl.DataFrame, universe: Iterable[str], *, warn_belo
     in [0, 100] and strength in [0, 1] (ERROR), and the share with a direction against ``warn_below``
     (WARN only: an underlying without a year of bars has no direction and is recorded as missing)."""
     expected = set(universe)
+    signals = _typed(signals, ("rsi14", "strength"), ("symbol", "direction"))
     have = set(signals.get_column("symbol").to_list()) if signals.height else set()
     missing = sorted(expected - have)
     n = signals.height

@@ -163,3 +163,18 @@ def test_rules_on_frames():
     assert quality.signal_coverage(signals, ["A", "B"], warn_below=0.5).passed
     assert quality.signal_coverage(signals, ["A", "B"], warn_below=0.8).severity == "WARN"
     assert quality.signal_coverage(signals, ["A", "B", "C"], warn_below=0.5).severity == "ERROR"
+
+
+def test_rules_take_all_null_columns_as_read_back_from_the_warehouse():
+    """A session where a column is null on every row (no bars: rv_20; nothing priced: iv) reads back with
+    polars' Null type: the rules still judge it (found on the real 2020-04-17 files)."""
+    import polars as pl
+
+    summary = pl.DataFrame({"symbol": ["NIFTY"], "atm_iv_30d": [0.62], "rv_20": [None]})
+    assert summary.schema["rv_20"] == pl.Null
+    assert quality.atm_iv_coverage(summary, ["NIFTY"], warn_below=0.8, error_below=0.5).passed
+    greeks = pl.DataFrame({"iv": [None, None], "iv_reason": [None, None]})
+    assert quality.iv_coverage(greeks, warn_below=0.5, error_below=0.2).severity == "ERROR"
+    signals = pl.DataFrame({"symbol": ["NIFTY"], "direction": [None], "rsi14": [None], "strength": [None]})
+    out = quality.signal_coverage(signals, ["NIFTY"], warn_below=0.8)
+    assert (out.passed, out.severity, out.figures["rsi_out_of_range"]) == (False, "WARN", 0)

@@ -78,7 +78,7 @@ def test_simulated_day_end_to_end_and_idempotent(dagster_home, tmp_path, monkeyp
               for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert checks == {"chain_sanity": True, "legs_in_chain": True, "bounded_loss_unless_flagged": True,
                       "candidate_invariants": True, "allocation_invariants": True,
-                      "within_limits": True}
+                      "within_limits": True, "iv_coverage": True, "atm_iv_coverage": True, "signal_coverage": True}
     # payoff charts of the best candidates, linked from strategy_candidates' metadata, open offline
     mat = next(e.event_specific_data.materialization for e in result.all_events
                if e.event_type_value == "ASSET_MATERIALIZATION"

@@ -14,16 +14,15 @@ from .output import console, new_table, print_json, session_source
 
 def _save_allocation(session: dt.date, capital: float, risk: str | None, rules: str | None) -> bool:
     """Materialize portfolio_allocation for the session through Dagster with this capital."""
-    import dagster as dg
-
     from options_v4_dagster.definitions import build_defs
+    from options_v4_dagster.defs.allocation.assets import portfolio_allocation
 
     instance = cli_instance()
     job = build_defs().resolve_job_def("daily_pipeline")
     op_cfg = {"capital": float(capital), "risk_tolerance": risk, "market_conditions_file": rules or ""}
     result = job.execute_in_process(
         partition_key=session.isoformat(), instance=instance,
-        asset_selection=[dg.AssetKey("portfolio_allocation")],
+        asset_selection=sorted(portfolio_allocation.keys),  # the step's three tables
         run_config={"ops": {"portfolio_allocation": {"config": op_cfg}}},
         tags=cli_run_tags("allocate"), raise_on_error=False)
     return result.success

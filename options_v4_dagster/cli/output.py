@@ -59,8 +59,8 @@ def summarize_run(result, instance, elapsed: float) -> int:
                 if k in md:
                     notes.append(f"{k}={md[k]}")
             for k in ("deployment", "expected_monthly_return"):
-                if k in md:
-                    notes.append(f"{k}={md[k]:.1%}")
+                if k in md:  # a percentage text ("97.1%"); a fraction in runs recorded before it was one
+                    notes.append(f"{k}={md[k]:.1%}" if isinstance(md[k], float) else f"{k}={md[k]}")
             secs = rec.event_log_entry.timestamp - starts.get(key, rec.event_log_entry.timestamp)
             table.add_row(mat.asset_key.to_user_string(), "materialized", f"{secs:.2f}", str(rows), ", ".join(notes))
         elif ev.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 import polars as pl
 
+from options_v4_dagster.defs.formatting import Formatter, number_cell
 from options_v4_dagster.errors import MixedSources
 from options_v4_dagster.store import Replace, WarehouseLike, WriteResult
 from options_v4_dagster.store.provenance import provenance_replace, sources_of
@@ -88,13 +89,23 @@ def failures_metadata(failures: Sequence[Failure], limit: int = 25) -> dict:
     }
 
 
-def frame_markdown(frame: pl.DataFrame, limit: int = 20, floatfmt: str = "{:,.2f}") -> str:
+def frame_markdown(frame: pl.DataFrame, limit: int = 20, floatfmt: str = "{:,.2f}",
+                   formats: Mapping[str, Formatter] | None = None) -> str:
+    """The first ``limit`` rows as a markdown table. Numbers for people: a float column whose shown values
+    are all whole numbers (contracts, OI, lots) without decimals, other floats with ``floatfmt``, integers
+    grouped; ``formats`` maps a column to its own formatter (e.g. :func:`formatting.inr_text`)."""
     if frame.height == 0:
         return "_empty_"
     cols = frame.columns
+    head = frame.head(limit)
+    formats = formats or {}
+    whole = {c: head.schema[c].is_float() and all(v is None or v != v or float(v).is_integer()
+                                                   for v in head.get_column(c).to_list())
+             for c in cols}
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in frame.head(limit).iter_rows():
-        cells = [floatfmt.format(v) if isinstance(v, float) else ("" if v is None else str(v)) for v in row]
+    for row in head.iter_rows():
+        cells = [("" if v is None else formats[c](v)) if c in formats else number_cell(v, whole[c], floatfmt)
+                 for c, v in zip(cols, row, strict=True)]
         lines.append("| " + " | ".join(cells) + " |")
     if frame.height > limit:
         lines.append(f"| … {frame.height - limit} more rows |" + " |" * (len(cols) - 1))

@@ -1,4 +1,5 @@
-"""Allocation asset: portfolio_allocation (an immutable snapshot of the session's proposed positions)."""
+"""Allocation asset: portfolio_allocation (an immutable snapshot of the session's proposed positions): one op,
+an asset per table (portfolio_allocation, portfolio_allocation_summary, portfolio_allocation_runs)."""
 
 import time
 
@@ -7,8 +8,10 @@ import dagster as dg
 from options_v4_dagster.allocation import session as allocation_session
 from options_v4_dagster.allocation.engine import InsufficientCapital, NoCandidates, limit_breaches
 from options_v4_dagster.allocation.invariants import MAX_ABS_MONTHLY_RETURN, allocation_violations
+from options_v4_dagster.defs import formatting as fmt
 from options_v4_dagster.defs.common import RiskToleranceChoice, frame_markdown, upstream_source
-from options_v4_dagster.defs.market_data.assets import market_conditions
+from options_v4_dagster.defs.lineage import ALLOCATION, table_spec
+from options_v4_dagster.defs.market_data.assets import market_conditions, universe
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import WarehouseResource
 from options_v4_dagster.defs.strategies.assets import strategy_candidates
@@ -25,15 +28,32 @@ class AllocationSettings(dg.Config):
     max_abs_monthly_return: float = MAX_ABS_MONTHLY_RETURN  # |expected monthly return| above this fails the step
 
 
-def _pct(x: float) -> str:
-    return f"{x:.1%}"
+_DEPS = [strategy_candidates, "strategy_parameters", market_conditions, universe]
+_SNAPSHOT = ("Each result is an immutable snapshot named by allocation_id (content hash of session, capital, rules, "
+             "industry views, risk tolerance and positions), written once and never changed.")
 
 
-@dg.asset(
+@dg.multi_asset(
+    name="portfolio_allocation",
     partitions_def=nse_sessions,
-    group_name=GROUP,
-    deps=[strategy_candidates, market_conditions],
-    kinds={"python", "sql"},
+    specs=[
+        table_spec("portfolio_allocation", "portfolio_allocation", ALLOCATION, grain="position", write="append_only",
+                   deps=_DEPS, partitions_def=nse_sessions,
+                   description="Capital (config, default INR 15 lakh) across 20-30 of the session's best strategy "
+                   "candidates: tiers by conviction (60/30/10) x industry weights and LONG/SHORT views, "
+                   "market_conditions.yaml rules, fractional Kelly, whole lots, margin for short premium and debit "
+                   "for long. Table portfolio_allocation: the positions of a snapshot. " + _SNAPSHOT),
+        table_spec("portfolio_allocation_summary", "portfolio_allocation_summary", ALLOCATION, grain="snapshot",
+                   write="append_only", deps=_DEPS, partitions_def=nse_sessions,
+                   description="One row per allocation snapshot: capital, capital used, deployment, expected monthly "
+                   "return against the 4% target, the rules and industry views used. Table "
+                   "portfolio_allocation_summary; written with portfolio_allocation. " + _SNAPSHOT),
+        table_spec("portfolio_allocation_runs", "portfolio_allocation_runs", ALLOCATION, grain="run",
+                   write="append_only", deps=_DEPS, partitions_def=nse_sessions,
+                   description="Which snapshot each materialization of portfolio_allocation gave (the session's "
+                   "latest row names its latest snapshot; null when there were no candidates). Table "
+                   "portfolio_allocation_runs."),
+    ],
     check_specs=[dg.AssetCheckSpec("within_limits", asset="portfolio_allocation",
                                    description="Whole lots; every position, symbol and industry within its "
                                    "capital limit; capital used within the capital."),
@@ -41,11 +61,7 @@ def _pct(x: float) -> str:
                                    description="|expected monthly return| <= max_abs_monthly_return (50%), capital "
                                    "used <= capital, lots whole and > 0; checked before writing: a violation fails "
                                    "the step and the stored allocation stays.")],
-    description="Capital (config, default INR 15 lakh) across 20-30 of the session's best strategy candidates: "
-    "tiers by conviction (60/30/10) x industry weights and LONG/SHORT views, market_conditions.yaml rules, "
-    "fractional Kelly, whole lots, margin for short premium and debit for long; expected monthly return from "
-    "the candidates' expected values against the 4% target. Each result is an immutable snapshot named by "
-    "allocation_id (content hash of session, capital, rules, industry views, risk tolerance and positions): "
+    description="Capital across the session's best strategy candidates, as an immutable snapshot: "
     "portfolio_allocation_summary (one row per snapshot, with the rules and industry views used) and "
     "portfolio_allocation (its positions), written once and never changed; portfolio_allocation_runs "
     "records which snapshot each materialization gave (the session's latest).",
@@ -63,9 +79,16 @@ def portfolio_allocation(context: dg.AssetExecutionContext, warehouse: Warehouse
     except NoCandidates as exc:  # no snapshot; the run row says the session's latest materialization had none
         wh.replace_together([run_append(context.run_id, session, None)])
         context.log.warning(f"portfolio_allocation {session}: {exc}")
-        yield dg.MaterializeResult(metadata={"dagster/row_count": 0, "no_candidates": str(exc)})
-        yield dg.AssetCheckResult(check_name="within_limits", passed=True, description="no positions")
-        yield dg.AssetCheckResult(check_name="allocation_invariants", passed=True, description="no positions")
+        yield dg.MaterializeResult(asset_key="portfolio_allocation",
+                                   metadata={"dagster/row_count": 0, "no_candidates": str(exc)})
+        yield dg.MaterializeResult(asset_key="portfolio_allocation_summary",
+                                   metadata={"dagster/row_count": 0, "no_candidates": str(exc)})
+        yield dg.MaterializeResult(asset_key="portfolio_allocation_runs",
+                                   metadata={"dagster/row_count": 1, "allocation_id": fmt.NA})
+        yield dg.AssetCheckResult(asset_key="portfolio_allocation", check_name="within_limits", passed=True,
+                                  description="no positions")
+        yield dg.AssetCheckResult(asset_key="portfolio_allocation", check_name="allocation_invariants", passed=True,
+                                  description="no positions")
         return
     except InsufficientCapital as exc:
         raise dg.Failure(description=f"portfolio_allocation {session}: {exc}",
@@ -88,39 +111,46 @@ def portfolio_allocation(context: dg.AssetExecutionContext, warehouse: Warehouse
     elapsed = time.perf_counter() - t0
     context.log.info(f"portfolio_allocation {session}: snapshot {aid} ({'new' if new else 'existing'}), "
                      f"{s.positions} positions, deployment "
-                     f"{_pct(s.deployment)} of INR {config.capital:,.0f}, expected monthly return "
+                     f"{fmt.pct_text(s.deployment)} of INR {config.capital:,.0f}, expected monthly return "
                      f"{s.expected_monthly_return:.2%} (target {s.target_monthly_return:.0%}), "
                      f"rules {sa.rules.state}, in {elapsed:.2f}s")
     for note in s.notes:
         context.log.info(f"portfolio_allocation {session}: {note}")
     table = pos.select("symbol", "strategy_name", "tier", "industry", "lots", "capital_used", "expected_return",
                        "conviction")
-    yield dg.MaterializeResult(metadata={
-        "dagster/row_count": pos.height,
+    inr = {"capital_used": fmt.inr_text, "expected_return": fmt.inr_text}
+    yield dg.MaterializeResult(asset_key="portfolio_allocation", metadata={
+        "dagster/row_count": fmt.count(pos.height),
         "allocation_id": aid,
         "snapshot": "new" if new else "existing",
         "industry_views": industries.source,
-        "capital": dg.MetadataValue.float(sa.capital),
-        "capital_used": dg.MetadataValue.float(s.capital_used),
-        "deployment": dg.MetadataValue.float(round(s.deployment, 4)),
-        "positions": pos.height,
+        "capital": fmt.inr(sa.capital),
+        "capital_used": fmt.inr(s.capital_used),
+        "deployment": fmt.pct(s.deployment),
+        "positions": fmt.count(pos.height),
         "market_rules": sa.rules.state,
         "source": source,
-        "tier_shares": dg.MetadataValue.json({k: round(v, 4) for k, v in s.tier_shares.items()}),
-        "industry_shares": dg.MetadataValue.json({k: round(v, 4) for k, v in s.industry_shares.items()}),
-        "expected_monthly_return": dg.MetadataValue.float(round(s.expected_monthly_return, 5)),
-        "target_monthly_return": dg.MetadataValue.float(float(s.target_monthly_return)),
+        "tier_shares": fmt.pct_json(s.tier_shares),
+        "industry_shares": fmt.pct_json(s.industry_shares),
+        "expected_monthly_return": fmt.pct(s.expected_monthly_return, 2),
+        "target_monthly_return": fmt.pct(s.target_monthly_return),
         "greeks": dg.MetadataValue.json({k: round(v, 2) for k, v in s.greeks.items()}),
         "limits": dg.MetadataValue.json(s.limits),
         "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in s.notes) or "_none_"),
-        "positions_table": dg.MetadataValue.md(frame_markdown(table, 30)),
+        "positions_table": dg.MetadataValue.md(frame_markdown(table, 30, formats=inr)),
         "excluded_reasons": dg.MetadataValue.json(s.excluded_reasons),
         "excluded_codes": dg.MetadataValue.json(s.excluded_codes),
-        "seconds": round(elapsed, 3),
+        "seconds": fmt.seconds(elapsed),
     })
-    yield dg.AssetCheckResult(check_name="allocation_invariants", passed=True, description="ok",
-                              metadata={"expected_monthly_return": s.expected_monthly_return})
+    yield dg.MaterializeResult(asset_key="portfolio_allocation_summary", metadata={
+        "dagster/row_count": 1, "inserted": fmt.count(written[0].inserted), "allocation_id": aid,
+        "snapshot": "new" if new else "existing", "capital_used": fmt.inr(s.capital_used),
+        "deployment": fmt.pct(s.deployment), "expected_monthly_return": fmt.pct(s.expected_monthly_return, 2)})
+    yield dg.MaterializeResult(asset_key="portfolio_allocation_runs", metadata={
+        "dagster/row_count": 1, "allocation_id": aid, "run_id": context.run_id})
+    yield dg.AssetCheckResult(asset_key="portfolio_allocation", check_name="allocation_invariants", passed=True,
+                              description="ok", metadata={"expected_monthly_return": fmt.pct(s.expected_monthly_return, 2)})
     problems = limit_breaches(pos, s.limits, sa.capital)
-    yield dg.AssetCheckResult(check_name="within_limits", passed=not problems,
+    yield dg.AssetCheckResult(asset_key="portfolio_allocation", check_name="within_limits", passed=not problems,
                               metadata={"breaches": len(problems)},
                               description="ok" if not problems else "; ".join(problems[:5]))

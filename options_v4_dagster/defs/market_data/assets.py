@@ -1,4 +1,5 @@
-"""Market-data assets: universe, option_chains (+ sanity check), underlying_bars, market_conditions."""
+"""Market-data assets: universe, option_chains (+ sanity check), underlying_bars (with the NIFTY and India VIX
+bars: one op, three tables), market_conditions."""
 
 
 import datetime as dt
@@ -8,7 +9,9 @@ import dagster as dg
 import polars as pl
 
 from options_v4_dagster import universe as fno
+from options_v4_dagster.defs import formatting as fmt
 from options_v4_dagster.defs.common import failures_metadata, frame_markdown, record_failures, upstream_source
+from options_v4_dagster.defs.lineage import MARKET_DATA, asset_attrs, table_spec
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import MarketDataResource, WarehouseResource
 from options_v4_dagster.errors import CircuitOpen, DataError, ProviderError
@@ -26,7 +29,7 @@ GROUP = "market_data"
 @dg.asset(
     partitions_def=nse_sessions,
     group_name=GROUP,
-    kinds={"python", "sql"},
+    **asset_attrs("fno_universe", MARKET_DATA, grain="underlying"),
     description="F&O underlyings (indices and ~208 stocks) the market-data source serves on the session, "
     "with lot size, strike step, industry and Dhan security id. Table fno_universe.",
 )
@@ -74,7 +77,7 @@ class ChainSettings(dg.Config):
     partitions_def=nse_sessions,
     group_name=GROUP,
     deps=[universe],
-    kinds={"python", "sql"},
+    **asset_attrs("option_chain_data", MARKET_DATA, grain="contract"),
     pool=DAGSTER_POOL,  # Dhan's data APIs (with the cross-process ledger of market/dhan_limits.py)
     check_specs=[dg.AssetCheckSpec("chain_sanity", asset="option_chains", blocking=True,
                                    description="The share of requested symbols whose chain failed (provider error or "
@@ -107,7 +110,7 @@ def option_chains(context: dg.AssetExecutionContext, market_data: MarketDataReso
             f"({share:.0%} > max_failed_share {config.max_failed_share:.0%}): a broken feed; nothing written, "
             f"the session's stored chains stay. First: " + "; ".join(f"{s}: {f.reason[:160]}"
                                                                     for s, f in list(errors.items())[:3]),
-            metadata={"failed_symbols": dg.MetadataValue.json(sorted(errors)), "failed_share": round(share, 4),
+            metadata={"failed_symbols": dg.MetadataValue.json(sorted(errors)), "failed_share": fmt.pct(share),
                       "symbols_requested": len(symbols), "reasons": failed_md},
         )
     # a symbol that failed with an error keeps what was stored for it (nothing lost); the rest is replaced
@@ -134,7 +137,7 @@ def option_chains(context: dg.AssetExecutionContext, market_data: MarketDataReso
         context.log.warning(f"option_chains {session} {f.symbol}: {f.kind}: {f.reason}")
     per_symbol = (chain.group_by("symbol").agg(pl.len().alias("contracts"), pl.col("expiry").n_unique().alias("expiries"),
                                                pl.col("underlying_price").first().alias("spot"),
-                                               pl.col("oi").sum().alias("oi_contracts"))
+                                               pl.col("oi").sum().cast(pl.Int64).alias("oi_contracts"))
                   .sort("oi_contracts", descending=True)) if chain.height else pl.DataFrame()
     yield dg.MaterializeResult(metadata={
         "dagster/row_count": chain.height,
@@ -156,23 +159,38 @@ def option_chains(context: dg.AssetExecutionContext, market_data: MarketDataReso
         passed=True,
         severity=dg.AssetCheckSeverity.ERROR,
         description=f"{len(errors)} of {len(symbols)} symbols failed ({share:.0%} <= {config.max_failed_share:.0%})",
-        metadata={"failed_share": round(share, 4), "failed_symbols": dg.MetadataValue.json(sorted(errors)),
+        metadata={"failed_share": fmt.pct(share), "failed_symbols": dg.MetadataValue.json(sorted(errors)),
                   "sanity_violations": dg.MetadataValue.json(screen.counts),
                   "dropped_quotes": screen.dropped_quotes, "reasons": failed_md},
     )
 
 
-@dg.asset(
+BARS_TABLES = ("underlying_bars", "nifty_historical_data", "india_vix_data")
+
+
+@dg.multi_asset(
+    name="underlying_bars",
     partitions_def=nse_sessions,
-    group_name=GROUP,
-    deps=[universe],
-    kinds={"python", "sql"},
     pool=DAGSTER_POOL,
-    description="A year of daily OHLCV per underlying ending at the session (table underlying_bars); "
-    "NIFTY also to nifty_historical_data and India VIX to india_vix_data. Idempotent window upserts.",
+    specs=[
+        table_spec("underlying_bars", "underlying_bars", MARKET_DATA, grain="bar", write="window_upsert",
+                   deps=[universe], partitions_def=nse_sessions,
+                   description="A year of daily OHLCV per underlying (stocks, indices, NIFTY) ending at the session. "
+                   "Table underlying_bars; idempotent window upserts."),
+        table_spec("nifty_historical_data", "nifty_historical_data", MARKET_DATA, grain="bar", write="window_upsert",
+                   deps=[universe], partitions_def=nse_sessions,
+                   description="A year of NIFTY 50 daily bars ending at the session (written by the underlying_bars "
+                   "step). Table nifty_historical_data; idempotent window upserts."),
+        table_spec("india_vix_data", "india_vix_data", MARKET_DATA, grain="bar", write="window_upsert",
+                   deps=[universe], partitions_def=nse_sessions,
+                   description="A year of India VIX daily values ending at the session (written by the "
+                   "underlying_bars step). Table india_vix_data; idempotent window upserts."),
+    ],
+    description="A year of daily OHLCV per underlying ending at the session (table underlying_bars); NIFTY also to "
+    "nifty_historical_data and India VIX to india_vix_data, the three tables and the failures in one transaction.",
 )
 def underlying_bars(context: dg.AssetExecutionContext, market_data: MarketDataResource,
-                    warehouse: WarehouseResource) -> dg.MaterializeResult:
+                    warehouse: WarehouseResource):
     session = session_of(context)
     provider, wh = market_data.get(), warehouse.get()
     symbols = wh.read_partition("fno_universe", session, ["symbol"]).get_column("symbol").to_list()
@@ -196,25 +214,34 @@ def underlying_bars(context: dg.AssetExecutionContext, market_data: MarketDataRe
         f = next((f for s, f in frames if s == sym), None)
         if f is not None and f.height:
             writes.append(Replace.window(table, f.drop("symbol"), key_column=None))
-    written = sum(r.inserted for r in record_failures(wh, session, "underlying_bars", failures, *writes, source=provider.name)[:-1])
+    results = record_failures(wh, session, "underlying_bars", failures, *writes, source=provider.name)[:-1]
+    per_table = {t: 0 for t in BARS_TABLES}
+    for r in results:
+        per_table[r.table] += r.inserted
+    written = sum(per_table.values())
     for f in failures:
         context.log.warning(f"underlying_bars {session} {f.symbol}: {f.kind}: {f.reason}")
     context.log.info(f"underlying_bars {session}: {len(frames)} series, {written} bars in {time.perf_counter() - t0:.2f}s")
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": written,
-        "series": len(frames),
-        "window": f"{start} .. {session}",
+    window = f"{start} .. {session}"
+    yield dg.MaterializeResult(asset_key="underlying_bars", metadata={
+        "dagster/row_count": fmt.count(per_table["underlying_bars"]),
+        "series": fmt.count(len(frames)),
+        "window": window,
         "source": provider.name,
-        "fetch_seconds": round(fetch_s, 3),
+        "fetch_seconds": fmt.seconds(fetch_s),
         **failures_metadata(failures),
     })
+    for key, sym in (("nifty_historical_data", "NIFTY"), ("india_vix_data", fno.VIX_SYMBOL)):
+        yield dg.MaterializeResult(asset_key=key, metadata={
+            "dagster/row_count": fmt.count(per_table[key]), "window": window, "source": provider.name,
+            "fetched": any(s == sym for s, f in frames if f.height)})
 
 
 @dg.asset(
     partitions_def=nse_sessions,
     group_name=GROUP,
-    deps=[option_chains, underlying_bars],
-    kinds={"python", "sql"},
+    deps=[option_chains, "nifty_historical_data", "india_vix_data"],
+    **asset_attrs("market_conditions", MARKET_DATA, grain="session"),
     description="NIFTY trend (EMA20/50, 20-session return), India VIX in five bands and the NIFTY "
     "put-call ratio (OI) in three sentiment states. Table market_conditions.",
 )
@@ -263,5 +290,6 @@ def market_conditions(context: dg.AssetExecutionContext, market_data: MarketData
                                                                             pl.DataFrame([row])), source=row["source"])
     context.log.info(f"market_conditions {session}: {row['market_state']} VIX={vix} PCR={pcr_oi}")
     meta = {k: v for k, v in row.items() if k not in ("trade_date",) and v is not None}
-    meta = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in meta.items()}
+    meta = {k: (fmt.pct(v, 2) if k == "nifty_return_20d" else round(v, 4) if isinstance(v, float) else v)
+            for k, v in meta.items()}
     return dg.MaterializeResult(metadata=meta)

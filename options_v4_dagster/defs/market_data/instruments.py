@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from options_v4_dagster.defs.common import failures_metadata, frame_markdown, record_failures
+from options_v4_dagster.defs.lineage import MARKET_DATA, asset_attrs
 from options_v4_dagster.defs.market_data.assets import GROUP
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import MarketDataResource, WarehouseResource
@@ -23,7 +24,7 @@ ASSET = "instruments"
     partitions_def=nse_sessions,
     group_name=GROUP,
     deps=["universe"],
-    kinds={"python", "sql"},
+    **asset_attrs("instruments", MARKET_DATA, grain="contract"),
     description="Every tradable contract of the session's underlyings with its security id, exchange segment, "
     "lot size, tick size (INR) and freeze quantity: from Dhan's scrip master on the dhan source (options and "
     "futures within the horizon, plus the underlyings' index / equity ids), derived from the session's option "

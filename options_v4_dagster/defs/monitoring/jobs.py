@@ -10,6 +10,7 @@ from typing import Literal
 
 import dagster as dg
 
+from options_v4_dagster.defs import formatting as fmt
 from options_v4_dagster.defs.execution.jobs import POOL
 from options_v4_dagster.defs.execution.resources import BrokerResource
 from options_v4_dagster.defs.resources import WarehouseResource
@@ -91,7 +92,7 @@ def monitor_open_positions(context: dg.OpExecutionContext, config: MonitorPositi
         "session": dg.MetadataValue.text(report.date.isoformat()),
         "mode": dg.MetadataValue.text(report.mode),
         "open_positions": dg.MetadataValue.int(open_n),
-        "pnl_total": dg.MetadataValue.float(round(pnl, 2)),
+        "pnl_total": fmt.inr(pnl, 2),
         "alerts_by_urgency": dg.MetadataValue.json(dict(report.alerts)),
         "exits_placed": dg.MetadataValue.int(report.exits_placed),
         "intents": dg.MetadataValue.json({i.intent_key: i.state for i in report.intents}),

@@ -9,6 +9,7 @@ from typing import Literal
 import dagster as dg
 
 from options_v4_dagster.defs.common import frame_markdown
+from options_v4_dagster.defs.lineage import TRACK_RECORD, code_version
 from options_v4_dagster.defs.resources import WarehouseResource
 from options_v4_dagster.market import get_provider
 from options_v4_dagster.track_record.charts import all_charts, markdown
@@ -40,7 +41,11 @@ def _table(rows: list[dict], cols: list[str]) -> str:
 
 @dg.asset(
     group_name=GROUP,
-    kinds={"python"},
+    kinds={"python", "sqlite", "html"},
+    # not a warehouse table: a report (metadata, an HTML file) and a replay warehouse of its own
+    owners=[TRACK_RECORD.owner],
+    tags={"domain": TRACK_RECORD.group, "grain": "range", "write": "report"},
+    code_version=code_version(TRACK_RECORD.code),
     description="Walk-forward paper track record over the configured range (run config: start, end, source, "
     "capital, cadence, risk tolerance): each entry session's candidates and allocation of that session only, "
     "paper execution at its quotes with fees, every later session's monitoring cycle and exit rules, settlement "

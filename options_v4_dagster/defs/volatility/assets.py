@@ -6,8 +6,10 @@ import dagster as dg
 import polars as pl
 
 from options_v4_dagster import calendar
+from options_v4_dagster.defs import formatting as fmt
 from options_v4_dagster.defs.common import frame_markdown, record_failures, upstream_source
-from options_v4_dagster.defs.market_data.assets import option_chains, underlying_bars
+from options_v4_dagster.defs.lineage import VOLATILITY, asset_attrs
+from options_v4_dagster.defs.market_data.assets import option_chains
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import WarehouseResource
 from options_v4_dagster.quant import iv_stats, regime, surface
@@ -31,7 +33,7 @@ class IVSettings(dg.Config):
     partitions_def=nse_sessions,
     group_name=GROUP,
     deps=[option_chains],
-    kinds={"python", "sql"},
+    **asset_attrs("option_greeks", VOLATILITY, grain="contract"),
     description="Implied vol (forward convention: Black-76 on the put-call-parity or futures forward, from mid "
     "else LTP; NSE convention: BS on spot at r=10% from LTP) and Black-76 greeks per contract. "
     "Table option_greeks; null IVs carry their reason.",
@@ -58,26 +60,27 @@ def option_greeks(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
                      f"in {solve_s:.2f}s; null reasons {reason_counts}")
     meta = {
         "dagster/row_count": iv.height,
-        "with_iv": int(iv.get_column("iv").is_not_null().sum()),
-        "with_iv_nse": int(iv.get_column("iv_nse").is_not_null().sum()),
+        "with_iv": fmt.count(iv.get_column("iv").is_not_null().sum()),
+        "with_iv_share": fmt.pct(iv.get_column("iv").is_not_null().mean() if iv.height else None),
+        "with_iv_nse": fmt.count(iv.get_column("iv_nse").is_not_null().sum()),
         "null_iv_reasons": dg.MetadataValue.json(reason_counts),
         "forward_methods": dg.MetadataValue.json({r["forward_method"]: int(r["len"])
                                                   for r in methods.iter_rows(named=True)}),
-        "solve_seconds": round(solve_s, 3),
-        "write_seconds": round(res.seconds, 3),
+        "solve_seconds": fmt.seconds(solve_s),
+        "write_seconds": fmt.seconds(res.seconds),
     }
     if diff is not None and diff.len():
         meta["iv_nse_vs_exchange_median_abs_vol_pts"] = round(float(diff.median()), 4)
         meta["iv_nse_vs_exchange_p90_abs_vol_pts"] = round(float(diff.quantile(0.9)), 4)
-        meta["iv_nse_vs_exchange_legs"] = int(diff.len())
+        meta["iv_nse_vs_exchange_legs"] = fmt.count(diff.len())
     return dg.MaterializeResult(metadata=meta)
 
 
 @dg.asset(
     partitions_def=nse_sessions,
     group_name=GROUP,
-    deps=[option_greeks, underlying_bars],
-    kinds={"python", "sql"},
+    deps=[option_greeks, option_chains, "underlying_bars", "india_vix_data"],
+    **asset_attrs("historical_iv_summary", VOLATILITY, grain="underlying"),
     description="Per underlying and session: 30-day ATM IV (variance-time interpolated), near and far ATM IV, "
     "25-delta skew, term slope, realized vol 20/60, IV - RV, put-call ratios, India VIX. "
     "Table historical_iv_summary.",
@@ -114,8 +117,8 @@ def iv_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
     return dg.MaterializeResult(metadata={
         "dagster/row_count": out.height,
         "without_atm_iv_30d": dg.MetadataValue.json(no_iv[:50]),
-        "india_vix": vix_value if vix_value is not None else "",
-        "nifty_atm_iv_30d_pct": _pct(out, "NIFTY"),
+        "india_vix": round(vix_value, 2) if vix_value is not None else fmt.NA,
+        "nifty_atm_iv_30d": fmt.pct(_atm_iv(out, "NIFTY"), 2),
         "highest_iv": dg.MetadataValue.md(frame_markdown(top, 12)),
         "write_seconds": round(res.seconds, 3),
     })
@@ -132,18 +135,17 @@ def _missing(context, wh, session, asset: str, table: str, upstream: str) -> dg.
     return dg.MaterializeResult(metadata={"dagster/row_count": 0, "missing_session": True, "reason": gap})
 
 
-def _pct(frame: pl.DataFrame, symbol: str):
+def _atm_iv(frame: pl.DataFrame, symbol: str) -> float | None:
     row = frame.filter(pl.col("symbol") == symbol)
-    if row.height and row.get_column("atm_iv_30d")[0] is not None:
-        return round(float(row.get_column("atm_iv_30d")[0]) * 100, 2)
-    return ""
+    return float(row.get_column("atm_iv_30d")[0]) if row.height and row.get_column("atm_iv_30d")[0] is not None \
+        else None
 
 
 @dg.asset(
     partitions_def=nse_sessions,
     group_name=GROUP,
     deps=[dg.AssetDep(iv_history, partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-HISTORY_WINDOW))],
-    kinds={"python", "sql"},
+    **asset_attrs("iv_percentiles", VOLATILITY, grain="underlying"),
     description="IV percentile (share of the previous 252 sessions' 30-day ATM IV below today's) and IV rank "
     "per underlying, with history_days and the IV environment LOW/NORMAL/HIGH. Null with a reason when "
     "fewer than 20 earlier sessions exist. Table iv_percentiles.",
@@ -186,8 +188,8 @@ def iv_percentiles(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                      f"history up to {out.get_column('history_days').max()} sessions")
     return dg.MaterializeResult(metadata={
         "dagster/row_count": out.height,
-        "with_percentile": with_pct,
-        "max_history_days": int(out.get_column("history_days").max() or 0),
+        "with_percentile": fmt.count(with_pct),
+        "max_history_days": fmt.count(out.get_column("history_days").max()),
         "environments": dg.MetadataValue.json({str(r["iv_environment"]): int(r["len"]) for r in env.iter_rows(named=True)}),
         "table": dg.MetadataValue.md(frame_markdown(out.select(
             "symbol", (pl.col("atm_iv_30d") * 100).round(2).alias("iv30_%"), pl.col("iv_percentile").round(1),

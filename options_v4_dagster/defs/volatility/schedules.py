@@ -7,8 +7,8 @@ import dagster as dg
 from options_v4_dagster import calendar
 from options_v4_dagster.defs.partitions import nse_sessions
 
-IV_COLLECTION_ASSETS = ("universe", "option_chains", "underlying_bars", "market_conditions", "option_greeks",
-                        "iv_history", "iv_percentiles")
+IV_COLLECTION_ASSETS = ("universe", "option_chains", "underlying_bars", "nifty_historical_data", "india_vix_data",
+                        "market_conditions", "option_greeks", "iv_history", "iv_percentiles")
 
 iv_collection = dg.define_asset_job(
     "iv_collection",

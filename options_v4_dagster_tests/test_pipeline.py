@@ -76,7 +76,7 @@ def test_simulated_day_end_to_end_and_idempotent(dagster_home, tmp_path, monkeyp
             "iv_history", "iv_percentiles", "technical_signals", "strategy_candidates", "portfolio_allocation"} <= mats
     checks = {e.event_specific_data.check_name: e.event_specific_data.passed
               for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
-    assert checks == {"chain_sanity": True, "legs_in_chain": True, "bounded_loss_unless_flagged": True,
+    assert checks == {"chain_sanity": True, "chains_fresh": True, "legs_in_chain": True, "bounded_loss_unless_flagged": True,
                       "candidate_invariants": True, "allocation_invariants": True,
                       "within_limits": True}
     # payoff charts of the best candidates, linked from strategy_candidates' metadata, open offline

@@ -180,6 +180,29 @@ def _failing_job():
     _boom()
 
 
+@dg.op
+def _crash():
+    raise ValueError("no option chains stored for 2025-07-17")
+
+
+@dg.job
+def _crashing_job():
+    _crash()
+
+
+def test_the_alert_names_the_error_not_dagsters_wrapper(defs, instance):
+    from options_v4_dagster.defs.automation.sensors import failure_alert
+
+    result = _crashing_job.execute_in_process(instance=instance, raise_on_error=False)
+    (record,) = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    ctx = dg.build_run_status_sensor_context(sensor_name="run_failure_alert_sensor", dagster_event=record.dagster_event,
+                                             dagster_instance=instance,
+                                             dagster_run=instance.get_run_by_id(result.run_id)).for_run_failure()
+    alert = failure_alert(ctx)
+    assert alert.reason == "ValueError: no option chains stored for 2025-07-17"
+    assert alert.partition is None and alert.steps_failed == ("_crash",)
+
+
 def test_a_failed_run_is_logged_and_posted_to_the_webhook(defs, instance, monkeypatch, capfd):
     result = _failing_job.execute_in_process(instance=instance, raise_on_error=False)
     assert not result.success

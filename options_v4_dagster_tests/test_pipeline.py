@@ -130,12 +130,16 @@ def test_postgres_warehouse_gets_the_same_rows(dagster_home, tmp_path, monkeypat
 
 
 @pytest.mark.postgres
-def test_dagster_postgres_instance_from_top_level_dagster_yaml(tmp_path, monkeypatch, pg_url):
-    """DAGSTER_HOME=<checkout> uses dagster.yaml: runs and events go to PostgreSQL."""
+def test_dagster_postgres_instance_from_deploy_postgres(tmp_path, monkeypatch, pg_url):
+    """DAGSTER_HOME with deploy/postgres/dagster.yaml: runs and events go to PostgreSQL."""
+    import shutil
+
     import sqlalchemy as sa
 
     u = sa.engine.make_url(pg_url)
-    monkeypatch.setenv("DAGSTER_HOME", str(ROOT))
+    (tmp_path / "dh").mkdir()
+    shutil.copy(ROOT / "deploy" / "postgres" / "dagster.yaml", tmp_path / "dh" / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
     for k, v in {"USERNAME": u.username, "PASSWORD": u.password or "", "HOST": u.host, "DB": u.database,
                  "PORT": str(u.port or 5432)}.items():
         monkeypatch.setenv(f"DAGSTER_PG_{k}", v)

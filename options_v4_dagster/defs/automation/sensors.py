@@ -40,6 +40,15 @@ def session_refresh_sensor(context: dg.RunStatusSensorContext):
                          tags={TAG_TRIGGER: "session_refresh_sensor", TAG_AFTER: run.run_id})
 
 
+def _root_cause(error) -> str:
+    """The innermost error of a step failure ("ConfigError: ..."), not Dagster's "Error occurred while ..."
+    wrapper."""
+    while error.cause is not None:
+        error = error.cause
+    lines = error.message.strip().splitlines()
+    return lines[0] if lines else error.cls_name or "error"
+
+
 def failure_alert(context: dg.RunFailureSensorContext) -> RunFailureAlert:
     run = context.dagster_run
     steps, reason = [], None
@@ -50,7 +59,7 @@ def failure_alert(context: dg.RunFailureSensorContext) -> RunFailureAlert:
             if data.user_failure_data is not None and data.user_failure_data.description:
                 reason = data.user_failure_data.description
             elif data.error is not None:
-                reason = data.error.message.strip().splitlines()[-1]
+                reason = _root_cause(data.error)
     reason = reason or context.failure_event.message or "failed"
     return RunFailureAlert(run_id=run.run_id, job_name=run.job_name, reason=reason[:REASON_LIMIT],
                            partition=run.tags.get("dagster/partition"), steps_failed=tuple(steps),

@@ -89,6 +89,24 @@ def test_the_cli_instance_takes_the_checkout_settings(tmp_path, monkeypatch):
         assert type(inst.run_coordinator).__name__ == "QueuedRunCoordinator"
         assert inst.get_concurrency_config().pool_config.default_pool_limit == 1
         assert Path(inst.root_directory).resolve() == tmp_path.resolve()
+        # with DAGSTER_HOME=<checkout>/.dagster_home (the CLI's default) this is the file `make dev` uses
+        runs_db = Path(inst.run_storage._conn_string.split("sqlite:///")[-1]).resolve()
+        assert runs_db == tmp_path.resolve() / "history" / "runs.db"
+
+
+def test_the_deployment_picks_the_executor():
+    from options_v4_dagster.defs.executor import DEFAULT_BROKER, celery_config, job_executor
+    from options_v4_dagster.errors import ConfigError
+
+    assert job_executor(env={}) is None
+    marker = object()
+    assert job_executor(marker, env={"OPTIONS_V4_EXECUTOR": "default"}) is marker
+    celery = job_executor(env={"OPTIONS_V4_EXECUTOR": "Celery", "OPTIONS_V4_CELERY_QUEUE": "q1"})
+    assert celery.name == "celery" and not celery.config_schema.as_field().is_required  # configured: no run config
+    assert celery_config({"OPTIONS_V4_CELERY_QUEUE": "q1"}) == {
+        "broker": DEFAULT_BROKER, "backend": "rpc://", "config_source": {"task_default_queue": "q1"}}
+    with pytest.raises(ConfigError, match="OPTIONS_V4_EXECUTOR='dask'"):
+        job_executor(env={"OPTIONS_V4_EXECUTOR": "dask"})
 
 
 def test_deployments_keep_the_local_settings():

@@ -35,10 +35,12 @@ bench: install
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_execution.py
 	$(PY) benchmarks/bench_dhan_pacing.py
+	$(PY) benchmarks/bench_archive.py
 	$(PY) benchmarks/bench_paper_broker.py
 	$(PY) benchmarks/bench_exit_rules.py
 	$(PY) benchmarks/bench_feed_latency.py
 	$(PY) benchmarks/bench_realtime_latency.py
+	$(PY) benchmarks/bench_track_record.py
 
 # Dagster UI (webserver + daemon) on http://127.0.0.1:3000 with the local instance: the top-level dagster.yaml
 # (SQLite under .dagster_home/). DAGSTER_HOME=$PWD/deploy/postgres make dev: the PostgreSQL deployment.

@@ -11,6 +11,12 @@ fire. The steady state reuses the prepared levels' alignment to the open strateg
 them while the set of open strategies does not change); "first evaluation" is one with fresh
 prepared levels. The legs come unsorted (the valuation sorts them) unless ``--sorted-legs``. Timings depend on the machine's
 load: the load average is printed with them.
+
+Measured (2 shared cores, 5 runs under load average 11-12): evaluate_exits median 7.7-9.8 ms, p90
+8.7-59 ms (the spikes are preemption); first evaluation 17-29 ms. Before the evaluation kept its
+polars work on the calling thread and its per-strategy state on the prepared levels: median 12.2 ms
+(p90 16.5) under load 3.9 and 24-65 ms under load 10. ``scripts/exit_golden.py`` checks that such
+changes leave every output row identical.
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ def _options(parser: argparse.ArgumentParser, dest: str, path: str = "") -> dict
 
 def test_every_source_option_offers_every_market_source():
     sources = _options(build_parser(), "source")
+    replay = sources.pop("track-record")  # the sources whose past sessions can be replayed
+    assert tuple(replay.choices) == ("simulated", "nse_files") and set(replay.choices) < set(MARKET_SOURCES)
     assert set(sources) == {"run", "iv collect", "backfill", "analyze"}
     assert "yfinance" in MARKET_SOURCES
     for command, action in sources.items():
@@ -33,7 +35,7 @@ def test_every_source_option_offers_every_market_source():
 
 def test_risk_choices_are_the_risk_tolerances():
     risks = _options(build_parser(), "risk")
-    assert set(risks) == {"analyze", "allocate"}
+    assert set(risks) == {"analyze", "allocate", "track-record"}
     for command, action in risks.items():
         assert tuple(action.choices) == RISK_TOLERANCES, command
     args = build_parser().parse_args(["analyze", "--risk", "aggressive"])

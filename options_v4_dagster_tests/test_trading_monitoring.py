@@ -499,3 +499,60 @@ def test_vectorized_rules_match_a_per_strategy_reference(seed):
     assert not any(k.split(":")[0] in silenced and r.startswith("EXIT") for k, r in
                    ev3.decisions.select("intent_key", "action").iter_rows())
     assert keys >= {f"{s}:{r}:{lvl}" for s, r, lvl in want if s not in silenced}
+
+
+def test_short_delta_thresholds_match_type_strike_and_expiry():
+    """A short straddle and a short put below it: each short leg gets the stored threshold of its own
+    type, strike and expiry (the call and the put share strike and expiry), a stored threshold
+    under the YAML default still fires, and a trigger for another expiry matches nothing."""
+    spot, t = 25150.0, 10 / 365
+    spec = [(1, 25150.0, "CE", -1), (2, 25150.0, "PE", -1), (3, 24900.0, "PE", -1), (4, 24600.0, "PE", 1)]
+    px = {(k, typ): black76_price(spot, k, t, 0.15, typ == "CE", 1.0) for _, k, typ, _ in spec}
+    legs = pl.DataFrame([{"strategy_id": "S1", "allocation_id": "A", "position_id": "P-S1", "leg": j, "symbol": "NIFTY",
+                          "expiry": EXP, "strike": k, "option_type": typ, "quantity": s * 75, "average_price": px[k, typ],
+                          "entry_quantity": 75, "lot_size": 75, "fees": 0.0, "realized_pnl": 0.0}
+                         for j, k, typ, s in spec])
+    q = pl.DataFrame({"security_id": [f"NIFTY-20250731-{int(k)}-{typ}" for _, k, typ, _ in spec],
+                      "bid": [px[k, typ] - 0.5 for _, k, typ, _ in spec],
+                      "ask": [px[k, typ] + 0.5 for _, k, typ, _ in spec], "ltp": [px[k, typ] for _, k, typ, _ in spec]})
+    v = value(q, legs=legs, spot=spot)
+    d = v.legs.sort("leg").get_column("delta").abs().to_list()
+    assert 0.4 < d[0] < 0.6 and 0.4 < d[1] < 0.6 and 0.2 < d[2] < 0.35  # what the thresholds below are set around
+
+    def trig(typ, k, thr, expiry="2025-07-31"):
+        return {"trigger": "short_delta", "instrument": typ, "strike": k, "expiry": expiry, "threshold": thr}
+
+    adj = json.dumps([trig("CE", 25150.0, 0.3), trig("PE", 25150.0, 0.9), trig("pe", 24900.0, 0.2),
+                      trig("PE", 24900.0, 0.01, "2025-08-28")])
+    ev = evaluate_exits(v, levels(adjustments=adj, stop_loss=1e9, profit_target=1e9))
+    got = ev.decisions.filter(pl.col("rule") == "short_delta").select("level", "threshold").rows()
+    assert got == [("1", 0.3), ("3", 0.2)]
+    ev = evaluate_exits(v, levels(stop_loss=1e9, profit_target=1e9))  # no stored triggers: the default 0.35
+    assert ev.decisions.filter(pl.col("rule") == "short_delta").select("level", "threshold").rows() == [
+        ("1", 0.35), ("2", 0.35)]
+
+
+def test_prepared_levels_reused_across_quotes_and_executed_intents_match_fresh_ones():
+    """The state kept on prepared levels (aligned steps and triggers, intent keys) gives the same
+    evaluation as freshly prepared levels, whatever fired before."""
+    legs, fx, lv, _, hw = _random_book(4, 120)
+    lv = lv.with_columns(pl.lit(json.dumps([{"at_pct": p, "pnl": 1500.0 * p, "close_fraction": f}
+                                            for p, f in ((0.25, 0.3), (0.5, 0.3), (0.75, 0.4))])).alias("scale_out"))
+    keys = legs.select("symbol", "expiry", "strike", "option_type").unique().sort(pl.all())
+    cfg = load_exit_rules()
+    prepared = prepare_levels(lv)
+    sids = fx["strategy_id"].to_list()
+    for seed, executed in [(1, set()), (2, {f"{s}:scale_out:25" for s in sids[::3]}), (3, set()),
+                           (1, {f"{s}:stop_loss:stop" for s in sids[::4]} | {f"{s}:scale_out:50" for s in sids})]:
+        import numpy as np
+
+        mid = np.random.default_rng(seed).uniform(5, 400, keys.height)
+        q = pl.DataFrame({"security_id": [f"NIFTY-{e:%Y%m%d}-{int(k)}-{t}" for _, e, k, t in keys.iter_rows()],
+                          "bid": mid - 1, "ask": mid + 1, "ltp": mid})
+        v = value_positions(legs, fx, q, {"NIFTY": 25010.0}, AS_OF)
+        kept = evaluate_exits(v, prepared, config=cfg, executed_intents=executed, high_water=hw)
+        fresh = evaluate_exits(v, prepare_levels(lv), config=cfg, executed_intents=executed, high_water=hw)
+        assert kept.decisions.equals(fresh.decisions) and kept.leg_quantities.equals(fresh.leg_quantities)
+        assert kept.decisions.get_column("intent_key").to_list() == [
+            f"{s}:{r}:{lvl}" for s, r, lvl in kept.decisions.select("strategy_id", "rule", "level").iter_rows()]
+        assert kept.decisions.filter(pl.col("rule") == "scale_out").height > 10

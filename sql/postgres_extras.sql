@@ -49,7 +49,7 @@ DECLARE
                          'stock_industry_mapping', 'portfolio_allocation', 'portfolio_allocation_summary',
                          'portfolio_allocation_runs', 'allocation_approvals', 'orders', 'order_events',
                          'trades', 'positions', 'strategy_execution_status', 'exit_intents',
-                         'strategy_monitoring', 'monitor_state', 'audit_log'];
+                         'strategy_monitoring', 'monitor_state', 'audit_log', 'archived_sessions'];
   views text[] := ARRAY['option_chain_latest', 'put_call_ratio_daily'];
 BEGIN
   IF coalesce(current_setting('options_v4.skip_rls', true), '') = 'on' THEN

@@ -2,6 +2,23 @@
 -- change the schema in code and regenerate (a test keeps this file equal to the schema).
 -- Postgres-only extras (views, row-level security for Supabase) are in sql/postgres_extras.sql.
 
+CREATE TABLE IF NOT EXISTS archived_sessions (
+	table_name VARCHAR(64) NOT NULL, 
+	trade_date DATE NOT NULL, 
+	path VARCHAR(512) NOT NULL, 
+	row_count INTEGER NOT NULL, 
+	checksum VARCHAR(64) NOT NULL, 
+	file_bytes BIGINT NOT NULL, 
+	archived_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (table_name, trade_date)
+);
+
+COMMENT ON TABLE archived_sessions IS 'Sessions of contract-level tables moved to Parquet (options-v4 archive); written in the transaction that deletes their rows, removed by any later write of the session';
+COMMENT ON COLUMN archived_sessions.table_name IS 'option_chain_data or option_greeks';
+COMMENT ON COLUMN archived_sessions.path IS 'the Parquet file, relative to the archive root: TABLE/session=YYYY-MM-DD/part-HASH.parquet';
+COMMENT ON COLUMN archived_sessions.row_count IS 'rows in the file (those deleted from the table)';
+COMMENT ON COLUMN archived_sessions.checksum IS 'sha256 of the rows in canonical form (typed, sorted by the primary key)';
+
 CREATE TABLE IF NOT EXISTS audit_log (
 	id INTEGER NOT NULL, 
 	at TIMESTAMP WITH TIME ZONE NOT NULL, 

@@ -1,7 +1,7 @@
 """``options-v4``: the command line of Options V4 on Dagster (console script ``options_v4_dagster.cli:main``).
 
     options-v4 run [--date D] [--source S] [--nse-dir DIR]     the daily pipeline for one session
-    options-v4 backfill --start D --end D [--job daily_pipeline|iv_collection] [--source S] [--nse-dir DIR]
+    options-v4 backfill --start D --end D [--job daily_pipeline|iv_collection|session_chains] [--source S] [--nse-dir DIR]
     options-v4 runs [--limit N]                                the latest Dagster runs
     options-v4 iv collect [--date D] [--source S] [--nse-dir DIR] | iv analyze [--date D]
     options-v4 iv show SYMBOL [--days N] [--out FILE]          a symbol's IV history: a table and a chart
@@ -20,6 +20,9 @@
     options-v4 audit verify                                    check the audit log's hash chain
     options-v4 db upgrade | current | history                  warehouse schema migrations
     options-v4 sessions [--start D] [--end D]                  NSE trading sessions
+    options-v4 archive --before D [--table T] [--dry-run] [--json]  old sessions' contract rows to Parquet
+    options-v4 track-record --start D --end D [--source simulated|nse_files] [--capital C]
+                       [--cadence daily|weekly] [--risk R] [--symbols S1,S2] [--json]   walk-forward paper track record
 
 D is a session YYYY-MM-DD (default: the latest one), S a market-data source of
 :data:`~options_v4_dagster.types.MARKET_SOURCES` (default ``OPTIONS_V4_MARKET_DATA`` or ``simulated``),
@@ -48,7 +51,7 @@ from options_v4_dagster import config
 from options_v4_dagster.errors import OptionsV4Error
 from options_v4_dagster.types import MARKET_SOURCES, RISK_TOLERANCES
 
-from . import realtime
+from . import archive, realtime, track_record
 from .allocate import cmd_allocate, cmd_industries
 from .analyze import cmd_analyze, cmd_strategies
 from .args import (
@@ -112,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("backfill", help="materialize a range of sessions in order, one Dagster run each")
     b.add_argument("--start", required=True, type=date_arg)
     b.add_argument("--end", required=True, type=date_arg)
-    b.add_argument("--job", default="daily_pipeline", choices=("daily_pipeline", "iv_collection"))
+    b.add_argument("--job", default="daily_pipeline", choices=("daily_pipeline", "iv_collection", "session_chains"))
     b.add_argument("--source", choices=MARKET_SOURCES)
     b.add_argument("--nse-dir", type=existing_dir)
     b.set_defaults(func=cmd_backfill)
@@ -192,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--start", type=date_arg)
     s.add_argument("--end", type=date_arg)
     s.set_defaults(func=cmd_sessions)
+    archive.register(sub)
+    track_record.register(sub, positive_int, capital_arg, date_arg, symbols_arg, existing_dir, RISK_TOLERANCES)
     return p
 
 
@@ -243,7 +248,7 @@ def _monitor_parsers(sub) -> None:
 
 #: Commands that read or write the warehouse: its URL is checked (one connection) before they start.
 USES_WAREHOUSE = frozenset({"run", "iv", "backfill", "analyze", "allocate", "industries", "db", "approve",
-                            "execute", "orders", "positions", "monitor", "status", "audit"})
+                            "execute", "orders", "positions", "monitor", "status", "audit", "archive"})
 #: Commands that read market data: OPTIONS_V4_MARKET_DATA is checked when --source is not given.
 USES_MARKET = frozenset({"run", "iv", "backfill", "analyze"})
 

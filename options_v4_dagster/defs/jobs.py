@@ -19,3 +19,15 @@ daily_pipeline = dg.define_asset_job(
     "percentiles), strategies (technical signals; strategy candidates with analytics, scores, exit levels and "
     "payoff charts) and allocation (the portfolio allocation snapshot), with the assets' checks.",
 )
+
+#: what a monitoring cycle needs to replay a session (trading/held.py names this job when it is missing):
+#: the chains (quotes, spot), the underlyings' bars (closes for settlement) and the instruments (lots, ids)
+SESSION_CHAIN_ASSETS = ("universe", "option_chains", "underlying_bars", "instruments")
+
+session_chains = dg.define_asset_job(
+    "session_chains",
+    selection=dg.AssetSelection.assets(*SESSION_CHAIN_ASSETS),
+    partitions_def=nse_sessions,
+    description="Store one session's option chains, underlying bars and instruments (with the chain checks): the "
+    "quotes a monitoring cycle replays a past session at, in seconds rather than the whole daily pipeline.",
+)

@@ -6,7 +6,9 @@ Construct with :meth:`DhanClient.from_env` (``DHAN_CLIENT_ID``, ``DHAN_ACCESS_TO
 The token is handed to the SDK and never logged, shown in ``repr`` or put in an error message.
 
 Every SDK call goes through :meth:`DhanClient.call`: spaced by a :class:`Throttle` (per key; the data
-APIs' 5/s -> 0.2 s apart by default, whose clock and sleep can be injected), retried on transient
+APIs' 5/s -> 0.2 s apart by default, whose clock and sleep can be injected), each request holding a
+slot of the account's buckets in the machine's shared ledger (:mod:`.dhan_limits`: Dhan's limits
+across every process; opened by ``from_env`` / ``from_credentials``), retried on transient
 failures (no answer / timeout, HTTP 429 or 5xx, DH-904/805 rate limit, DH-908/DH-909/800 server
 errors) with exponential back-off a bounded number of times, then raised as :class:`RateLimited` /
 :class:`ProviderError`. The SDK never raises: it returns ``{'status': 'failure', 'remarks': ...}``;
@@ -34,6 +36,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from contextlib import nullcontext
 from typing import Any, Self
 from urllib.parse import urlsplit
 
@@ -44,6 +47,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from ..errors import CircuitOpen, ConfigError, DataError, DataUnavailable, ProviderError, RateLimited
+from .dhan_limits import DhanRateLimits
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +210,7 @@ class DhanClient:
         data_interval: float = 0.2,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] | None = None,
+        rate_limits: DhanRateLimits | None = None,
     ) -> None:
         if not client_id or not str(client_id).strip():
             raise ConfigError(f"{ENV_CLIENT_ID} is empty: the dhan source needs a Dhan client id")
@@ -254,6 +259,8 @@ class DhanClient:
         self.data_interval = data_interval
         self._sleep = sleep or time.sleep
         self.throttle = Throttle(clock=clock, sleep=self._sleep)
+        #: Dhan's limits across processes (:mod:`.dhan_limits`; ``from_credentials`` opens the machine's ledger)
+        self.rate_limits = rate_limits
 
     @classmethod
     def from_credentials(cls, client_id: str, access_token: str, base_url: str | None = None,
@@ -269,6 +276,8 @@ class DhanClient:
         from .. import config
 
         kw = {**config.dhan_settings(), **kw}
+        if "rate_limits" not in kw:
+            kw["rate_limits"] = DhanRateLimits.from_env(client_id.strip())
         return cls(client_id.strip(), access_token.strip(), base_url=base_url, **kw)
 
     @classmethod
@@ -292,6 +301,8 @@ class DhanClient:
 
     def close(self) -> None:
         self._http.session.close()
+        if self.rate_limits is not None:
+            self.rate_limits.close()
 
     # --- transport ---------------------------------------------------------------------
 
@@ -378,7 +389,8 @@ class DhanClient:
             self.attempts += 1
             self.throttle.acquire(slots)
             self._tl.last = self._tl.exc = None
-            resp = fn(*args)
+            with self.rate_limits.slot(what, slots) if self.rate_limits is not None else nullcontext():
+                resp = fn(*args)
             try:
                 out = self._unwrap(resp, what, symbol, session)
             except ProviderError as exc:

@@ -8,6 +8,7 @@ import datetime as dt
 import polars as pl
 import sqlalchemy as sa
 
+from . import archive
 from .protocol import WarehouseLike
 from .schema import india_vix_data, nifty_historical_data, underlying_bars
 
@@ -43,7 +44,9 @@ def stored_sources(wh: WarehouseLike, table: str, session: dt.date) -> list[str]
     ``trade_date`` and a ``source`` column), sorted; empty when nothing is stored."""
     t = wh.table(table)
     rows = wh.read(sa.select(t.c.source).distinct().where(t.c.trade_date == session))
-    return sorted(str(x) for x in rows.get_column("source").to_list()) if rows.height else []
+    if rows.height == 0:  # an archived session's chain (store/archive.py)
+        return archive.archived_sources(wh, table, session)
+    return sorted(str(x) for x in rows.get_column("source").to_list())
 
 
 def universe_sources_between(wh: WarehouseLike, first: dt.date, last: dt.date) -> dict[dt.date, str]:

@@ -8,14 +8,14 @@ hash-chained audit log.
 same candidate. It is the ``strategy_id`` of the valuation frames, so intent keys read
 ``20250717-NIFTY-bull_call_spread-moderate@3fa2b1c9:stop_loss:stop``.
 
-**Valuation inputs** (:func:`monitor_inputs`): strategies in state OPEN or PARTIALLY_EXITED with
-their legs from ``positions``. A leg already closed (quantity 0) is not valued; its realized P&L and
+**Valuation inputs** (:func:`monitor_inputs`): strategies in state OPEN or PARTIALLY_EXITED, and
+those left FAILED for a human that hold (or held) filled legs, with their legs from ``positions``. A leg already closed (quantity 0) is not valued; its realized P&L and
 fees are carried on the strategy's first open leg so the strategy's P&L stays the total the money
 rules compare. ``strategy_parameters`` and ``strategy_exit_levels`` hold money for the candidate's
 lots: max loss / profit and every INR level (targets, stop, trailing, scale-out P&L) are scaled by
 the entered shares over the candidate's shares (first leg). ``capital`` is the allocation's
-``capital_used``; ``entered_at`` the strategy's ``opened_at``, or the allocation session's close
-when that is later than ``as_of`` (a past session replayed after a wall-clock entry).
+``capital_used``; ``entered_at`` the strategy's ``opened_at`` (a FAILED one's ``started_at``), or the
+allocation session's close when that is later than ``as_of`` (a past session replayed after a wall-clock entry).
 
 The audit log is :mod:`.audit`.
 """
@@ -34,6 +34,8 @@ from ..calendar import session_close
 from ..trading.broker import Fill
 from ..trading.orders import OrderStatus, OrderType, Side, exit_correlation_id
 from ..trading.quotes import ChainQuoteBook
+from . import archive
+from .audit import audit_rows
 from .instruments import instrument_specs
 from .schema import (
     exit_intents,
@@ -56,12 +58,14 @@ from .trading import TradingStore, insert_ignore, upsert
 from .warehouse import Warehouse
 
 __all__ = ["MONITORED_STATES", "MonitorInputs", "SessionQuotes", "allocation_capital",
-           "claim_intent", "closed_today_pnl", "get_intent", "intents",
+           "claim_intent", "closed_today_pnl", "daily_loss_breach", "get_intent", "intents",
            "last_trade_at", "monitor_inputs", "open_leg_quantities",
            "read_monitor_state", "record_settlement", "reserve_intent", "session_quotes", "strategy_key",
            "underlying_closes", "write_cycle"]
 
 MONITORED_STATES = ("OPEN", "PARTIALLY_EXITED")
+#: a strategy FAILED at entry with filled legs left for a human: valued and alerted, never exited
+HUMAN_STATES = ("FAILED",)
 _MONEY_LEVELS = ("profit_target", "stop_loss", "trailing_activation", "trailing_distance")
 
 
@@ -87,11 +91,12 @@ class MonitorInputs:
 
 def monitor_inputs(wh: Warehouse, as_of: dt.datetime, *, brokers: Sequence[str] | None = None,
                    keys: Sequence[str] | None = None) -> MonitorInputs:
-    """The open strategies (states OPEN / PARTIALLY_EXITED; of ``brokers`` / strategy ``keys`` when
-    given) as valuation inputs (module docstring)."""
+    """The open strategies (states OPEN / PARTIALLY_EXITED, and FAILED with filled legs; of ``brokers``
+    / strategy ``keys`` when given) as valuation inputs (module docstring)."""
     e, p, o = strategy_execution_status, positions, orders
     q = sa.select(e.c.allocation_id, e.c.position_id, e.c.position_no, e.c.strategy_id, e.c.symbol, e.c.strategy_name,
-                  e.c.state, e.c.broker, e.c.opened_at, e.c.started_at).where(e.c.state.in_(MONITORED_STATES))
+                  e.c.state, e.c.broker, e.c.opened_at, e.c.started_at).where(
+        e.c.state.in_(MONITORED_STATES + HUMAN_STATES))
     if brokers is not None:
         q = q.where(e.c.broker.in_(list(brokers)))
     st = wh.read(q.order_by(e.c.allocation_id, e.c.position_no))
@@ -113,6 +118,9 @@ def monitor_inputs(wh: Warehouse, as_of: dt.datetime, *, brokers: Sequence[str] 
                    .where(p.c.allocation_id.in_(aids)))
     legs = legs.join(st.select("allocation_id", "position_id", "strategy_key", "broker"),
                      on=["allocation_id", "position_id"], how="inner")
+    st = st.filter(~pl.col("state").is_in(HUMAN_STATES) | pl.col("strategy_key").is_in(legs.get_column("strategy_key")))
+    if st.height == 0:
+        return _empty_inputs()
     legs = _fold_closed_legs(legs)
     sids = st.get_column("strategy_id").unique().to_list()
     par = wh.read(sa.select(strategy_parameters.c.strategy_id, strategy_parameters.c.max_loss,
@@ -176,7 +184,7 @@ def _facts(st: pl.DataFrame, par: pl.DataFrame, alloc: pl.DataFrame, scale: pl.D
                                                              return_dtype=pl.List(pl.Float64)))
     f = st.join(par, on="strategy_id", how="left").join(alloc, on=["allocation_id", "position_id"], how="left").join(
         scale, on="strategy_key", how="left").with_columns(pl.col("scale").fill_null(1.0))
-    opened = pl.col("opened_at").dt.convert_time_zone("UTC")
+    opened = pl.coalesce("opened_at", "started_at").dt.convert_time_zone("UTC")  # FAILED: never opened
     return f.select(
         pl.col("strategy_key").alias("strategy_id"), "symbol", "strategy_name", "state",
         (pl.col("max_loss") * pl.col("scale")).alias("max_loss"), (pl.col("max_profit") * pl.col("scale")).alias("max_profit"),
@@ -250,9 +258,10 @@ def session_quotes(wh: Warehouse, session: dt.date, symbols: Iterable[str]) -> S
     (with the session's instruments) the paper broker fills exits at."""
     syms = sorted({s.upper() for s in symbols})
     c = option_chain_data
-    chain = wh.read(sa.select(c.c.symbol, c.c.expiry, c.c.strike, c.c.option_type, c.c.bid, c.c.ask, c.c.bid_qty,
-                              c.c.ask_qty, c.c.ltp, c.c.underlying_price, c.c.security_id, c.c.snapshot_ts)
-                    .where(c.c.trade_date == session, c.c.symbol.in_(syms))) if syms else pl.DataFrame()
+    cols = (c.c.symbol, c.c.expiry, c.c.strike, c.c.option_type, c.c.bid, c.c.ask, c.c.bid_qty, c.c.ask_qty, c.c.ltp,
+            c.c.underlying_price, c.c.security_id, c.c.snapshot_ts)
+    chain = archive.fallback(wh, wh.read(sa.select(*cols).where(c.c.trade_date == session, c.c.symbol.in_(syms))),
+                             "option_chain_data", session, [x.name for x in cols], syms) if syms else pl.DataFrame()
     if chain.height == 0:
         empty = pl.DataFrame(schema={"security_id": pl.Utf8, "contract_key": pl.Utf8, "bid": pl.Float64,
                                      "ask": pl.Float64, "ltp": pl.Float64})
@@ -280,6 +289,8 @@ def underlying_closes(wh: Warehouse, pairs: Iterable[tuple[str, dt.date]]) -> di
     for s, d, px in ch.iter_rows():
         if px is not None:
             out[(s, d)] = float(px)
+    for s, d, px in archive.underlying_prices(wh, syms, dates):  # sessions whose chains are archived
+        out[(s, d)] = px
     return {k: v for k, v in out.items() if k in set(pairs)}
 
 
@@ -349,6 +360,16 @@ def read_monitor_state(wh: Warehouse, keys: Sequence[str]) -> dict[str, dict]:
                 for r in conn.execute(sa.select(t).where(t.c.strategy_key.in_(list(keys))))}
 
 
+def daily_loss_breach(wh: Warehouse, session: dt.date, *, modes: Sequence[str]) -> dict | None:
+    """The daily loss limit breach a monitoring cycle of one of ``modes`` recorded for ``session`` (the
+    audit row ``daily_loss_limit`` the cycle appends: daily_pnl, limit, as_of, ...), the worst one;
+    None when the limit was not breached that day."""
+    rows = audit_rows(wh, kind="daily_loss_limit", subject=f"portfolio:daily_loss_limit:{session.isoformat()}")
+    found = [d for d in (json.loads(x) for x in rows.get_column("payload").to_list() if x)
+             if d.get("breached") and (d.get("mode") is None or d["mode"] in modes)]  # no mode: an older row
+    return min(found, key=lambda d: d.get("daily_pnl") or 0.0) if found else None
+
+
 def closed_today_pnl(wh: Warehouse, day: dt.date, *, exclude: Sequence[str] = ()) -> float:
     """The day's P&L of the strategies closed on ``day`` (last P&L less the day-start P&L)."""
     t = monitor_state
@@ -411,9 +432,13 @@ def record_settlement(store: TradingStore, rec: Mapping, *, broker: str, intent_
 
 
 def open_position_count(wh: Warehouse, *, brokers: Sequence[str] | None = None) -> int:
-    """How many executed strategies are monitored (states OPEN / PARTIALLY_EXITED; of ``brokers``)."""
-    e = strategy_execution_status
-    q = sa.select(sa.func.count()).select_from(e).where(e.c.state.in_(MONITORED_STATES))
+    """How many executed strategies are monitored (states OPEN / PARTIALLY_EXITED, FAILED with an
+    open leg; of ``brokers``)."""
+    e, p = strategy_execution_status, positions
+    held = sa.exists().where(p.c.allocation_id == e.c.allocation_id, p.c.position_id == e.c.position_id,
+                             p.c.quantity != 0)
+    q = sa.select(sa.func.count()).select_from(e).where(
+        sa.or_(e.c.state.in_(MONITORED_STATES), sa.and_(e.c.state.in_(HUMAN_STATES), held)))
     if brokers is not None:
         q = q.where(e.c.broker.in_(list(brokers)))
     with wh.engine.connect() as conn:
@@ -444,7 +469,9 @@ def latest_chain_session(wh: Warehouse, *, until: dt.date | None = None) -> dt.d
     if until is not None:
         q = q.where(c.c.trade_date <= until)
     with wh.engine.connect() as conn:
-        return conn.execute(q).scalar()
+        latest = conn.execute(q).scalar()
+    archived = archive.latest_archived(wh, "option_chain_data", until=until)
+    return max(d for d in (latest, archived) if d is not None) if (latest or archived) else None
 
 
 def closed_results(wh: Warehouse) -> dict[str, int]:

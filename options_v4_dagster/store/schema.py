@@ -475,6 +475,7 @@ portfolio_allocation_runs = sa.Table(
 
 # The trading and monitoring tables live in trading_schema.py and monitoring_schema.py (same metadata);
 # re-exported here so ``schema.orders`` / ``schema.exit_intents`` work.
+from .archive_schema import archived_sessions  # noqa: E402, F401  (registered on ``metadata`` by importing)
 from .monitoring_schema import (  # noqa: E402, F401  (registered on ``metadata`` by importing)
     MONITORING_TABLES,
     audit_log,

@@ -22,6 +22,7 @@ from ..trading.orders import OrderStatus, Side
 from ..trading.plan import AllocationPlan, LegPlan, PositionPlan
 from ..trading.quotes import ChainQuoteBook, contract_key
 from ..trading.rules import TICK_SIZE, InstrumentSpec, load_freeze_limits
+from . import archive
 from .instruments import (
     contract_of,
     instrument_specs,
@@ -276,7 +277,8 @@ def session_quote_book(wh: Warehouse, session: dt.date, symbols: Sequence[str] |
                   c.c.ltp, c.c.security_id, c.c.snapshot_ts).where(c.c.trade_date == session)
     if symbols is not None:
         q = q.where(c.c.symbol.in_(sorted(set(symbols))))
-    chain = wh.read(q)
+    chain = archive.fallback(wh, wh.read(q), "option_chain_data", session, [col.name for col in q.selected_columns],
+                             None if symbols is None else sorted(set(symbols)))
     if chain.height == 0:
         raise ApprovalError(f"no stored option chain for {session}"
                             + (f" ({', '.join(sorted(set(symbols)))})" if symbols is not None else ""))

@@ -12,7 +12,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from .. import config
-from . import migrate
+from . import archive, migrate
 from .migrate import UpgradeResult
 from .migrate import advisory_lock_key as _lock_key
 from .schema import metadata
@@ -160,6 +160,9 @@ class Warehouse:
         results = []
         with self.engine.begin() as conn:
             self._lock(conn, [r for r, *_ in plans])
+            for r, *_ in plans:  # a session written again is no longer archived (store/archive.py)
+                if r.scope == "partition" and r.table in archive.ARCHIVED_TABLES and r.date_column == "trade_date":
+                    archive.forget(conn, r.table, r.session)
             for r, t, delete_stmt, sub in plans:
                 start = time.perf_counter()
                 if isinstance(r, Append) and r.unless and conn.execute(r.exists_statement(t)).first():
@@ -313,8 +316,12 @@ class Warehouse:
         sel_cols = [t.c[c] for c in columns] if columns else list(t.c)
         stmt = sa.select(*sel_cols).where(t.c[date_column] == trade_date)
         if symbols is not None:
-            stmt = stmt.where(t.c.symbol.in_(list(symbols)))
-        return self.read(stmt)
+            symbols = list(symbols)
+            stmt = stmt.where(t.c.symbol.in_(symbols))
+        out = self.read(stmt)
+        if out.height == 0 and date_column == "trade_date":  # an archived session: its Parquet file
+            return archive.fallback(self, out, table, trade_date, columns, symbols)
+        return out
 
     def count(self, table: str, trade_date: dt.date | None = None, date_column: str = "trade_date") -> int:
         t = self.table(table)
@@ -322,7 +329,10 @@ class Warehouse:
         if trade_date is not None:
             stmt = stmt.where(t.c[date_column] == trade_date)
         with self.engine.connect() as conn:
-            return int(conn.execute(stmt).scalar_one())
+            n = int(conn.execute(stmt).scalar_one())
+        if n == 0 and trade_date is not None and date_column == "trade_date":
+            n = archive.archived_count(self, table, trade_date) or 0
+        return n
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -49,9 +49,10 @@ give-back of ``trailing_distance_pct`` (25%) of the target.
 Adjustments (``adjustments``, a list of dicts):
 
 * ``breakeven_breached`` -- one per breakeven: ``side`` ``below`` / ``above`` (the side where the
-  position loses, from the P&L at the front expiry just beyond the breakeven), ``breakeven`` and
-  the trigger ``price`` (the breakeven moved ``breakeven_buffer_pct`` towards the market, 0 by
-  default);
+  position loses, from the P&L at the front expiry just beyond the breakeven), ``breakeven``, the
+  trigger ``price`` (the breakeven moved ``breakeven_buffer_pct`` towards the market, 0 by
+  default) and the underlying's ``entry_spot`` (the monitor alerts only when spot crosses the
+  trigger into the losing side after the entry: a debit position that starts there is not alerted);
 * ``short_delta`` -- one per short option leg: ``instrument``, ``strike``, ``expiry``, the entry
   ``delta`` (per share) and the ``threshold`` on its absolute delta: ``short_delta_threshold``
   (0.35), raised to the entry |delta| + ``short_delta_buffer`` (0.15) for legs sold near the money,
@@ -394,7 +395,7 @@ def _levels(c: Candidate, cfg: ExitConfig, be_pnl: np.ndarray, profit_near: bool
         buf = cfg.breakeven_buffer_pct
         price = b * (1 + buf) if side == "below" else b * (1 - buf)
         adj.append({"trigger": "breakeven_breached", "side": side, "breakeven": _r(b), "price": _r(price),
-                    "action": "adjust or exit"})
+                    "entry_spot": _r(c.spot), "action": "adjust or exit"})
     for i, leg in enumerate(c.legs):
         if not (leg.instrument.is_option and leg.side is Side.SELL):
             continue

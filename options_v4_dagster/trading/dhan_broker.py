@@ -32,7 +32,8 @@ Errors (the SDK never raises: its failure envelopes become these):
 
 Order requests (place, modify, cancel) hold a slot of the shared
 :class:`~.order_limiter.OrderRateLimiter` (10/s, 250/min, 1,000/h, 7,000/day across processes) from
-before sending until the answer; reads are spaced by the client's own throttle (``read_interval``, 20/s).
+before sending until the answer; reads are spaced by the client's own throttle (``read_interval``, 20/s)
+and, across processes, by the machine's shared ledger (:mod:`~options_v4_dagster.market.dhan_limits`).
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ adds HOLD for the strategies left without a row, orders by strategy row and prec
 primary and actionable rows, expands actionable exits to their legs (:class:`LegIndex`), and builds
 the decisions and per-leg quantities frames once at the end. The rules, precedence and intent keys
 are described in :mod:`.exit_rules` and :mod:`.decisions`.
+
+Every polars step runs on the calling thread (:func:`take`, :func:`computed`): on a loaded machine
+work handed to polars' thread pool waits for a core, and a monitor shares its cores.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from .decisions import (
     Urgency,
 )
 
-__all__ = ["ACTION_CODE", "RULE_CODE", "URGENCY_CODE", "Executed", "LegIndex", "Part", "Reason", "ScaleLegs", "Strings",
-           "assemble", "expand"]
+__all__ = ["ACTION_CODE", "RULE_CODE", "URGENCY_CODE", "Executed", "IntentKeys", "LegIndex", "Part", "Reason", "ScaleLegs",
+           "Strings", "assemble", "computed", "expand", "take"]
 
 RULE_CODE = {r: k for k, r in enumerate(Rule)}  # StrEnum keys: a plain str finds its rule too
 ACTION_CODE = {a: k for k, a in enumerate(Action)}
@@ -40,6 +43,7 @@ _SIDES = pl.Series(["BUY", "SELL"], dtype=pl.Utf8)  # closing a short buys, clos
 _EXITS = np.array([ACTION_CODE[Action.EXIT_ALL], ACTION_CODE[Action.EXIT_PARTIAL]])
 _SCALE = RULE_CODE[Rule.SCALE_OUT]
 _PREC_SPAN = 1 << 16  # precedence * 10 + sub stays below this
+_DEC_DTYPES, _LQ_DTYPES = list(DECISION_SCHEMA.values()), list(LEG_QUANTITY_SCHEMA.values())  # cheaper than .schema
 _DENSE_MAX = 1 << 23  # bytes of the executed-intent lookup table before np.isin is used instead
 
 
@@ -185,6 +189,49 @@ class Executed:
         return np.isin(key, done)
 
 
+class IntentKeys:
+    """Intent keys ``strategy:rule:level`` of one set of open strategies, built when a decision first
+    needs them and kept: a monitor re-evaluates the same strategies, whose decisions repeat their
+    keys. The state is replaced whole, never changed in place, so concurrent callers stay consistent."""
+
+    def __init__(self, sids: pl.Series) -> None:
+        self.sids = sids
+        # (rule code, level) -> combo; per combo and strategy row: the key's position in keys (-1: not built)
+        self._state: tuple[dict[tuple[int, str], int], np.ndarray, pl.Series] = (
+            {}, np.zeros((0, sids.len()), dtype=np.int32), pl.Series("intent_key", [], dtype=pl.Utf8))
+
+    def of(self, i: np.ndarray, rule: np.ndarray, level: np.ndarray, strings: Strings) -> pl.Series:
+        """The keys of the rows (strategy row, rule code, level code)."""
+        combos, slot, keys = self._state
+        nl = len(strings.names)
+        pair = rule * nl + level
+        lut = np.zeros(len(RULE_CODE) * nl, dtype=np.int64)
+        grown = False
+        for p in np.flatnonzero(np.bincount(pair, minlength=lut.size)).tolist():
+            name = (p // nl, strings.names[p % nl])
+            c = combos.get(name)
+            if c is None:
+                if not grown:
+                    combos, grown = dict(combos), True
+                c = combos[name] = len(combos)
+            lut[p] = c
+        if grown:
+            slot = np.concatenate([slot, np.full((len(combos) - slot.shape[0], slot.shape[1]), -1, dtype=np.int32)])
+        combo = lut[pair]
+        pos = slot[combo, i]
+        miss = np.flatnonzero(pos < 0)
+        if miss.size:  # build the missing keys (every row of a new combo among them)
+            new = computed(pl.DataFrame([take(self.sids, i[miss]).alias("s"), take(_NAMES[Rule], rule[miss]).alias("r"),
+                                         take(strings.series(), level[miss]).alias("l")]),
+                           pl.concat_str("s", "r", "l", separator=":")).alias("intent_key")
+            if not grown:
+                slot = slot.copy()
+            pos[miss] = slot[combo[miss], i[miss]] = keys.len() + np.arange(miss.size, dtype=np.int32)
+            keys = pl.concat([keys, new], rechunk=True)
+            self._state = (combos, slot, keys)
+        return take(keys, pos)
+
+
 _COLUMNS: dict[str, tuple[Callable[[Part], object], type]] = {
     "i": (lambda p: p.i, np.int64),
     "rule": (lambda p: RULE_CODE[p.rule], np.int64),
@@ -199,9 +246,30 @@ _COLUMNS: dict[str, tuple[Callable[[Part], object], type]] = {
 }
 
 
+def computed(frame: pl.DataFrame, expr: pl.Expr) -> pl.Series:
+    """``expr`` over ``frame``, evaluated on the calling thread: ``select_seq`` runs several
+    expressions one after the other there, while a lone expression may fan its inputs out to
+    polars' thread pool -- which, under CPU contention, waits for a core. Hence the constant."""
+    return frame.select_seq(expr.alias("_out"), pl.lit(None).alias("_")).get_column("_out")
+
+
+def take(s: pl.Series, idx: np.ndarray) -> pl.Series:
+    """``s`` at the positions ``idx`` (integers), on the calling thread: rechunked first (a gather over
+    several chunks is slower), and not ``Series.gather`` (a query, whose gather may go to polars'
+    thread pool)."""
+    return (s if s.n_chunks() == 1 else s.rechunk())[idx]
+
+
 def _arrays(parts: list[Part]) -> dict[str, np.ndarray]:
-    return {k: np.concatenate([np.broadcast_to(np.asarray(get(p), dtype), p.i.shape) for p in parts])
-            if parts else np.empty(0, dtype) for k, (get, dtype) in _COLUMNS.items()}
+    sizes = [p.i.size for p in parts]
+    out = {}
+    for k, (get, dtype) in _COLUMNS.items():
+        values = [get(p) for p in parts]
+        if not any(isinstance(v, np.ndarray) for v in values):  # scalars only: one repeat
+            out[k] = np.repeat(np.asarray(values, dtype), sizes)
+        else:
+            out[k] = np.concatenate([np.broadcast_to(np.asarray(v, dtype), (c,)) for v, c in zip(values, sizes, strict=True)])
+    return out
 
 
 def _is_exit(action: np.ndarray) -> np.ndarray:
@@ -218,7 +286,7 @@ def _reasons(parts: list[Part], counts: list[int], keep: list[np.ndarray | None]
         if isinstance(p.reason, str):
             out.append(pl.repeat(pl.lit(p.reason, pl.Utf8), c))
         else:
-            extra = {name: s if k is None else s.gather(k) for name, s in p.extra.items()}
+            extra = {name: s if k is None else take(s, k) for name, s in p.extra.items()}
 
             def column(name: str, off: int = off, c: int = c, extra: dict[str, pl.Series] = extra) -> pl.Expr:
                 return pl.lit(extra[name]) if name in extra else pl.col(name).slice(off, c)
@@ -229,10 +297,12 @@ def _reasons(parts: list[Part], counts: list[int], keep: list[np.ndarray | None]
 
 
 def assemble(parts: list[Part], n: int, sids: pl.Series, strings: Strings, executed: Executed | None,
-             legs: LegIndex, leg_frame: pl.DataFrame, scale: ScaleLegs | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+             legs: LegIndex, leg_frame: pl.DataFrame, scale: ScaleLegs | None,
+             intent_keys: IntentKeys | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(decisions, leg quantities) of ``parts`` over ``n`` strategies (ids ``sids``); ``leg_frame`` is
     ``Valuation.legs`` (its id columns are gathered for the legs of actionable exits). Everything is
-    numpy until one select builds the reason texts and intent keys."""
+    numpy until one select builds the reason texts; the intent keys come from ``intent_keys`` (kept
+    between evaluations of the same strategies)."""
     parts = [p for p in parts if p.i.size]
     sizes = np.array([p.i.size for p in parts], dtype=np.int64)
     a = _arrays(parts)
@@ -284,26 +354,27 @@ def assemble(parts: list[Part], n: int, sids: pl.Series, strings: Strings, execu
         lr = np.concatenate([lr, scale.leg[ok]])
         leg_lots = np.concatenate([leg_lots, scale.lots[ok]])
 
-    # the string columns: small-table gathers, then reasons (part order) and intent keys in one select
+    # the string columns, every polars step on the calling thread (select_seq, single-chunk gathers):
+    # under CPU contention work handed to polars' thread pool waits for a core
     table = strings.series()
-    sid, rule, level = sids.gather(f["i"]), _NAMES[Rule].gather(f["rule"]), table.gather(f["level"])
-    text = pl.DataFrame({"value": a["value"][kept], "threshold": a["threshold"][kept], "aux": a["aux"][kept],
-                         "level": table.gather(a["level"][kept]), "_s": sid, "_r": rule, "_l": level}).select(
-        _reasons([*parts, hold], [*counts, hold.i.size], [*keep_by_part, None]).alias("reason"),
-        pl.concat_str(["_s", "_r", "_l"], separator=":").alias("intent_key"))
-    g = leg_frame.select("strategy_id", "allocation_id", "position_id", "leg", "quote_key")[legs.rows[lr]]
+    sid, rule, level = take(sids, f["i"]), take(_NAMES[Rule], f["rule"]), take(table, f["level"])
+    reason = computed(pl.DataFrame({"value": a["value"][kept], "threshold": a["threshold"][kept], "aux": a["aux"][kept],
+                                     "level": take(table, a["level"][kept])}),
+                      _reasons([*parts, hold], [*counts, hold.i.size], [*keep_by_part, None])).alias("reason")
+    key = (intent_keys or IntentKeys(sids)).of(f["i"], f["rule"], f["level"], strings)
+    rows = legs.rows[lr]
 
     dec = pl.DataFrame([
-        sid.alias("strategy_id"), _NAMES[Action].gather(f["action"]).alias("action"),
-        _NAMES[Urgency].gather(f["urgency"]).alias("urgency"), rule.alias("rule"), level.alias("level"),
-        text.get_column("intent_key"),
+        sid.alias("strategy_id"), take(_NAMES[Action], f["action"]).alias("action"),
+        take(_NAMES[Urgency], f["urgency"]).alias("urgency"), rule.alias("rule"), level.alias("level"), key,
         pl.Series("value", f["value"], nan_to_null=True), pl.Series("threshold", f["threshold"], nan_to_null=True),
-        pl.Series("lots", lots), text.get_column("reason").gather(perm), pl.Series("precedence", f["prec"]),
+        pl.Series("lots", lots), take(reason, perm), pl.Series("precedence", f["prec"]),
         pl.Series("primary", first), pl.Series("actionable", actionable)])
     lq = pl.DataFrame([
-        dec.get_column("intent_key").gather(dec_row), *g.select("strategy_id", "allocation_id", "position_id", "leg"),
-        g.get_column("quote_key").alias("security_id"),
+        take(key, dec_row), *(take(leg_frame.get_column(c), rows) for c in ("strategy_id", "allocation_id",
+                                                                              "position_id", "leg")),
+        take(leg_frame.get_column("quote_key"), rows).alias("security_id"),
         pl.Series("quantity", leg_lots * legs.lot[lr], dtype=pl.Int64), pl.Series("lots", leg_lots, dtype=pl.Int64),
-        _SIDES.gather((legs.qty[lr] > 0).astype(np.int64)).alias("close_side")])
-    return (dec if dec.schema == DECISION_SCHEMA else dec.cast(DECISION_SCHEMA),  # type: ignore[arg-type]
-            lq if lq.schema == LEG_QUANTITY_SCHEMA else lq.cast(LEG_QUANTITY_SCHEMA))  # type: ignore[arg-type]
+        take(_SIDES, (legs.qty[lr] > 0).astype(np.int64)).alias("close_side")])
+    return (dec if dec.dtypes == _DEC_DTYPES else dec.cast(DECISION_SCHEMA),  # type: ignore[arg-type]
+            lq if lq.dtypes == _LQ_DTYPES else lq.cast(LEG_QUANTITY_SCHEMA))  # type: ignore[arg-type]

@@ -27,7 +27,9 @@ Rules (levels from ``strategy_exit_levels``; the YAML fills what a strategy lack
   updated for the store to persist) = max(previous, P&L); armed once it reaches
   ``trailing_activation``; fires when P&L <= high-water mark - ``trailing_distance``.
 * ``breakeven_breached`` (ALERT, or ADJUST with ``alert_only: false``; MEDIUM), level = the losing
-  side ``below`` / ``above``: spot at or beyond the stored trigger price -- suggests a defensive roll.
+  side ``below`` / ``above``: spot at or beyond the stored trigger price while the stored
+  ``entry_spot`` was on the profitable side of it (a crossing since the entry; a trigger stored
+  without it fires on the side alone) -- suggests a defensive roll.
 * ``short_delta`` (ALERT/ADJUST, MEDIUM), level = the leg: a short leg's |delta| above its stored
   threshold (matched by type, strike and expiry; default ``short_delta_threshold``) -- defensive roll.
 * ``offensive_add`` (ALERT/ADJUST, NORMAL), level ``add``: P&L >= ``offensive_min_profit_share`` of
@@ -45,8 +47,12 @@ Legs already expired are not traded (they settle, :mod:`.settlement`).
 Implementation: every rule is computed on numpy arrays with one element per strategy (the rows of
 ``Valuation.strategies``) or per live leg (grouped by strategy row, :mod:`.exit_signals`); the
 decision rows are codes and numbers until :func:`.exit_rows.assemble` builds the frames once, so an
-evaluation over 10,000 legs costs a handful of polars operations
-(``benchmarks/bench_exit_rules.py``).
+evaluation over 10,000 legs costs a handful of polars operations, all on the calling thread
+(``benchmarks/bench_exit_rules.py``). What depends only on the stored levels and the set of open
+strategies -- the levels aligned to the strategy rows, the scale-out steps in order, the
+short_delta triggers as sorted keys (:class:`.exit_signals.AlignedLevels`), the intent keys already
+built (:class:`.exit_rows.IntentKeys`) -- is kept on the :class:`PreparedLevels` between
+evaluations of the same strategies.
 """
 
 from __future__ import annotations
@@ -60,8 +66,16 @@ import polars as pl
 
 from .decisions import Action, Rule, Urgency
 from .exit_config import ExitRulesConfig, load_exit_rules
-from .exit_rows import URGENCY_CODE, Executed, Part, Reason, Strings, assemble
-from .exit_signals import LevelArrays, adjustment_parts, leg_index, level_arrays, scale_out_part
+from .exit_rows import URGENCY_CODE, Executed, IntentKeys, Part, Reason, Strings, assemble
+from .exit_signals import (
+    AlignedLevels,
+    LevelArrays,
+    adjustment_parts,
+    align_levels,
+    leg_index,
+    level_arrays,
+    scale_out_part,
+)
 from .settlement import cutoff_decisions
 from .valuation import Valuation, conform
 
@@ -75,7 +89,8 @@ LEVELS_SCHEMA: dict[str, pl.DataType] = {  # the strategy_exit_levels columns
 }
 _STEP = pl.Struct({"at_pct": pl.Float64, "pnl": pl.Float64, "close_fraction": pl.Float64})
 _ADJ = pl.Struct({"trigger": pl.Utf8, "side": pl.Utf8, "breakeven": pl.Float64, "price": pl.Float64,
-                  "instrument": pl.Utf8, "strike": pl.Float64, "expiry": pl.Utf8, "threshold": pl.Float64})
+                  "entry_spot": pl.Float64, "instrument": pl.Utf8, "strike": pl.Float64, "expiry": pl.Utf8,
+                  "threshold": pl.Float64})
 _SCALAR = ("profit_target", "stop_loss", "time_exit_dte", "time_exit_date", "trailing_activation",
            "trailing_distance")
 
@@ -86,7 +101,7 @@ class PreparedLevels:
 
     strategies: pl.DataFrame  # strategy_id + the scalar levels
     scale_steps: pl.DataFrame  # strategy_id, at_pct, pnl, close_fraction, level, last, intent_key
-    breakevens: pl.DataFrame  # strategy_id, side, breakeven, price
+    breakevens: pl.DataFrame  # strategy_id, side, breakeven, price, entry_spot
     short_delta: pl.DataFrame  # strategy_id, option_type, strike, expiry, threshold (one per leg key)
     arrays: LevelArrays  # the same as numpy arrays, for evaluate_exits
     #: evaluate_exits keeps here what holds while the set of open strategies (and executed intents)
@@ -110,7 +125,8 @@ def prepare_levels(levels: pl.DataFrame | None) -> PreparedLevels:
                                  separator=":").alias("intent_key"))
     adj = (lv.select("strategy_id", pl.col("adjustments").str.json_decode(pl.List(_ADJ)).alias("a"))
            .explode("a").unnest("a"))
-    be = adj.filter(pl.col("trigger") == "breakeven_breached").select("strategy_id", "side", "breakeven", "price")
+    be = adj.filter(pl.col("trigger") == "breakeven_breached").select("strategy_id", "side", "breakeven", "price",
+                                                                       "entry_spot")
     sd = adj.filter(pl.col("trigger") == "short_delta").select(
         "strategy_id", pl.col("instrument").str.to_uppercase().alias("option_type"), "strike",
         pl.col("expiry").str.to_date(strict=False).alias("expiry"), "threshold").drop_nulls("threshold").unique(
@@ -147,7 +163,7 @@ class ExitEvaluation:
 
 class _Strategies:
     """The open strategies (``Valuation.strategies`` ids): id -> row, the stored levels aligned to the
-    rows, and the parsed executed intents. Built once per set of open strategies (cached on the
+    rows (scalars, steps, triggers), the intent keys built so far, and the parsed executed intents. Built once per set of open strategies (cached on the
     :class:`PreparedLevels`: a monitor re-evaluates the same strategies at every quote update)."""
 
     def __init__(self, sids: pl.Series, la: LevelArrays) -> None:
@@ -158,6 +174,10 @@ class _Strategies:
         self.lv_of_s = np.fromiter(map(get, self.ids, repeat(-1)), np.int64, len(self.ids))
         self.s_of_lv = np.full(la.ids.len(), -1, dtype=np.int64)
         self.s_of_lv[self.lv_of_s[self.lv_of_s >= 0]] = np.flatnonzero(self.lv_of_s >= 0)
+        self.stored = {k: _frozen(v[self.lv_of_s]) for k, v in la.scalar.items()}  # scalar levels per row
+        self.time_exit_date = _frozen(la.time_exit_date[self.lv_of_s])
+        self.aligned: AlignedLevels = align_levels(la, self.s_of_lv, len(self.ids))
+        self.intent_keys = IntentKeys(sids)
         self._executed: tuple[frozenset[str], Executed] | None = None
 
     @classmethod
@@ -190,6 +210,11 @@ class _Strategies:
             out[r[r >= 0]] = f.get_column(what).to_numpy().astype(float)[r >= 0]
             return out
         return np.fromiter(map(m.get, self.ids, repeat(np.nan)), float, len(self.ids))
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)  # kept between evaluations: read only
+    return a
 
 
 def _f(frame: pl.DataFrame, col: str) -> np.ndarray:
@@ -231,8 +256,8 @@ def evaluate_exits(valuation: Valuation, levels: PreparedLevels | pl.DataFrame |
     S = valuation.strategies
     n = S.height
     st = _Strategies.of(S.get_column("strategy_id"), lv)
-    lv_of_s, s_of_lv = st.lv_of_s, st.s_of_lv
-    stored = {k: v[lv_of_s] for k, v in la.scalar.items()}
+    s_of_lv = st.s_of_lv
+    stored = st.stored
     executed = st.executed(executed_intents)
     strings = Strings()
     pnl = {"close": _f(S, "pnl_close"), "mid": _f(S, "pnl_mid")}
@@ -261,7 +286,7 @@ def evaluate_exits(valuation: Valuation, levels: PreparedLevels | pl.DataFrame |
                               -stop[fire], _STOP))
         te = cfg.time_exit
         thr = np.where(np.isfinite(stored["time_exit_dte"]), stored["time_exit_dte"], te.default_dte)
-        on_date = la.time_exit_date[lv_of_s] <= np.datetime64(valuation.session, "D")
+        on_date = st.time_exit_date <= np.datetime64(valuation.session, "D")
         if te.enabled:
             urg = np.where(dte <= te.high_urgency_dte, URGENCY_CODE[Urgency.HIGH], URGENCY_CODE[Urgency.MEDIUM])
             fire = w(live & ((dte <= thr) | on_date))
@@ -292,8 +317,8 @@ def evaluate_exits(valuation: Valuation, levels: PreparedLevels | pl.DataFrame |
                               (hwm - dist)[fire], _TRAIL))
         base = np.where(mp > 0, mp, np.where(np.isfinite(stored["profit_target"]), stored["profit_target"],
                                              mp * cfg.profit_target.default_pct_of_max_profit))
-    legs = leg_index(valuation, n, la, s_of_lv, cfg.adjustments.short_delta_threshold)
-    scale, scale_legs = scale_out_part(n, la, s_of_lv, legs, cfg, executed, strings, pnl[cfg.scale_out.basis], base,
+    legs = leg_index(valuation, n, st.aligned, cfg.adjustments.short_delta_threshold)
+    scale, scale_legs = scale_out_part(la, st.aligned, legs, cfg, executed, strings, pnl[cfg.scale_out.basis], base,
                                        live)
     if scale is not None:
         parts.append(scale)
@@ -307,7 +332,7 @@ def evaluate_exits(valuation: Valuation, levels: PreparedLevels | pl.DataFrame |
         parts.append(Part(st.rows_of(cut.get_column("strategy_id").to_list()), Rule.PHYSICAL_SETTLEMENT_CUTOFF,
                           strings.codes(cut.get_column("level").to_list()), Action.EXIT_ALL, Urgency.HIGH,
                           _f(cut, "value"), _f(cut, "threshold"), _CUTOFF, extra={"text": cut.get_column("reason")}))
-    dec, lq = assemble(parts, n, st.sids, strings, executed, legs, valuation.legs, scale_legs)
+    dec, lq = assemble(parts, n, st.sids, strings, executed, legs, valuation.legs, scale_legs, st.intent_keys)
     hw = pl.DataFrame({"strategy_id": st.sids, "high_water_mark": pl.Series(hwm, dtype=pl.Float64, nan_to_null=True),
                        "trailing_armed": armed},
                       schema={"strategy_id": pl.Utf8, "high_water_mark": pl.Float64, "trailing_armed": pl.Boolean})

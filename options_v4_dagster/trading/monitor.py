@@ -3,14 +3,16 @@
 domain (valuation, exit rules, settlement, exit planning) -> broker -> store.
 
 One cycle at ``as_of`` (default: now for today's session; 15:25 IST of a past session, which is
-replayed at its stored chain):
+replayed at its stored chain; a session without it raises :class:`~.held.QuotesUnavailable` after
+step 1 -- nothing evaluated, no intent, no order -- and runs once the chain is stored):
 
 1. **Settle** legs past their expiry close at intrinsic value against the underlying's close
    (:func:`~.settlement.settle_expired`; recorded as a TRADED exit with one fill, so positions,
    realized P&L and fees come from trades as for any exit) and close strategies with nothing open.
 2. **Value** every open strategy at the session's quotes (the stored chain, or the ``quotes`` /
    ``spot`` given: the real-time monitor's) and **evaluate** the exit rules with the executed intent
-   keys, the persisted high-water marks and day-start P&L.
+   keys, the persisted high-water marks and day-start P&L. Strategies left FAILED for a human and
+   strategies with an unquoted leg get alerts instead of exits (:mod:`.held`).
 3. **Persist** the snapshot (``strategy_monitoring``) and ``monitor_state`` in one transaction.
 4. **Intents first**: each actionable exit is written to ``exit_intents`` under its unique key
    *before* any order. A key that exists is not placed again: a second cycle, the real-time
@@ -54,6 +56,7 @@ from .execution import nse_market_open
 from .exit_config import ExitRulesConfig, load_exit_rules
 from .exit_path import ExitPath
 from .exit_rules import ExitEvaluation, evaluate_exits
+from .held import QuotesUnavailable, hold_exits, unquoted
 from .ledger import ConcurrentUpdate
 from .monitor_report import CycleReport, IntentReport, position_reports, snapshot_rows
 from .orders import IllegalTransition, StrategyState
@@ -65,7 +68,7 @@ from .service import DhanCredentials, carry_open_positions, check_live
 from .settlement import settle_expired
 from .valuation import Valuation, value_positions
 
-__all__ = ["MODES", "SOURCES", "MonitorConfig", "default_as_of", "monitor_cycle"]
+__all__ = ["MODES", "SOURCES", "MonitorConfig", "QuotesUnavailable", "default_as_of", "monitor_cycle"]
 
 Mode = Literal["simulation", "alert_only", "live"]
 Source = Literal["sensor", "realtime", "cli"]
@@ -136,12 +139,12 @@ def monitor_cycle(wh: Warehouse, session: dt.date | None = None, *, as_of: dt.da
         sq = ms.session_quotes(wh, session, live_strats.get_column("symbol").unique().to_list())
         quotes_frame, spots, book = sq.quotes, dict(sq.spot), sq.book
         if book is None:
-            cycle.messages.append(f"no stored option chain for {session}: legs valued without quotes")
+            raise QuotesUnavailable(session, live_strats.get_column("symbol").to_list(), len(cycle.settled))
     else:
         quotes_frame, spots, book = quotes, {}, None
     spots.update(spot or {})
     valuation = value_positions(inputs.legs, inputs.facts, quotes_frame, spots, as_of, rate=rules.rate)
-    ev = cycle.evaluate(valuation, inputs)
+    ev = cycle.hold(cycle.evaluate(valuation, inputs), valuation, live_strats)
     cycle.persist(valuation, ev, inputs.strategies)
     if ev.actionable.height:
         cycle.act(ev, valuation, inputs.strategies, broker, book, credentials)
@@ -227,6 +230,10 @@ class _Cycle:
             self._set_state(r, StrategyState.CLOSED, f"every leg closed ({self.touched.get(r['strategy_key'], 'exit')})")
 
     def _set_state(self, r: Mapping, state: StrategyState, reason: str) -> None:
+        if r["state"] == StrategyState.FAILED:  # left for a human: UNWOUND once nothing is open (module .held)
+            if state is not StrategyState.CLOSED:
+                return
+            state = StrategyState.UNWOUND
         try:
             st = self.store.set_strategy_state(r["allocation_id"], r["position_id"], state, reason=reason,
                                                at=self.as_of)
@@ -240,7 +247,7 @@ class _Cycle:
             return
         self.states[r["strategy_key"]] = str(st.state)
         self.realized[r["strategy_key"]] = st.realized_pnl
-        if state is StrategyState.CLOSED:
+        if state in (StrategyState.CLOSED, StrategyState.UNWOUND):
             ms.write_cycle(self.wh, [], [dict(strategy_key=r["strategy_key"], strategy_id=r["strategy_id"],
                                               allocation_id=r["allocation_id"], position_id=r["position_id"],
                                               closed_day=self.day, last_pnl=st.realized_pnl)])
@@ -274,6 +281,17 @@ class _Cycle:
                               closed_today_pnl=ms.closed_today_pnl(self.wh, self.day, exclude=keys),
                               portfolio_capital=self.cfg.portfolio_capital)
 
+    def hold(self, ev: ExitEvaluation, valuation: Valuation, strategies: pl.DataFrame) -> ExitEvaluation:
+        """No exit for FAILED strategies (HIGH alerts) nor for those with an unquoted leg (:mod:`.held`)."""
+        failed = {r["strategy_key"]: f"strategy FAILED at entry, {r['open_legs']} open leg(s) left for a human: close "
+                  f"or adopt them (no automatic exit)" for r in strategies.iter_rows(named=True)
+                  if r["state"] == StrategyState.FAILED}
+        unpriced = {k: v for k, v in unquoted(valuation.strategies, self.session).items() if k not in failed}
+        for k, why in unpriced.items():
+            if ev.actionable.filter(pl.col("strategy_id") == k).height:
+                self.messages.append(f"exits of {k} {why}")
+        return hold_exits(ev, failed=failed, unpriced=unpriced)
+
     def _reopen_unfinished(self, keys: Sequence[str]) -> None:
         """An EXIT_ALL intent FILLED while its strategy still holds open legs (another intent's working
         orders ended unfilled) is PARTIAL again, so this cycle finishes the exit."""
@@ -304,8 +322,9 @@ class _Cycle:
         self.snaps = snaps
         fired = ev.decisions.filter(pl.col("action") != Action.HOLD.value)
         entries = [("exit_decision", r["intent_key"], r) for r in fired.iter_rows(named=True)]
-        if ev.portfolio.breached:
-            entries.append(("daily_loss_limit", ev.portfolio.intent_key, vars(ev.portfolio)))
+        if ev.portfolio.breached:  # what the entry path reads (service.py: no new entries that day)
+            entries.append(("daily_loss_limit", ev.portfolio.intent_key,
+                            {**vars(ev.portfolio), "mode": self.mode, "session": self.session, "as_of": self.as_of}))
         if entries:
             self.audit(entries)
 

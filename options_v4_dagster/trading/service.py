@@ -20,6 +20,13 @@ paper-traded); ``live`` with the paper broker is refused as ambiguous.
 
 Every execution first reconciles the broker's orders with the store (:func:`~.placement.reconcile`:
 restart recovery), then executes; executing an approval again places nothing.
+
+**Daily loss limit.** When a monitoring cycle of the entry's session recorded the portfolio's daily
+loss limit as breached (``block_new_orders``; the ``daily_loss_limit`` audit row of a cycle whose
+mode covers the broker: simulation / alert-only for paper, live / alert-only for dhan), new entry
+orders are refused that session with :class:`DailyLossLimitBreached` (naming the day and the loss)
+before anything is sent; an allocation whose positions were all executed already still reports.
+The entry's session: the allocation's for a replayed paper session, today's (IST) otherwise.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from typing import Literal
 from .. import calendar
 from ..errors import ConfigError
 from ..store.execution_queries import approvals_of, open_account_positions
+from ..store.monitoring import daily_loss_breach
 from ..store.trading import TradingStore
 from ..store.trading_queries import (
     Approval,
@@ -44,13 +52,14 @@ from ..store.trading_queries import (
     session_quote_book,
 )
 from ..store.warehouse import Warehouse
-from .execution import ExecutionReport, execute_allocation
+from .execution import SETTLED, ExecutionReport, PreTradeCheckFailed, execute_allocation
 from .placement import ExecutionConfig, ReconcileReport, reconcile
 from .plan import AllocationPlan
 from .replay import paper_execution
 from .rules import TICK_SIZE, InstrumentSpec, load_freeze_limits
 
-__all__ = ["BROKERS", "LIVE_ENV", "DhanCredentials", "LiveTradingRefused", "check_live", "execute_approval",
+__all__ = ["BROKERS", "LIVE_ENV", "DailyLossLimitBreached", "DhanCredentials", "LiveTradingRefused", "check_live",
+           "execute_approval",
            "live_enabled", "resolve_approvals",
            "default_broker"]
 
@@ -66,6 +75,22 @@ class LiveTradingRefused(ConfigError):
     def __init__(self, message: str, missing: Sequence[str] = ()) -> None:
         self.missing = list(missing)
         super().__init__(message)
+
+
+class DailyLossLimitBreached(PreTradeCheckFailed):
+    """The day's monitor found the portfolio's daily loss limit breached: no new entry orders that
+    session (module docstring). ``day``, ``daily_pnl`` (INR, negative) and ``limit`` (INR) say why."""
+
+    def __init__(self, day: dt.date, daily_pnl: float, limit: float | None, as_of: str | None = None) -> None:
+        self.day, self.daily_pnl, self.limit = day, daily_pnl, limit
+        lim = f" at or below the daily loss limit -INR {limit:,.0f}" if limit is not None else ""
+        super().__init__("daily_loss_limit", f"the daily loss limit was breached on {day}: the day's P&L INR "
+                         f"{daily_pnl:,.0f} is{lim} (recorded by the monitor"
+                         + (f" at {as_of}" if as_of else "") + "); no new entry orders until the next session")
+
+
+#: the monitoring modes whose daily loss limit breach stops the entries of a broker
+_BREACH_MODES = {"paper": ("simulation", "alert_only"), "dhan": ("live", "alert_only")}
 
 
 @dataclass(frozen=True)
@@ -183,12 +208,30 @@ def execute_approval(wh: Warehouse, approval_id: str | None = None, *, allocatio
     for approval, pids in todo:
         plan = allocation_plan(wh, approval.allocation_id, pids if pids is not None else approval.position_ids,
                                approval_id=approval.approval_id)
+        _check_daily_loss(wh, plan, store, broker, config)
         if broker == "paper":
             reports.append(_paper(wh, plan, store, capital, config))
         else:
             reports.append(_dhan(plan, store, credentials, config))
     report = _merge(reports)
     return replace(report, seconds=time.perf_counter() - start)
+
+
+def _check_daily_loss(wh: Warehouse, plan: AllocationPlan, store: TradingStore, broker: str,
+                      config: ExecutionConfig | None) -> None:
+    """Raise :class:`DailyLossLimitBreached` when the entry's session had its daily loss limit breached
+    and the plan still has positions to enter (module docstring)."""
+    if broker == "paper":
+        day = paper_start(plan.trade_date).astimezone(calendar.IST).date()
+    else:
+        day = (config.clock() if config is not None else dt.datetime.now(dt.UTC)).astimezone(calendar.IST).date()
+    breach = daily_loss_breach(wh, day, modes=_BREACH_MODES[broker])
+    if breach is None:
+        return
+    pending = [p for p in plan.positions
+               if (st := store.strategy_status(p.allocation_id, p.position_id)) is None or st.state not in SETTLED]
+    if pending:
+        raise DailyLossLimitBreached(day, float(breach["daily_pnl"]), breach.get("limit"), breach.get("as_of"))
 
 
 def _paper(wh: Warehouse, plan: AllocationPlan, store: TradingStore, capital: float | None,

@@ -12,6 +12,7 @@ from options_v4_dagster.defs.common import failures_metadata, frame_markdown, re
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
 from options_v4_dagster.defs.resources import MarketDataResource, WarehouseResource
 from options_v4_dagster.errors import CircuitOpen, DataError, ProviderError
+from options_v4_dagster.market.dhan_limits import DAGSTER_POOL
 from options_v4_dagster.market.sanity import SanityConfig, screen_chain
 from options_v4_dagster.quant import regime
 from options_v4_dagster.store import Replace, market_queries
@@ -74,6 +75,7 @@ class ChainSettings(dg.Config):
     group_name=GROUP,
     deps=[universe],
     kinds={"python", "sql"},
+    pool=DAGSTER_POOL,  # Dhan's data APIs (with the cross-process ledger of market/dhan_limits.py)
     check_specs=[dg.AssetCheckSpec("chain_sanity", asset="option_chains", blocking=True,
                                    description="The share of requested symbols whose chain failed (provider error or "
                                    "the per-symbol sanity screen of market/sanity.py) is within max_failed_share; "
@@ -165,6 +167,7 @@ def option_chains(context: dg.AssetExecutionContext, market_data: MarketDataReso
     group_name=GROUP,
     deps=[universe],
     kinds={"python", "sql"},
+    pool=DAGSTER_POOL,
     description="A year of daily OHLCV per underlying ending at the session (table underlying_bars); "
     "NIFTY also to nifty_historical_data and India VIX to india_vix_data. Idempotent window upserts.",
 )

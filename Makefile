@@ -43,10 +43,11 @@ bench: install
 	$(PY) benchmarks/bench_realtime_latency.py --mode simulation
 	$(PY) benchmarks/bench_track_record.py
 
-# Dagster UI (webserver + daemon) on http://127.0.0.1:3000 with the local instance.
+# Dagster UI (webserver + daemon) on http://127.0.0.1:3000 with the local instance: the top-level dagster.yaml
+# (SQLite under .dagster_home/). DAGSTER_HOME=$PWD/deploy/postgres make dev: the PostgreSQL deployment.
 dev: install
-	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} ; mkdir -p $$DAGSTER_HOME ; \
-	DAGSTER_HOME=$$DAGSTER_HOME $(VENV)/bin/dg dev
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)} VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(CURDIR)/$(VENV)/bin:$$PATH \
+	$(VENV)/bin/dg dev
 
 ddl: install
 	$(PY) scripts/generate_ddl.py

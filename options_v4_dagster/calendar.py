@@ -105,11 +105,11 @@ def sessions_back(d: dt.date, n: int) -> list[dt.date]:
     return out[-n:]
 
 
-def latest_session(now: dt.datetime | None = None) -> dt.date:
-    """The latest session whose close has passed (IST); today once it is after 15:30."""
+def latest_session(now: dt.datetime | None = None, *, cutoff: dt.time = MARKET_CLOSE) -> dt.date:
+    """The latest session whose close has passed (IST); today once it is after 15:30 (or ``cutoff``)."""
     now = (now or dt.datetime.now(IST)).astimezone(IST)
     today = now.date()
-    if is_session(today) and now.time() >= MARKET_CLOSE:
+    if is_session(today) and now.time() >= cutoff:
         return today
     return previous_session(today)
 
@@ -121,6 +121,33 @@ def weekday_holidays(start: dt.date, end: dt.date) -> list[dt.date]:
         return []
     all_weekdays = {d.date() for d in pd.bdate_range(start, end)}
     return sorted(all_weekdays - set(sessions_between(start, end)))
+
+
+@lru_cache(maxsize=1)
+def _holiday_names() -> dict[dt.date, str]:
+    """NSE's names of its trading holidays (``reference/nse_holidays.csv``, from NSE's yearly circulars)."""
+    import csv
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent / "reference" / "nse_holidays.csv"
+    with path.open(newline="") as fh:
+        return {dt.date.fromisoformat(r["date"]): r["name"] for r in csv.DictReader(fh)}
+
+
+def holiday_name(d: dt.date) -> str | None:
+    """NSE's name of the trading holiday on ``d`` (None on a session, a weekend or an unnamed holiday)."""
+    return None if is_session(d) else _holiday_names().get(d)
+
+
+def non_session_reason(d: dt.date) -> str | None:
+    """Why ``d`` is not an NSE session, for a person: ``"2025-10-21 (Tuesday) is an NSE trading holiday:
+    Diwali Laxmi Pujan"``, ``"2025-07-19 is a Saturday (weekend)"``. None when ``d`` is a session."""
+    if is_session(d):
+        return None
+    if d.weekday() >= 5:
+        return f"{d} is a {d:%A} (weekend)"
+    name = holiday_name(d)
+    return f"{d} ({d:%A}) is an NSE trading holiday" + (f": {name}" if name else "")
 
 
 # --- expiries -----------------------------------------------------------------------------

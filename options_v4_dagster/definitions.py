@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
 
 from options_v4_dagster import config
+
+# Dagster 1.13 re-creates every sensor that targets a job when it attaches resources, passing its (empty)
+# owners on, which warns "Parameter `owners` ... is currently in beta" at every load (every `dg dev` start,
+# every run): no sensor here sets owners.
+warnings.filterwarnings("ignore", message=r"Parameter `owners` of initializer `SensorDefinition.__init__`",
+                        category=dg.BetaWarning)
 
 
 def build_defs() -> dg.Definitions:

@@ -76,7 +76,7 @@ def test_simulated_day_end_to_end_and_idempotent(dagster_home, tmp_path, monkeyp
             "iv_history", "iv_percentiles", "technical_signals", "strategy_candidates", "portfolio_allocation"} <= mats
     checks = {e.event_specific_data.check_name: e.event_specific_data.passed
               for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
-    assert checks == {"chain_sanity": True, "legs_in_chain": True, "bounded_loss_unless_flagged": True,
+    assert checks == {"chain_sanity": True, "chains_fresh": True, "legs_in_chain": True, "bounded_loss_unless_flagged": True,
                       "candidate_invariants": True, "allocation_invariants": True,
                       "within_limits": True, "iv_coverage": True, "atm_iv_coverage": True, "signal_coverage": True}
     # payoff charts of the best candidates, linked from strategy_candidates' metadata, open offline
@@ -130,12 +130,16 @@ def test_postgres_warehouse_gets_the_same_rows(dagster_home, tmp_path, monkeypat
 
 
 @pytest.mark.postgres
-def test_dagster_postgres_instance_from_top_level_dagster_yaml(tmp_path, monkeypatch, pg_url):
-    """DAGSTER_HOME=<checkout> uses dagster.yaml: runs and events go to PostgreSQL."""
+def test_dagster_postgres_instance_from_deploy_postgres(tmp_path, monkeypatch, pg_url):
+    """DAGSTER_HOME with deploy/postgres/dagster.yaml: runs and events go to PostgreSQL."""
+    import shutil
+
     import sqlalchemy as sa
 
     u = sa.engine.make_url(pg_url)
-    monkeypatch.setenv("DAGSTER_HOME", str(ROOT))
+    (tmp_path / "dh").mkdir()
+    shutil.copy(ROOT / "deploy" / "postgres" / "dagster.yaml", tmp_path / "dh" / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
     for k, v in {"USERNAME": u.username, "PASSWORD": u.password or "", "HOST": u.host, "DB": u.database,
                  "PORT": str(u.port or 5432)}.items():
         monkeypatch.setenv(f"DAGSTER_PG_{k}", v)

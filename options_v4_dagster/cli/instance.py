@@ -15,8 +15,19 @@ from .output import console
 
 #: The instance config the CLI writes (only into a dagster.yaml it wrote itself, recognised by this line).
 DAGSTER_YAML_MARK = "# Dagster instance written by options-v4"
+#: Written when the checkout's top-level dagster.yaml is not there (an installed package): the same settings.
 DAGSTER_YAML = f"""{DAGSTER_YAML_MARK} (delete this line to keep your own edits)
 # SQLite storage in this folder (Dagster's defaults).
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+concurrency:
+  runs:
+    max_concurrent_runs: 4
+  # Concurrency pools: one op of a pool at a time across runs (broker_account: one trade execution per
+  # broker account at a time).
+  pools:
+    default_limit: 1
 telemetry:
   enabled: false
 # Runs launched by the daemon (`make dev`, schedules, the UI): a run whose worker process dies is
@@ -28,12 +39,24 @@ run_monitoring:
   cancel_timeout_seconds: 180
   max_resume_run_attempts: 0
   poll_interval_seconds: 60
-# Concurrency pools: one op of a pool at a time across runs (broker_account: one trade execution per
-# broker account at a time).
-concurrency:
-  pools:
-    default_limit: 1
 """
+#: Keys of the checkout's dagster.yaml that place files relative to the checkout; the CLI's instance keeps
+#: Dagster's defaults for them (everything in DAGSTER_HOME, which is .dagster_home/ by default: the same place).
+_PATH_KEYS = ("storage", "local_artifact_storage", "compute_logs")
+
+
+def local_instance_yaml() -> str:
+    """The CLI's instance config: the checkout's top-level dagster.yaml (the local instance of ``make dev``
+    and ``dg dev``) without its storage paths, or :data:`DAGSTER_YAML` outside a checkout."""
+    top = config.PROJECT_ROOT / "dagster.yaml" if config.PROJECT_ROOT is not None else None
+    if top is None or not top.exists():
+        return DAGSTER_YAML
+    import yaml
+
+    settings = {k: v for k, v in (yaml.safe_load(top.read_text()) or {}).items() if k not in _PATH_KEYS}
+    return (f"{DAGSTER_YAML_MARK} from {top} (delete this line to keep your own edits)\n"
+            "# SQLite storage in this folder (Dagster's defaults); the other settings are the checkout's.\n"
+            + yaml.safe_dump(settings, sort_keys=False))
 
 
 def ensure_dagster_home() -> Path:
@@ -49,8 +72,9 @@ def ensure_dagster_home() -> Path:
         old = yaml_path.read_text() if yaml_path.exists() else None
         ours = old is None or old.startswith(DAGSTER_YAML_MARK) or old.startswith(
             "# Dagster instance: SQLite storage in this folder (Dagster's defaults)")  # written by earlier versions
-        if ours and old != DAGSTER_YAML:
-            yaml_path.write_text(DAGSTER_YAML)
+        want = local_instance_yaml()
+        if ours and old != want:
+            yaml_path.write_text(want)
     return path
 
 

@@ -22,7 +22,9 @@ daily_pipeline = dg.define_asset_job(
 
 #: what a monitoring cycle needs to replay a session (trading/held.py names this job when it is missing):
 #: the chains (quotes, spot), the underlyings' bars (closes for settlement) and the instruments (lots, ids)
-SESSION_CHAIN_ASSETS = ("universe", "option_chains", "underlying_bars", "instruments")
+#: (underlying_bars is a multi-asset: its three tables are selected together)
+SESSION_CHAIN_ASSETS = ("universe", "option_chains", "underlying_bars", "nifty_historical_data", "india_vix_data",
+                        "instruments")
 
 session_chains = dg.define_asset_job(
     "session_chains",

@@ -9,7 +9,8 @@ from options_v4_dagster.allocation.engine import InsufficientCapital, NoCandidat
 from options_v4_dagster.allocation.invariants import MAX_ABS_MONTHLY_RETURN, allocation_violations
 from options_v4_dagster.defs.common import RiskToleranceChoice, frame_markdown, upstream_source
 from options_v4_dagster.defs.market_data.assets import market_conditions
-from options_v4_dagster.defs.partitions import nse_sessions, session_of
+from options_v4_dagster.defs.partitions import nse_sessions, session_of, session_ranges
+from options_v4_dagster.defs.ranges import per_session
 from options_v4_dagster.defs.resources import WarehouseResource
 from options_v4_dagster.defs.strategies.assets import strategy_candidates
 from options_v4_dagster.store.allocations import run_append, snapshot_appends
@@ -33,6 +34,7 @@ def _pct(x: float) -> str:
     partitions_def=nse_sessions,
     group_name=GROUP,
     deps=[strategy_candidates, market_conditions],
+    backfill_policy=session_ranges,
     kinds={"python", "sql"},
     check_specs=[dg.AssetCheckSpec("within_limits", asset="portfolio_allocation",
                                    description="Whole lots; every position, symbol and industry within its "
@@ -50,6 +52,7 @@ def _pct(x: float) -> str:
     "portfolio_allocation (its positions), written once and never changed; portfolio_allocation_runs "
     "records which snapshot each materialization gave (the session's latest).",
 )
+@per_session
 def portfolio_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                          config: AllocationSettings):
     session = session_of(context)

@@ -8,7 +8,14 @@ import polars as pl
 from options_v4_dagster import calendar
 from options_v4_dagster.defs.common import frame_markdown, record_failures, upstream_source
 from options_v4_dagster.defs.market_data.assets import option_chains, underlying_bars
-from options_v4_dagster.defs.partitions import nse_sessions, session_of
+from options_v4_dagster.defs.partitions import (
+    is_last_session,
+    nse_sessions,
+    ordered_sessions,
+    session_of,
+    session_ranges,
+)
+from options_v4_dagster.defs.ranges import per_session
 from options_v4_dagster.defs.resources import WarehouseResource
 from options_v4_dagster.quant import iv_stats, regime, surface
 from options_v4_dagster.reports import iv_chart
@@ -31,11 +38,13 @@ class IVSettings(dg.Config):
     partitions_def=nse_sessions,
     group_name=GROUP,
     deps=[option_chains],
+    backfill_policy=session_ranges,
     kinds={"python", "sql"},
     description="Implied vol (forward convention: Black-76 on the put-call-parity or futures forward, from mid "
     "else LTP; NSE convention: BS on spot at r=10% from LTP) and Black-76 greeks per contract. "
     "Table option_greeks; null IVs carry their reason.",
 )
+@per_session
 def option_greeks(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                   config: IVSettings) -> dg.MaterializeResult:
     session = session_of(context)
@@ -77,11 +86,13 @@ def option_greeks(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     partitions_def=nse_sessions,
     group_name=GROUP,
     deps=[option_greeks, underlying_bars],
+    backfill_policy=session_ranges,
     kinds={"python", "sql"},
     description="Per underlying and session: 30-day ATM IV (variance-time interpolated), near and far ATM IV, "
     "25-delta skew, term slope, realized vol 20/60, IV - RV, put-call ratios, India VIX. "
     "Table historical_iv_summary.",
 )
+@per_session
 def iv_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     session = session_of(context)
     wh = warehouse.get()
@@ -142,12 +153,20 @@ def _pct(frame: pl.DataFrame, symbol: str):
 @dg.asset(
     partitions_def=nse_sessions,
     group_name=GROUP,
-    deps=[dg.AssetDep(iv_history, partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-HISTORY_WINDOW))],
+    # The previous 252 sessions' IV history is read from the warehouse, not mapped: a dependency on 252
+    # iv_history partitions made a backfill of N sessions target every session up to 252 after them. The
+    # dependency on its own previous session orders a backfill: a session runs once the one before it
+    # (hence that session's IV history and all earlier ones of the backfill) is done.
+    deps=[iv_history, dg.AssetDep("iv_percentiles", partition_mapping=dg.TimeWindowPartitionMapping(
+        start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True))],
+    backfill_policy=ordered_sessions,
     kinds={"python", "sql"},
     description="IV percentile (share of the previous 252 sessions' 30-day ATM IV below today's) and IV rank "
     "per underlying, with history_days and the IV environment LOW/NORMAL/HIGH. Null with a reason when "
-    "fewer than 20 earlier sessions exist. Table iv_percentiles.",
+    "fewer than 20 earlier sessions exist. Table iv_percentiles. Reads the earlier sessions' IV history from "
+    "historical_iv_summary; depends on its own previous session, so a backfill computes sessions in order.",
 )
+@per_session(keep_last=("iv_charts",))
 def iv_percentiles(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                    config: IVSettings) -> dg.MaterializeResult:
     session = session_of(context)
@@ -179,7 +198,8 @@ def iv_percentiles(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                                      "iv_environment": pl.Utf8, "reason": pl.Utf8})
     record_failures(wh, session, "iv_percentiles", [], Replace.partition("iv_percentiles", session, out),
                     source=source)
-    charts = iv_chart.iv_charts_markdown(wh, session, out, config.iv_charts)
+    # a range run keeps the charts of its last session only
+    charts = iv_chart.iv_charts_markdown(wh, session, out, config.iv_charts) if is_last_session(context) else ""
     env = out.group_by("iv_environment").len()
     with_pct = int(out.get_column("iv_percentile").is_not_null().sum())
     context.log.info(f"iv_percentiles {session}: {with_pct}/{out.height} symbols with a percentile; "

@@ -19,6 +19,7 @@ from options_v4_dagster_tests.backfills import (
     scratch_workspace,
     target_partitions,
 )
+from options_v4_dagster_tests.pipeline_run import cli_call
 
 TWO = ["2025-07-14", "2025-07-15"]
 THREE = ["2025-07-14", "2025-07-15", "2025-07-16"]
@@ -80,3 +81,50 @@ def test_backfill_through_the_instance_runs_ranges_and_writes_the_rows_of_day_by
             assert sorted(done) == THREE, asset
     counts = assert_same_rows(url, day_by_day)
     assert counts["iv_percentiles"] == counts["historical_iv_summary"] > 0
+
+
+def _cli_env(tmp_path) -> dict:
+    (tmp_path / "dagster_home").mkdir()
+    return {"DAGSTER_HOME": str(tmp_path / "dagster_home"), "DATABASE_URL": f"sqlite:///{tmp_path / 'wh.db'}",
+            "OPTIONS_V4_HOME": str(tmp_path / "home")}
+
+
+@pytest.mark.slow
+def test_cli_backfill_runs_ranges_in_process_and_writes_the_rows_of_day_by_day_runs(tmp_path, day_by_day):
+    env = _cli_env(tmp_path)
+    code, out, err = cli_call(env, ["backfill", "--start", THREE[0], "--end", THREE[-1], "--job", "iv_collection",
+                                    "--sessions-per-run", "2"])
+    assert code == 0, out + err
+    out = " ".join(out.split())  # the console wraps long lines
+    assert "3 sessions 2025-07-14 .. 2025-07-16" in out and "2 run(s) of up to 2 sessions" in out
+    assert "[1/2] 2025-07-14 .. 2025-07-15 (2 sessions) ok" in out and "[2/2] 2025-07-16 (1 sessions) ok" in out
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+        with dg.DagsterInstance.get() as instance:
+            runs = list(reversed(instance.get_runs()))
+            assert [(r.tags.get(RANGE_START), r.tags.get(RANGE_END), r.tags.get("dagster/partition")) for r in runs] \
+                == [(THREE[0], THREE[1], None), (None, None, THREE[2])]
+            assert sorted(instance.get_materialized_partitions(dg.AssetKey("iv_percentiles"))) == THREE
+    assert_same_rows(env["DATABASE_URL"], day_by_day)
+
+
+def test_cli_backfill_submit_adds_an_asset_backfill_the_daemon_runs(tmp_path):
+    env = _cli_env(tmp_path)
+    code, out, err = cli_call(env, ["backfill", "--start", TWO[0], "--end", TWO[-1], "--job", "iv_collection",
+                                    "--submit"])
+    assert code == 0, out + err
+    out = " ".join(out.split())
+    assert "submitted backfill" in out and "the Dagster daemon runs it" in out
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+        with dg.DagsterInstance.get() as instance:
+            (backfill,) = instance.get_backfills()
+            assert backfill.backfill_id in out
+            assert target_partitions(instance, backfill.backfill_id) == {a: TWO for a in IV_COLLECTION_ASSETS}
+            assert backfill.run_config["resources"]["market_data"]["config"]["source"] == "simulated"
+            assert instance.get_runs() == []  # nothing runs without the daemon
+
+
+def test_cli_backfill_wait_needs_submit(tmp_path):
+    code, _, err = cli_call(_cli_env(tmp_path), ["backfill", "--start", TWO[0], "--end", TWO[-1], "--wait"])
+    assert code == 2 and "--wait" in err

@@ -18,7 +18,7 @@ from options_v4_dagster import calendar, config
 
 #: Sessions per run of a backfill (``BackfillPolicy.multi_run``): a backfill of N sessions runs in
 #: ceil(N / SESSIONS_PER_RUN) runs, each processing its sessions in order in one process.
-SESSIONS_PER_RUN = 50
+SESSIONS_PER_RUN = config.BACKFILL_SESSIONS_PER_RUN
 
 
 def _build() -> dg.TimeWindowPartitionsDefinition:

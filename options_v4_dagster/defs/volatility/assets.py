@@ -23,6 +23,12 @@ from options_v4_dagster.store import Replace, failures, market_queries, volatili
 
 GROUP = "volatility"
 HISTORY_WINDOW = iv_stats.DEFAULT_WINDOW
+#: the stored chain columns surface.chain_iv reads (quotes, spot, futures, snapshot time; exchange IV for
+#: the metadata's comparison), and the option_greeks columns surface.iv_summary reads: a range run reads
+#: every session's 65,000 contracts twice, so it reads only these
+CHAIN_IV_INPUTS = ("trade_date", "symbol", "expiry", "strike", "option_type", "bid", "ask", "ltp",
+                   "underlying_price", "futures_price", "snapshot_ts", "exchange_iv")
+SUMMARY_GREEKS = ("symbol", "expiry", "strike", "option_type", "iv", "forward", "t_years")
 
 
 class IVSettings(dg.Config):
@@ -50,7 +56,7 @@ def option_greeks(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     session = session_of(context)
     wh = warehouse.get()
     t0 = time.perf_counter()
-    chain = wh.read_partition("option_chain_data", session)
+    chain = wh.read_partition("option_chain_data", session, CHAIN_IV_INPUTS)
     if chain.height == 0:
         return _missing(context, wh, session, "option_greeks", "option_greeks", "option_chain_data")
     iv = surface.chain_iv(chain, surface.IVConfig(rate=config.rate, nse_rate=config.nse_rate))
@@ -97,7 +103,7 @@ def iv_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
     session = session_of(context)
     wh = warehouse.get()
     t0 = time.perf_counter()
-    greeks = wh.read_partition("option_greeks", session)
+    greeks = wh.read_partition("option_greeks", session, SUMMARY_GREEKS)
     chain = wh.read_partition("option_chain_data", session,
                               ["symbol", "expiry", "strike", "option_type", "underlying_price", "oi", "volume"])
     if greeks.height == 0:

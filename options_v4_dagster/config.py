@@ -21,7 +21,7 @@ PROJECT_ROOT = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "pyproject.toml").exi
 DEFAULT_PARTITION_START = "2024-01-01"
 #: Sessions per run of a backfill: the per-session assets' backfill policy (defs/partitions.py) and the
 #: default of `options-v4 backfill --sessions-per-run`.
-BACKFILL_SESSIONS_PER_RUN = 50
+BACKFILL_SESSIONS_PER_RUN = 64
 
 
 def home_dir() -> Path:

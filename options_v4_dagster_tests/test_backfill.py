@@ -106,6 +106,8 @@ def test_cli_backfill_runs_ranges_in_process_and_writes_the_rows_of_day_by_day_r
                 == [(THREE[0], THREE[1], None), (None, None, THREE[2])]
             assert sorted(instance.get_materialized_partitions(dg.AssetKey("iv_percentiles"))) == THREE
     assert_same_rows(env["DATABASE_URL"], day_by_day)
+    code, out, _ = cli_call(env, ["runs"])  # a range run names its range
+    assert code == 0 and "2025-07-14 .. 2025-07-15" in out and "2025-07-16" in out
 
 
 def test_cli_backfill_submit_adds_an_asset_backfill_the_daemon_runs(tmp_path):

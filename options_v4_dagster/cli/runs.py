@@ -11,7 +11,15 @@ from options_v4_dagster import config
 from options_v4_dagster.errors import ConfigError
 
 from .args import parse_session
-from .instance import TAG_CLI, TAG_PID, cli_instance, ensure_dagster_home, run_pipeline
+from .instance import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    TAG_CLI,
+    TAG_PID,
+    cli_instance,
+    ensure_dagster_home,
+    run_pipeline,
+)
 from .output import console, new_table, summarize_run, trader_summary
 
 
@@ -41,7 +49,9 @@ def cmd_runs(args) -> int:
         run = rec.dagster_run
         start = dt.datetime.fromtimestamp(rec.start_time, dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if rec.start_time else ""
         by = run.tags.get(TAG_CLI)
-        table.add_row(run.run_id[:8], run.job_name, run.tags.get("dagster/partition", ""), run.status.value, start,
+        part = run.tags.get("dagster/partition") or (f"{run.tags[RANGE_START_TAG]} .. {run.tags.get(RANGE_END_TAG)}"
+                                                      if RANGE_START_TAG in run.tags else "")
+        table.add_row(run.run_id[:8], run.job_name, part, run.status.value, start,
                       f"options-v4 {by} (pid {run.tags.get(TAG_PID)})" if by else "Dagster UI / daemon")
     console.print(table)
     return 0

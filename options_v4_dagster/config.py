@@ -19,6 +19,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "pyproject.toml").exists() else None
 
 DEFAULT_PARTITION_START = "2024-01-01"
+#: Sessions per run of a backfill: the per-session assets' backfill policy (defs/partitions.py) and the
+#: default of `options-v4 backfill --sessions-per-run`.
+BACKFILL_SESSIONS_PER_RUN = 64
 
 
 def home_dir() -> Path:

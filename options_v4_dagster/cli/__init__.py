@@ -2,6 +2,7 @@
 
     options-v4 run [--date D] [--source S] [--nse-dir DIR]     the daily pipeline for one session
     options-v4 backfill --start D --end D [--job daily_pipeline|iv_collection|session_chains] [--source S] [--nse-dir DIR]
+                       [--sessions-per-run N] [--submit [--wait]]   a range of sessions, in ranges per run
     options-v4 runs [--limit N]                                the latest Dagster runs
     options-v4 iv collect [--date D] [--source S] [--nse-dir DIR] | iv analyze [--date D]
     options-v4 iv show SYMBOL [--days N] [--out FILE]          a symbol's IV history: a table and a chart
@@ -36,7 +37,7 @@ setting (one line on stderr).
 
 Modules: :mod:`.args` (argument validators), :mod:`.instance` (DAGSTER_HOME, run tags,
 :func:`run_pipeline`), :mod:`.output` (console, tables, JSON, run summaries), and one per command
-area: :mod:`.runs` (run, backfill, runs, sessions), :mod:`.iv`, :mod:`.analyze` (strategies,
+area: :mod:`.runs` (run, runs, sessions), :mod:`.backfill`, :mod:`.iv`, :mod:`.analyze` (strategies,
 analyze), :mod:`.allocate` (allocate, industries), :mod:`.trading` (approve, execute, orders,
 positions), :mod:`.monitor` (monitor once|poll|dashboard), :mod:`.status` (status, audit), :mod:`.db`. Dagster, polars and pandas are
 imported inside the commands, so ``options-v4 --help`` does not load them.
@@ -67,11 +68,12 @@ from .args import (
     symbol_arg,
     symbols_arg,
 )
+from .backfill import cmd_backfill
 from .db import check_database, cmd_db
 from .instance import run_pipeline
 from .iv import cmd_iv
 from .monitor import cmd_monitor
-from .runs import cmd_backfill, cmd_run, cmd_runs, cmd_sessions
+from .runs import cmd_run, cmd_runs, cmd_sessions
 from .status import cmd_audit, cmd_status
 from .trading import cmd_approve, cmd_execute, cmd_orders, cmd_positions
 
@@ -112,12 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--out", help="chart file (.html); default .data/charts/iv_SYMBOL.html")
     iv.set_defaults(func=cmd_iv)
 
-    b = sub.add_parser("backfill", help="materialize a range of sessions in order, one Dagster run each")
+    b = sub.add_parser("backfill", help="materialize a range of sessions: in this process, in runs of up to "
+                       "--sessions-per-run sessions in order, or (--submit) as a Dagster backfill the daemon runs")
     b.add_argument("--start", required=True, type=date_arg)
     b.add_argument("--end", required=True, type=date_arg)
     b.add_argument("--job", default="daily_pipeline", choices=("daily_pipeline", "iv_collection", "session_chains"))
     b.add_argument("--source", choices=MARKET_SOURCES)
     b.add_argument("--nse-dir", type=existing_dir)
+    b.add_argument("--sessions-per-run", type=positive_int, default=config.BACKFILL_SESSIONS_PER_RUN,
+                   help="sessions per run in this process (default: the assets' backfill policy, "
+                   f"{config.BACKFILL_SESSIONS_PER_RUN})")
+    b.add_argument("--submit", action="store_true",
+                   help="submit a Dagster asset backfill to the instance in DAGSTER_HOME; the daemon runs it")
+    b.add_argument("--wait", action="store_true", help="with --submit: follow the backfill until it ends")
     b.set_defaults(func=cmd_backfill)
 
     st = sub.add_parser("strategies", help="list the strategy catalogue")

@@ -156,23 +156,41 @@ def cli_instance():
     return instance
 
 
+#: Dagster's run tags of a run over a range of partitions (a backfill's range run)
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def market_run_config(source: str | None, nse_dir: str | None = None, log_level: str | None = None) -> dict:
+    """The run config that picks the market-data source (and the console log level)."""
+    market_cfg: dict = {"source": config.market_source(source)}
+    if nse_dir:
+        market_cfg["nse_data_dir"] = str(Path(nse_dir).expanduser().resolve())
+    cfg: dict = {"resources": {"market_data": {"config": market_cfg}}}
+    if log_level:
+        cfg["loggers"] = {"console": {"config": {"log_level": log_level}}}
+    return cfg
+
+
 def run_pipeline(session: dt.date, source: str | None = None, nse_dir: str | None = None,
                  job_name: str = "daily_pipeline", raise_on_error: bool = False, log_level: str = "INFO",
-                 instance=None):
-    """Execute the daily job for one session in-process against the configured instance."""
+                 instance=None, end: dt.date | None = None, command: str = "run"):
+    """Execute a job in-process against the configured instance for one session, or with ``end`` for the
+    range of sessions ``session .. end`` in one run (the assets process the range in session order, as a
+    backfill's range run does)."""
     from options_v4_dagster.definitions import build_defs
 
     instance = instance or cli_instance()
     src = config.market_source(source)
-    market_cfg: dict = {"source": src}
-    if nse_dir:
-        market_cfg["nse_data_dir"] = str(Path(nse_dir).expanduser().resolve())
     job = build_defs().resolve_job_def(job_name)
+    tags = {**cli_run_tags(command), "options_v4/source": src}
+    key = {"partition_key": session.isoformat()}
+    if end is not None and end != session:
+        key = {}
+        tags.update({RANGE_START_TAG: session.isoformat(), RANGE_END_TAG: end.isoformat()})
     return job.execute_in_process(
-        partition_key=session.isoformat(),
+        **key,
         instance=instance,
-        run_config={"resources": {"market_data": {"config": market_cfg}},
-                    "loggers": {"console": {"config": {"log_level": log_level}}}},
-        tags={**cli_run_tags("run"), "options_v4/source": src},
+        run_config=market_run_config(src, nse_dir, log_level),
+        tags=tags,
         raise_on_error=raise_on_error,
     ), instance

@@ -24,15 +24,15 @@ import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 from ..errors import ConfigError
 from .schema import metadata
+
+if TYPE_CHECKING:  # alembic is imported where a migration step needs it: the code location loads without it
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "options_v4_alembic_version"
@@ -121,6 +121,8 @@ def include_name(name: str | None, type_: str, parent_names: dict) -> bool:
 
 def alembic_config(connection: sa.Connection | None = None) -> Config:
     """The Alembic configuration, built in code (no alembic.ini needed in an installed package)."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("path_separator", "os")
@@ -132,6 +134,8 @@ def alembic_config(connection: sa.Connection | None = None) -> Config:
 @functools.cache
 def head() -> str:
     """The newest revision of the migrations shipped with this package."""
+    from alembic.script import ScriptDirectory
+
     heads = ScriptDirectory.from_config(alembic_config()).get_heads()
     if len(heads) != 1:
         raise ConfigError(f"the warehouse migrations have {len(heads)} heads ({', '.join(heads)}): "
@@ -141,11 +145,15 @@ def head() -> str:
 
 def current(conn: sa.Connection) -> str | None:
     """The database's revision (None: no version table or an empty one)."""
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
 def history() -> list[tuple[str, str | None, str]]:
     """(revision, down revision, message) from the newest to the baseline."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     return [(s.revision, s.down_revision if isinstance(s.down_revision, str) else None, s.doc or "")
             for s in script.walk_revisions()]
@@ -217,6 +225,8 @@ def _migration_engine(engine: sa.Engine) -> sa.Engine:
 def upgrade(engine: sa.Engine, target: str = "head") -> UpgradeResult:
     """Upgrade the database to ``target`` (see the module docstring). Cheap when already at head:
     one read of the version table, no lock."""
+    from alembic import command
+
     goal = head() if target == "head" else target
     with engine.connect() as conn:
         now = current(conn)

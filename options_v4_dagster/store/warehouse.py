@@ -12,7 +12,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from .. import config
-from . import archive, migrate
+from . import archive, migrate, sqlite_read
 from .migrate import UpgradeResult
 from .migrate import advisory_lock_key as _lock_key
 from .schema import metadata
@@ -286,29 +286,22 @@ class Warehouse:
             stmt = sa.text(query) if isinstance(query, str) else query
             res = conn.execute(stmt, params or {})
             cols = list(res.keys())
-            data = res.fetchall()
+            kinds = sqlite_read.column_kinds(stmt, cols) if self.dialect == "sqlite" else None
+            # SQLite, a SELECT of known column types: the driver's rows, converted by polars (sqlite_read.py)
+            data = res.cursor.fetchall() if kinds is not None and res.cursor is not None else res.fetchall()
+            fast = sqlite_read.frame_from_rows(data, cols, kinds) if kinds is not None and data else None
+            if kinds is not None and data and fast is None:  # a value off its declared type: the generic way
+                data = conn.execute(stmt, params or {}).fetchall()
         overrides = dict(schema_overrides or {})
+        if fast is not None:
+            return _cast(fast, {c: d for c, d in overrides.items() if c in fast.columns and fast.schema[c] != d})
         for c in cols:
             if c in ("date", "trade_date", "expiry") and c not in overrides:
                 overrides[c] = pl.Date
         if not data:
             return pl.DataFrame(schema={c: overrides.get(c, pl.Null) for c in cols})
         frame = pl.DataFrame(data, schema=cols, orient="row", infer_schema_length=None)
-        casts = []
-        for c, dtype in overrides.items():
-            if c not in frame.columns or frame.schema[c] == dtype:
-                continue
-            if frame.schema[c] == pl.Utf8 and dtype == pl.Date:
-                casts.append(pl.col(c).str.to_date().alias(c))
-            elif frame.schema[c] == pl.Utf8 and isinstance(dtype, pl.Datetime):
-                casts.append(pl.col(c).str.to_datetime(time_zone="UTC").alias(c))
-            else:
-                casts.append(pl.col(c).cast(dtype).alias(c))
-        # tz-aware timestamps come back as UTC whatever zone the driver attached (Etc/UTC, +00:00)
-        for c, dtype in frame.schema.items():
-            if isinstance(dtype, pl.Datetime) and dtype.time_zone not in (None, "UTC") and c not in overrides:
-                casts.append(pl.col(c).dt.convert_time_zone("UTC").alias(c))
-        return frame.with_columns(casts) if casts else frame
+        return _cast(frame, overrides)
 
     def read_partition(self, table: str, trade_date: dt.date, columns: Sequence[str] | None = None,
                        date_column: str = "trade_date", symbols: Iterable[str] | None = None) -> pl.DataFrame:
@@ -336,6 +329,25 @@ class Warehouse:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _cast(frame: pl.DataFrame, overrides: dict) -> pl.DataFrame:
+    """Apply ``schema_overrides`` (text dates and timestamps parsed); timestamps to UTC."""
+    casts = []
+    for c, dtype in overrides.items():
+        if c not in frame.columns or frame.schema[c] == dtype:
+            continue
+        if frame.schema[c] == pl.Utf8 and dtype == pl.Date:
+            casts.append(pl.col(c).str.to_date().alias(c))
+        elif frame.schema[c] == pl.Utf8 and isinstance(dtype, pl.Datetime):
+            casts.append(pl.col(c).str.to_datetime(time_zone="UTC").alias(c))
+        else:
+            casts.append(pl.col(c).cast(dtype).alias(c))
+    # tz-aware timestamps come back as UTC whatever zone the driver attached (Etc/UTC, +00:00)
+    for c, dtype in frame.schema.items():
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone not in (None, "UTC") and c not in overrides:
+            casts.append(pl.col(c).dt.convert_time_zone("UTC").alias(c))
+    return frame.with_columns(casts) if casts else frame
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

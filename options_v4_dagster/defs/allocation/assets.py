@@ -12,7 +12,8 @@ from options_v4_dagster.defs import formatting as fmt
 from options_v4_dagster.defs.common import RiskToleranceChoice, frame_markdown, upstream_source
 from options_v4_dagster.defs.lineage import ALLOCATION, table_spec
 from options_v4_dagster.defs.market_data.assets import market_conditions, universe
-from options_v4_dagster.defs.partitions import nse_sessions, session_of
+from options_v4_dagster.defs.partitions import nse_sessions, session_of, session_ranges
+from options_v4_dagster.defs.ranges import per_session
 from options_v4_dagster.defs.resources import WarehouseResource
 from options_v4_dagster.defs.strategies.assets import strategy_candidates
 from options_v4_dagster.store.allocations import run_append, snapshot_appends
@@ -54,6 +55,7 @@ _SNAPSHOT = ("Each result is an immutable snapshot named by allocation_id (conte
                    "latest row names its latest snapshot; null when there were no candidates). Table "
                    "portfolio_allocation_runs."),
     ],
+    backfill_policy=session_ranges,
     check_specs=[dg.AssetCheckSpec("within_limits", asset="portfolio_allocation",
                                    description="Whole lots; every position, symbol and industry within its "
                                    "capital limit; capital used within the capital."),
@@ -66,6 +68,7 @@ _SNAPSHOT = ("Each result is an immutable snapshot named by allocation_id (conte
     "portfolio_allocation (its positions), written once and never changed; portfolio_allocation_runs "
     "records which snapshot each materialization gave (the session's latest).",
 )
+@per_session
 def portfolio_allocation(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                          config: AllocationSettings):
     session = session_of(context)

@@ -10,16 +10,24 @@ import polars as pl
 
 from options_v4_dagster import universe as fno
 from options_v4_dagster.defs import formatting as fmt
-from options_v4_dagster.defs.common import failures_metadata, frame_markdown, record_failures, upstream_source
+from options_v4_dagster.defs.common import (
+    failures_metadata,
+    failures_replace,
+    frame_markdown,
+    record_failures,
+    upstream_source,
+)
 from options_v4_dagster.defs.lineage import MARKET_DATA, asset_attrs, table_spec
-from options_v4_dagster.defs.partitions import nse_sessions, session_of
+from options_v4_dagster.defs.partitions import nse_sessions, session_of, session_ranges, sessions_of
+from options_v4_dagster.defs.ranges import per_session
 from options_v4_dagster.defs.resources import MarketDataResource, WarehouseResource
 from options_v4_dagster.errors import CircuitOpen, DataError, ProviderError
+from options_v4_dagster.market.bar_windows import bar_windows
 from options_v4_dagster.market.dhan_limits import DAGSTER_POOL
 from options_v4_dagster.market.sanity import SanityConfig, screen_chain
 from options_v4_dagster.quant import regime
 from options_v4_dagster.store import Replace, market_queries
-from options_v4_dagster.store.provenance import sources_of
+from options_v4_dagster.store.provenance import provenance_replace, sources_of
 from options_v4_dagster.strategies.inputs import BARS_FETCH_DAYS
 from options_v4_dagster.types import Failure
 
@@ -30,9 +38,11 @@ GROUP = "market_data"
     partitions_def=nse_sessions,
     group_name=GROUP,
     **asset_attrs("fno_universe", MARKET_DATA, grain="underlying"),
+    backfill_policy=session_ranges,
     description="F&O underlyings (indices and ~208 stocks) the market-data source serves on the session, "
     "with lot size, strike step, industry and Dhan security id. Table fno_universe.",
 )
+@per_session
 def universe(context: dg.AssetExecutionContext, market_data: MarketDataResource,
              warehouse: WarehouseResource) -> dg.MaterializeResult:
     session = session_of(context)
@@ -79,6 +89,7 @@ class ChainSettings(dg.Config):
     deps=[universe],
     **asset_attrs("option_chain_data", MARKET_DATA, grain="contract"),
     pool=DAGSTER_POOL,  # Dhan's data APIs (with the cross-process ledger of market/dhan_limits.py)
+    backfill_policy=session_ranges,
     check_specs=[dg.AssetCheckSpec("chain_sanity", asset="option_chains", blocking=True,
                                    description="The share of requested symbols whose chain failed (provider error or "
                                    "the per-symbol sanity screen of market/sanity.py) is within max_failed_share; "
@@ -89,6 +100,7 @@ class ChainSettings(dg.Config):
     "jumps, IV outliers, spot) before writing: a failing symbol is excluded, recorded in pipeline_failures and keeps "
     "its previously stored rows; a broken feed (too many failing symbols) fails the step and writes nothing.",
 )
+@per_session
 def option_chains(context: dg.AssetExecutionContext, market_data: MarketDataResource,
                   warehouse: WarehouseResource, config: ChainSettings):
     session = session_of(context)
@@ -186,55 +198,73 @@ BARS_TABLES = ("underlying_bars", "nifty_historical_data", "india_vix_data")
                    description="A year of India VIX daily values ending at the session (written by the "
                    "underlying_bars step). Table india_vix_data; idempotent window upserts."),
     ],
+    backfill_policy=session_ranges,
     description="A year of daily OHLCV per underlying ending at the session (table underlying_bars); NIFTY also to "
-    "nifty_historical_data and India VIX to india_vix_data, the three tables and the failures in one transaction.",
+    "nifty_historical_data and India VIX to india_vix_data, the three tables and the failures in one transaction. "
+    "A range of sessions (a backfill) fetches and writes each symbol's merged windows once.",
 )
 def underlying_bars(context: dg.AssetExecutionContext, market_data: MarketDataResource,
                     warehouse: WarehouseResource):
-    session = session_of(context)
+    sessions = sessions_of(context)
     provider, wh = market_data.get(), warehouse.get()
-    symbols = wh.read_partition("fno_universe", session, ["symbol"]).get_column("symbol").to_list()
-    start = session - dt.timedelta(days=BARS_FETCH_DAYS)
+    requested = {s: list(dict.fromkeys([*wh.read_partition("fno_universe", s, ["symbol"]).get_column("symbol"),
+                                        "NIFTY", fno.VIX_SYMBOL])) for s in sessions}
+    by_symbol: dict[str, list[dt.date]] = {}
+    for s, symbols in requested.items():
+        for sym in symbols:
+            by_symbol.setdefault(sym, []).append(s)
     t0 = time.perf_counter()
-    frames, failures = [], []
-    for sym in dict.fromkeys([*symbols, "NIFTY", fno.VIX_SYMBOL]):
-        try:
-            frames.append((sym, provider.daily_bars(sym, start, session)))
-        except CircuitOpen as exc:  # the source is down: fail the step once, the stored bars stay
-            raise dg.Failure(description=f"underlying_bars {session}: {exc}; nothing written",
-                             metadata={"symbol": sym, "fetched_before": len(frames)}) from exc
-        except (DataError, ProviderError) as exc:  # recorded per symbol; anything else is a bug and fails loudly
-            failures.append(Failure.from_exception(sym, "daily_bars", exc))
+    frames, failures = {}, {s: [] for s in sessions}  # frames: span -> [(symbol, bars)]
+    for sym, spans in bar_windows(by_symbol, BARS_FETCH_DAYS).items():
+        for start, end in spans:
+            try:
+                frames.setdefault((start, end), []).append((sym, provider.daily_bars(sym, start, end)))
+            except CircuitOpen as exc:  # the source is down: fail the step once, the stored bars stay
+                raise dg.Failure(description=f"underlying_bars {sessions[0]}..{sessions[-1]}: {exc}; nothing written",
+                                 metadata={"symbol": sym, "fetched_before": sum(map(len, frames.values()))}) from exc
+            except (DataError, ProviderError) as exc:  # recorded per symbol; anything else is a bug and fails loudly
+                for s in by_symbol[sym]:
+                    if start <= s <= end:
+                        failures[s].append(Failure.from_exception(sym, "daily_bars", exc))
     fetch_s = time.perf_counter() - t0
-    writes = []  # the three tables and the failures in one transaction
-    stock_frames = [f for s, f in frames if s != fno.VIX_SYMBOL and f.height]
-    if stock_frames:
-        writes.append(Replace.window("underlying_bars", pl.concat(stock_frames)))
-    for sym, table in (("NIFTY", "nifty_historical_data"), (fno.VIX_SYMBOL, "india_vix_data")):
-        f = next((f for s, f in frames if s == sym), None)
-        if f is not None and f.height:
-            writes.append(Replace.window(table, f.drop("symbol"), key_column=None))
-    results = record_failures(wh, session, "underlying_bars", failures, *writes, source=provider.name)[:-1]
-    per_table = {t: 0 for t in BARS_TABLES}
-    for r in results:
+    writes = []  # the three tables, the failures and provenance of every session in one transaction
+    for group in frames.values():
+        stock_frames = [f for s, f in group if s != fno.VIX_SYMBOL and f.height]
+        if stock_frames:
+            writes.append(Replace.window("underlying_bars", pl.concat(stock_frames)))
+        for sym, table in (("NIFTY", "nifty_historical_data"), (fno.VIX_SYMBOL, "india_vix_data")):
+            f = next((f for s, f in group if s == sym), None)
+            if f is not None and f.height:
+                writes.append(Replace.window(table, f.drop("symbol"), key_column=None))
+    records = [r for s in sessions for r in (failures_replace(s, "underlying_bars", failures[s]),
+                                             provenance_replace(s, "underlying_bars", provider.name))]
+    per_table = {name: 0 for name in BARS_TABLES}
+    for r in wh.replace_together([*writes, *records])[:len(writes)]:
         per_table[r.table] += r.inserted
     written = sum(per_table.values())
-    for f in failures:
-        context.log.warning(f"underlying_bars {session} {f.symbol}: {f.kind}: {f.reason}")
-    context.log.info(f"underlying_bars {session}: {len(frames)} series, {written} bars in {time.perf_counter() - t0:.2f}s")
-    window = f"{start} .. {session}"
+    all_failures = [f for s in sessions for f in failures[s]]
+    for f in all_failures:
+        context.log.warning(f"underlying_bars {f.symbol}: {f.kind}: {f.reason}")
+    series = sum(map(len, frames.values()))
+    span = f"{min(a for a, _ in frames)} .. {max(b for _, b in frames)}" if frames else ""
+    context.log.info(f"underlying_bars {sessions[0]}..{sessions[-1]} ({len(sessions)} sessions): {series} series, "
+                     f"{written} bars in {time.perf_counter() - t0:.2f}s")
+    rng = {} if len(sessions) == 1 else {"sessions": fmt.count(len(sessions)),
+                                         "session_range": f"{sessions[0]} .. {sessions[-1]}"}
+    fetched = {sym for group in frames.values() for sym, f in group if f.height}
     yield dg.MaterializeResult(asset_key="underlying_bars", metadata={
         "dagster/row_count": fmt.count(per_table["underlying_bars"]),
-        "series": fmt.count(len(frames)),
-        "window": window,
+        **rng,
+        "series": fmt.count(series),
+        "window": span,
         "source": provider.name,
         "fetch_seconds": fmt.seconds(fetch_s),
-        **failures_metadata(failures),
+        **failures_metadata(all_failures),
     })
     for key, sym in (("nifty_historical_data", "NIFTY"), ("india_vix_data", fno.VIX_SYMBOL)):
         yield dg.MaterializeResult(asset_key=key, metadata={
-            "dagster/row_count": fmt.count(per_table[key]), "window": window, "source": provider.name,
-            "fetched": any(s == sym for s, f in frames if f.height)})
+            "dagster/row_count": fmt.count(per_table[key]), **rng, "window": span, "source": provider.name,
+            "fetched": sym in fetched})
 
 
 @dg.asset(
@@ -242,9 +272,11 @@ def underlying_bars(context: dg.AssetExecutionContext, market_data: MarketDataRe
     group_name=GROUP,
     deps=[option_chains, "nifty_historical_data", "india_vix_data"],
     **asset_attrs("market_conditions", MARKET_DATA, grain="session"),
+    backfill_policy=session_ranges,
     description="NIFTY trend (EMA20/50, 20-session return), India VIX in five bands and the NIFTY "
     "put-call ratio (OI) in three sentiment states. Table market_conditions.",
 )
+@per_session
 def market_conditions(context: dg.AssetExecutionContext, market_data: MarketDataResource,
                       warehouse: WarehouseResource) -> dg.MaterializeResult:
     session = session_of(context)

@@ -8,7 +8,8 @@ import polars as pl
 from options_v4_dagster.defs.common import failures_metadata, frame_markdown, record_failures
 from options_v4_dagster.defs.lineage import MARKET_DATA, asset_attrs
 from options_v4_dagster.defs.market_data.assets import GROUP
-from options_v4_dagster.defs.partitions import nse_sessions, session_of
+from options_v4_dagster.defs.partitions import nse_sessions, session_of, session_ranges
+from options_v4_dagster.defs.ranges import per_session
 from options_v4_dagster.defs.resources import MarketDataResource, WarehouseResource
 from options_v4_dagster.errors import DataError, DataUnavailable, ProviderError
 from options_v4_dagster.market.instruments import INSTRUMENTS_SCHEMA
@@ -25,12 +26,14 @@ ASSET = "instruments"
     group_name=GROUP,
     deps=["universe"],
     **asset_attrs("instruments", MARKET_DATA, grain="contract"),
+    backfill_policy=session_ranges,
     description="Every tradable contract of the session's underlyings with its security id, exchange segment, "
     "lot size, tick size (INR) and freeze quantity: from Dhan's scrip master on the dhan source (options and "
     "futures within the horizon, plus the underlyings' index / equity ids), derived from the session's option "
     "chains on the others. Table instruments; the execution plan and the paper broker read lots, ticks, freeze "
     "limits and security ids from it. A scrip master that cannot be read fails the step and keeps the stored rows.",
 )
+@per_session
 def instruments(context: dg.AssetExecutionContext, market_data: MarketDataResource,
                 warehouse: WarehouseResource) -> dg.MaterializeResult:
     session = session_of(context)

@@ -11,7 +11,8 @@ from options_v4_dagster.defs import formatting as fmt
 from options_v4_dagster.defs.common import frame_markdown, record_failures, upstream_source
 from options_v4_dagster.defs.lineage import STRATEGIES, asset_attrs, table_spec
 from options_v4_dagster.defs.market_data.assets import option_chains, universe
-from options_v4_dagster.defs.partitions import nse_sessions, session_of
+from options_v4_dagster.defs.partitions import is_last_session, nse_sessions, session_of, session_ranges
+from options_v4_dagster.defs.ranges import per_session
 from options_v4_dagster.defs.resources import WarehouseResource
 from options_v4_dagster.defs.volatility.assets import iv_history, iv_percentiles, option_greeks
 from options_v4_dagster.reports import payoff_chart
@@ -28,10 +29,12 @@ GROUP = "strategies"
     group_name=GROUP,
     deps=[universe, "underlying_bars", option_chains, iv_percentiles, iv_history],
     **asset_attrs("technical_signals", STRATEGIES, grain="underlying"),
+    backfill_policy=session_ranges,
     description="Per underlying: EMA 20/50/200, RSI 14, MACD, Bollinger width, ATR, volume ratio, consolidation and "
     "breakout flags -> direction and strength; with the IV environment one of nine market states; volatility and "
     "liquidity buckets. Table technical_signals.",
 )
+@per_session
 def technical_signals(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     session = session_of(context)
     wh = warehouse.get()
@@ -98,6 +101,7 @@ _CANDIDATE_DEPS = [technical_signals, option_greeks, option_chains]
                    description="Exit levels per stored candidate (profit target, stop loss, time exit, triggers). "
                    "Table strategy_exit_levels; written with strategy_candidates."),
     ],
+    backfill_policy=session_ranges,
     check_specs=[
         dg.AssetCheckSpec("legs_in_chain", asset="strategy_candidates", blocking=True,
                           description="Every option leg exists in the session's option_chain_data."),
@@ -112,6 +116,7 @@ _CANDIDATE_DEPS = [technical_signals, option_greeks, option_chains]
     "analytics, POP and its inputs, expected value, greeks, margin, score, conviction and exit levels; the best "
     "per symbol stored in strategies, strategy_details, strategy_parameters and strategy_exit_levels.",
 )
+@per_session(keep_last=("best_per_symbol", "payoff_charts", "payoff_charts_html"))
 def strategy_candidates(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                         config: CandidateSettings):
     session = session_of(context)
@@ -147,8 +152,9 @@ def strategy_candidates(context: dg.AssetExecutionContext, warehouse: WarehouseR
     writes = [Replace.partition(name, session, tables[name])  # the four tables in one transaction
               for name in CANDIDATE_TABLES.values()]
     record_failures(wh, session, "strategy_candidates", result.failures, *writes, source=source)
-    charts = payoff_chart.write_payoff_charts(
-        strategy_pipeline.chart_curves(result.ranked, config.charts, payoff_chart.HTML_POINTS), session)
+    charts = payoff_chart.write_payoff_charts(  # a range run keeps the charts of its last session only
+        strategy_pipeline.chart_curves(result.ranked, config.charts, payoff_chart.HTML_POINTS), session) \
+        if is_last_session(context) else []
     elapsed = time.perf_counter() - t0
     top = tables["strategies"].filter(pl.col("rank") == 1).sort("total_score", descending=True)
     context.log.info(f"strategy_candidates {session}: {result.built} built for {result.symbols} symbols, "

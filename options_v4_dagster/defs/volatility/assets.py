@@ -10,7 +10,14 @@ from options_v4_dagster.defs import formatting as fmt
 from options_v4_dagster.defs.common import frame_markdown, record_failures, upstream_source
 from options_v4_dagster.defs.lineage import VOLATILITY, asset_attrs
 from options_v4_dagster.defs.market_data.assets import option_chains
-from options_v4_dagster.defs.partitions import nse_sessions, session_of
+from options_v4_dagster.defs.partitions import (
+    is_last_session,
+    nse_sessions,
+    ordered_sessions,
+    session_of,
+    session_ranges,
+)
+from options_v4_dagster.defs.ranges import per_session
 from options_v4_dagster.defs.resources import WarehouseResource
 from options_v4_dagster.quant import iv_stats, regime, surface
 from options_v4_dagster.reports import iv_chart
@@ -18,6 +25,12 @@ from options_v4_dagster.store import Replace, failures, market_queries, volatili
 
 GROUP = "volatility"
 HISTORY_WINDOW = iv_stats.DEFAULT_WINDOW
+#: the stored chain columns surface.chain_iv reads (quotes, spot, futures, snapshot time; exchange IV for
+#: the metadata's comparison), and the option_greeks columns surface.iv_summary reads: a range run reads
+#: every session's 65,000 contracts twice, so it reads only these
+CHAIN_IV_INPUTS = ("trade_date", "symbol", "expiry", "strike", "option_type", "bid", "ask", "ltp",
+                   "underlying_price", "futures_price", "snapshot_ts", "exchange_iv")
+SUMMARY_GREEKS = ("symbol", "expiry", "strike", "option_type", "iv", "forward", "t_years")
 
 
 class IVSettings(dg.Config):
@@ -34,16 +47,18 @@ class IVSettings(dg.Config):
     group_name=GROUP,
     deps=[option_chains],
     **asset_attrs("option_greeks", VOLATILITY, grain="contract"),
+    backfill_policy=session_ranges,
     description="Implied vol (forward convention: Black-76 on the put-call-parity or futures forward, from mid "
     "else LTP; NSE convention: BS on spot at r=10% from LTP) and Black-76 greeks per contract. "
     "Table option_greeks; null IVs carry their reason.",
 )
+@per_session
 def option_greeks(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                   config: IVSettings) -> dg.MaterializeResult:
     session = session_of(context)
     wh = warehouse.get()
     t0 = time.perf_counter()
-    chain = wh.read_partition("option_chain_data", session)
+    chain = wh.read_partition("option_chain_data", session, CHAIN_IV_INPUTS)
     if chain.height == 0:
         return _missing(context, wh, session, "option_greeks", "option_greeks", "option_chain_data")
     iv = surface.chain_iv(chain, surface.IVConfig(rate=config.rate, nse_rate=config.nse_rate))
@@ -81,15 +96,17 @@ def option_greeks(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     group_name=GROUP,
     deps=[option_greeks, option_chains, "underlying_bars", "india_vix_data"],
     **asset_attrs("historical_iv_summary", VOLATILITY, grain="underlying"),
+    backfill_policy=session_ranges,
     description="Per underlying and session: 30-day ATM IV (variance-time interpolated), near and far ATM IV, "
     "25-delta skew, term slope, realized vol 20/60, IV - RV, put-call ratios, India VIX. "
     "Table historical_iv_summary.",
 )
+@per_session
 def iv_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     session = session_of(context)
     wh = warehouse.get()
     t0 = time.perf_counter()
-    greeks = wh.read_partition("option_greeks", session)
+    greeks = wh.read_partition("option_greeks", session, SUMMARY_GREEKS)
     chain = wh.read_partition("option_chain_data", session,
                               ["symbol", "expiry", "strike", "option_type", "underlying_price", "oi", "volume"])
     if greeks.height == 0:
@@ -144,12 +161,20 @@ def _atm_iv(frame: pl.DataFrame, symbol: str) -> float | None:
 @dg.asset(
     partitions_def=nse_sessions,
     group_name=GROUP,
-    deps=[dg.AssetDep(iv_history, partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-HISTORY_WINDOW))],
+    # The previous 252 sessions' IV history is read from the warehouse, not mapped: a dependency on 252
+    # iv_history partitions made a backfill of N sessions target every session up to 252 after them. The
+    # dependency on its own previous session orders a backfill: a session runs once the one before it
+    # (hence that session's IV history and all earlier ones of the backfill) is done.
+    deps=[iv_history, dg.AssetDep("iv_percentiles", partition_mapping=dg.TimeWindowPartitionMapping(
+        start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True))],
     **asset_attrs("iv_percentiles", VOLATILITY, grain="underlying"),
+    backfill_policy=ordered_sessions,
     description="IV percentile (share of the previous 252 sessions' 30-day ATM IV below today's) and IV rank "
     "per underlying, with history_days and the IV environment LOW/NORMAL/HIGH. Null with a reason when "
-    "fewer than 20 earlier sessions exist. Table iv_percentiles.",
+    "fewer than 20 earlier sessions exist. Table iv_percentiles. Reads the earlier sessions' IV history from "
+    "historical_iv_summary; depends on its own previous session, so a backfill computes sessions in order.",
 )
+@per_session(keep_last=("iv_charts",))
 def iv_percentiles(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                    config: IVSettings) -> dg.MaterializeResult:
     session = session_of(context)
@@ -181,7 +206,8 @@ def iv_percentiles(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                                      "iv_environment": pl.Utf8, "reason": pl.Utf8})
     record_failures(wh, session, "iv_percentiles", [], Replace.partition("iv_percentiles", session, out),
                     source=source)
-    charts = iv_chart.iv_charts_markdown(wh, session, out, config.iv_charts)
+    # a range run keeps the charts of its last session only
+    charts = iv_chart.iv_charts_markdown(wh, session, out, config.iv_charts) if is_last_session(context) else ""
     env = out.group_by("iv_environment").len()
     with_pct = int(out.get_column("iv_percentile").is_not_null().sum())
     context.log.info(f"iv_percentiles {session}: {with_pct}/{out.height} symbols with a percentile; "

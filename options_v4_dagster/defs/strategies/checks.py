@@ -6,6 +6,7 @@ import dagster as dg
 from options_v4_dagster import quality
 from options_v4_dagster.defs.checks_common import outcome_result, recorded_gap
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
+from options_v4_dagster.defs.ranges import per_session
 from options_v4_dagster.defs.resources import WarehouseResource
 
 
@@ -21,6 +22,7 @@ class SignalCoverageConfig(dg.Config):
     "and strength in [0, 1] (else ERROR); the share of underlyings with a direction is above warn_below (80%; "
     "else WARN: an underlying without a year of bars has none and is recorded in pipeline_failures).",
 )
+@per_session  # a backfill range run: each session checked, one combined result
 def signal_coverage(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                     config: SignalCoverageConfig) -> dg.AssetCheckResult:
     session = session_of(context)

@@ -8,6 +8,7 @@ import dagster as dg
 from options_v4_dagster import quality
 from options_v4_dagster.defs.checks_common import outcome_result, recorded_gap
 from options_v4_dagster.defs.partitions import nse_sessions, session_of
+from options_v4_dagster.defs.ranges import per_session
 from options_v4_dagster.defs.resources import WarehouseResource
 
 
@@ -26,6 +27,7 @@ class IVCoverageConfig(dg.Config):
     "(warn_below 50%: WARN, error_below 20%: ERROR); an IV <= 0 is an ERROR, more than max_extreme_share (1%) of "
     "the IVs above max_iv (500%) a WARN. A session the universe recorded as missing passes with its reason.",
 )
+@per_session  # a backfill range run: each session checked, one combined result
 def iv_coverage(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                 config: IVCoverageConfig) -> dg.AssetCheckResult:
     session = session_of(context)
@@ -51,6 +53,7 @@ class ATMIVCoverageConfig(dg.Config):
     "ERROR), 30-day ATM IVs in (0, max_iv] and realized vols >= 0 (else ERROR), and the share of underlyings "
     "with a 30-day ATM IV is above the floors (warn_below 80%: WARN, error_below 50%: ERROR).",
 )
+@per_session  # a backfill range run: each session checked, one combined result
 def atm_iv_coverage(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                     config: ATMIVCoverageConfig) -> dg.AssetCheckResult:
     session = session_of(context)

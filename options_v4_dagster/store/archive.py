@@ -51,6 +51,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from ..errors import OptionsV4Error
+from . import sqlite_read
 from .archive_schema import archived_sessions
 from .migrate import advisory_lock_key
 from .schema import UTCDateTime
@@ -133,13 +134,20 @@ def _rows_frame(rows: Sequence, cols: Sequence[str], t: sa.Table) -> pl.DataFram
         pl.DataFrame(schema=schema)
 
 
-def as_read(frame: pl.DataFrame) -> pl.DataFrame:
+def as_read(frame: pl.DataFrame, wh: Warehouse | None = None, table: str | None = None) -> pl.DataFrame:
     """A frame as ``Warehouse.read`` gives the same rows: a column without a value has no type (Null),
-    except the date columns it always parses; an empty result has only those typed."""
+    except the date columns it always parses; an empty result has only those typed. On SQLite a read of
+    columns of known types is built by :mod:`.sqlite_read`, which gives such a column its declared type."""
     if frame.height == 0:
         return pl.DataFrame(schema={c: (pl.Date if c in _DATE_NAMES else pl.Null) for c in frame.columns})
     nulls = [c for c in frame.columns if c not in _DATE_NAMES and frame.get_column(c).null_count() == frame.height]
-    return frame.with_columns([pl.lit(None).alias(c) for c in nulls]) if nulls else frame
+    if not nulls:
+        return frame
+    declared = sqlite_read.declared_dtypes(wh.table(table), frame.columns) \
+        if wh is not None and table is not None and wh.dialect == "sqlite" else None
+    if declared is not None:
+        return frame.with_columns([pl.lit(None, dtype=declared[c]).alias(c) for c in nulls])
+    return frame.with_columns([pl.lit(None).alias(c) for c in nulls])
 
 
 # -- the manifest ----------------------------------------------------------------------------------
@@ -311,7 +319,7 @@ def read_archived(wh: Warehouse, table: str, session: dt.date, columns: Sequence
     frame = lf.select(list(columns) if columns else pl.all()).collect()
     if symbols is None and frame.height != entry["row_count"]:
         raise ArchiveError(f"{path} holds {frame.height} rows, the manifest {entry['row_count']}")
-    return as_read(frame)
+    return as_read(frame, wh, table)
 
 
 def fallback(wh: Warehouse, frame: pl.DataFrame, table: str, session: dt.date,

@@ -38,6 +38,17 @@ def _kind(t: sa.types.TypeEngine) -> str | None:
     return None
 
 
+_READ = {"float": pl.Float64, "int": pl.Int64, "str": pl.Utf8, "date": pl.Date,
+         "utc": pl.Datetime("us", "UTC"), "bool": pl.Boolean}
+
+
+def declared_dtypes(table: sa.Table, names: Sequence[str]) -> dict[str, pl.DataType] | None:
+    """The polars type :func:`frame_from_rows` gives each of ``names`` (columns of ``table``); None when
+    a read of them would take the generic path (a column of a type not known here)."""
+    kinds = [_kind(table.c[n].type) for n in names]
+    return None if any(k is None for k in kinds) else {n: _READ[k] for n, k in zip(names, kinds, strict=True)}
+
+
 def column_kinds(stmt, names: Sequence[str]) -> list[str] | None:
     """Per result column its storage kind, or None when the statement is not a plain SELECT of known types."""
     if not isinstance(stmt, sa.Select):

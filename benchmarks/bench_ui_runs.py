@@ -102,6 +102,10 @@ def ui_vs_cli(base: Path, date: str) -> None:
 
 
 def _start_daemon(env: dict, log: Path) -> subprocess.Popen:
+    # create the instance's storage first: the daemon and `liveness-check` creating a new SQLite storage at
+    # the same time can collide
+    subprocess.run([str(BIN / "python"), "-c", "import dagster as dg; dg.DagsterInstance.get().get_runs(limit=1)"],
+                   env=env, cwd=ROOT, check=True, capture_output=True)
     daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")], env=env,
                               cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 300
@@ -111,7 +115,7 @@ def _start_daemon(env: dict, log: Path) -> subprocess.Popen:
         if ok:
             return daemon
         if daemon.poll() is not None:
-            sys.exit(f"dagster-daemon exited: see {log}")
+            sys.exit(f"dagster-daemon exited ({daemon.returncode}):\n" + log.read_text()[-4000:])
         time.sleep(2)
     sys.exit("dagster-daemon: no heartbeat after 300 s")
 

@@ -105,3 +105,36 @@ def test_bar_windows_merge_overlapping_windows_and_keep_gaps():
     assert out["GAPPY"] == [(d(2023, 1, 1), d(2024, 1, 1)), (d(2024, 7, 16), d(2025, 7, 16))]
     # windows that touch merge: the union is one span
     assert bar_windows({"X": [d(2025, 1, 1), d(2026, 1, 2)]}, days=365) == {"X": [(d(2024, 1, 2), d(2026, 1, 2))]}
+
+
+def test_multi_assets_one_spec_per_table_get_one_range_result_per_spec():
+    specs = [dg.AssetSpec("table_a", partitions_def=nse_sessions), dg.AssetSpec("table_b", partitions_def=nse_sessions)]
+
+    @dg.multi_asset(specs=specs, check_specs=[dg.AssetCheckSpec("rows", asset="table_b")],
+                    backfill_policy=session_ranges)
+    @per_session
+    def yielding(context: dg.AssetExecutionContext):
+        day = session_of(context).day
+        yield dg.MaterializeResult(asset_key="table_a", metadata={"dagster/row_count": day})
+        yield dg.MaterializeResult(asset_key="table_b", metadata={"dagster/row_count": 2 * day})
+        yield dg.AssetCheckResult(asset_key="table_b", check_name="rows", passed=True)
+
+    result = dg.materialize([yielding], tags=RANGE)
+    assert result.success
+    assert _mats(result, "table_a")[0].metadata["rows_written"].value == 45
+    assert sorted(m.partition for m in _mats(result, "table_b")) == SESSIONS
+    assert _mats(result, "table_b")[0].metadata["rows_written"].value == 90
+    assert [c.passed for c in result.get_asset_check_evaluations()] == [True]
+
+    specs2 = [dg.AssetSpec("table_c", partitions_def=nse_sessions), dg.AssetSpec("table_d", partitions_def=nse_sessions)]
+
+    @dg.multi_asset(specs=specs2)
+    @per_session
+    def returning(context: dg.AssetExecutionContext):
+        day = session_of(context).day
+        return (dg.MaterializeResult(asset_key="table_c", metadata={"dagster/row_count": day}),
+                dg.MaterializeResult(asset_key="table_d", metadata={"dagster/row_count": 1}))
+
+    result = dg.materialize([returning], tags=RANGE)
+    assert _mats(result, "table_c")[0].metadata["rows_written"].value == 45
+    assert _mats(result, "table_d")[0].metadata["sessions"].value == 3

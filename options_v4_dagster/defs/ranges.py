@@ -49,11 +49,24 @@ def per_session(fn: Callable | None = None, *, keep_last: Sequence[str] = ()) ->
         sessions = sessions_of(context)
         if len(sessions) == 1:
             return fn(context, *args, **kwargs)
-        done = _each(context, fn.__name__, sessions, lambda: [fn(context, *args, **kwargs)])
-        (result, *checks) = combine(done, keep_last)
-        if checks:
-            return dg.MaterializeResult(asset_key=result.asset_key, metadata=result.metadata, check_results=checks)
-        return result
+        many = []  # a multi-asset returns a tuple of results
+
+        def call() -> list:
+            out = fn(context, *args, **kwargs)
+            many.append(isinstance(out, tuple | list) and not isinstance(out, dg.MaterializeResult))
+            return [r for r in (out if many[-1] else [out]) if r is not None]
+
+        events = combine(_each(context, fn.__name__, sessions, call), keep_last)
+        mats = [e for e in events if isinstance(e, dg.MaterializeResult)]
+        checks = [e for e in events if isinstance(e, dg.AssetCheckResult)]
+        for i, m in enumerate(mats):  # a returned result carries its checks
+            own = [c for c in checks if c.asset_key in (None, m.asset_key)] if i == 0 else \
+                [c for c in checks if c.asset_key is not None and c.asset_key == m.asset_key]
+            if own:
+                mats[i] = dg.MaterializeResult(asset_key=m.asset_key, metadata=m.metadata, check_results=own)
+        if any(many):
+            return tuple(mats)
+        return mats[0] if mats else None
     return step
 
 

@@ -134,11 +134,13 @@ def test_warehouse_implements_the_protocol_with_the_same_signatures(tmp_path):
     finally:
         wh.dispose()
     assert not isinstance(object(), WarehouseLike)
-    for name in _protocol_members() - {"engine"}:  # a property (an attribute on Warehouse)
+    for name in _protocol_members() - {"engine", "dialect"}:  # properties (attributes on Warehouse)
+        assert not isinstance(getattr(Warehouse, name), property), name
         want = inspect.signature(getattr(WarehouseLike, name))
         got = inspect.signature(getattr(Warehouse, name))
         assert [(p.name, p.kind, p.default) for p in got.parameters.values()] == \
             [(p.name, p.kind, p.default) for p in want.parameters.values()], name
+    assert isinstance(Warehouse.dialect, property) and isinstance(WarehouseLike.dialect, property)
 
 
 def test_protocol_lists_exactly_what_assets_and_queries_use():

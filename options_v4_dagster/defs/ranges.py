@@ -53,7 +53,9 @@ def per_session(fn: Callable | None = None, *, keep_last: Sequence[str] = ()) ->
 
         def call() -> list:
             out = fn(context, *args, **kwargs)
-            many.append(isinstance(out, tuple | list) and not isinstance(out, dg.MaterializeResult))
+            # (MaterializeResult and AssetCheckResult are named tuples themselves)
+            many.append(isinstance(out, tuple | list)
+                        and not isinstance(out, dg.MaterializeResult | dg.AssetCheckResult))
             return [r for r in (out if many[-1] else [out]) if r is not None]
 
         events = combine(_each(context, fn.__name__, sessions, call), keep_last)
@@ -64,9 +66,11 @@ def per_session(fn: Callable | None = None, *, keep_last: Sequence[str] = ()) ->
                 [c for c in checks if c.asset_key is not None and c.asset_key == m.asset_key]
             if own:
                 mats[i] = dg.MaterializeResult(asset_key=m.asset_key, metadata=m.metadata, check_results=own)
+        if not mats:  # an asset check's function: one combined result over the range
+            return checks[0] if len(checks) == 1 else tuple(checks)
         if any(many):
             return tuple(mats)
-        return mats[0] if mats else None
+        return mats[0]
     return step
 
 

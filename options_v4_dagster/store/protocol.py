@@ -59,3 +59,9 @@ class WarehouseLike(Protocol):
         """The SQLAlchemy engine: the trading store (``store/trading.py``) runs its exactly-once
         compare-and-set updates in transactions of its own on it."""
         ...
+
+    @property
+    def dialect(self) -> str:
+        """The SQLAlchemy dialect's name (``sqlite``, ``postgresql``): what a reader that must give the
+        same frames as ``read`` (the Parquet archive's) needs to know about how ``read`` types them."""
+        ...
